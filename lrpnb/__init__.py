@@ -1,0 +1,15 @@
+"""lrpnb: Layer-wise Relevance Propagation with compiled Numba kernels.
+
+A fast re-creation of the LRP Toolbox (Lapuschkin et al., JMLR 17(114), 2016):
+the same layers, rules, numerics and model files, computed by ``numba.njit``
+kernels.
+"""
+from .data_io import read_data, write_data
+from .model_io import load, save
+from .network import (Convolution, Flatten, Layer, Linear, MaxPool, Network, Rect, SoftMax,
+                      SumPool, Tanh)
+
+__version__ = "0.1.0"
+
+__all__ = ["Network", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
+           "SoftMax", "Flatten", "load", "save", "read_data", "write_data", "__version__"]

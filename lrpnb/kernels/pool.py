@@ -1,0 +1,174 @@
+"""Sum and max pooling: forward passes and relevance rules.
+
+Layouts as in the LRP Toolbox: X (N, H, W, D), window (hp, wp), strides
+(s0, s1), output (N, (H-hp)//s0+1, (W-wp)//s1+1, D). Windows may overlap.
+Pooling acts on each channel separately, so output neuron (i, j, c) has the
+inputs (i*s0+a, j*s1+b, c) for a < hp, b < wp.
+
+As in the convolution kernels, each sample is one ``prange`` iteration and
+adds its windows' relevance in a fixed order: deterministic, no atomics.
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import PARALLEL
+from .rules import negative_part, positive_part, stabilize
+
+
+@njit(**PARALLEL)
+def sumpool_forward(X, hp, wp, s0, s1, scale):
+    """``Y[n,i,j,c] = scale * sum_{a,b} X[n, i*s0+a, j*s1+b, c]``.
+
+    The toolbox uses ``scale = 1/sqrt(hp*wp)``; the caller passes it in the
+    input's dtype.
+    """
+    N, H, W, D = X.shape
+    Ho = (H - hp) // s0 + 1
+    Wo = (W - wp) // s1 + 1
+    Y = np.zeros((N, Ho, Wo, D), dtype=X.dtype)
+    for n in prange(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            Y[n, i, j, c] += X[n, i * s0 + a, j * s1 + b, c]
+                for c in range(D):
+                    Y[n, i, j, c] *= scale
+    return Y
+
+
+@njit(**PARALLEL)
+def sumpool_relevance_epsilon(X, R, hp, wp, s0, s1, epsilon):
+    """Epsilon rule on a sum pool, shares proportional to the inputs:
+
+    ``R_pqc = sum_{ij} x_pqc / (s_ijc + eps sgn(s_ijc)) R_ijc``, with
+    ``s_ijc = sum_{a,b} x_{i*s0+a, j*s1+b, c}`` the window's plain sum (the
+    toolbox stabilizes the unscaled sum). Its 'simple' rule uses eps = 1e-12.
+    """
+    N, Ho, Wo, D = R.shape
+    Rx = np.zeros_like(X)
+    for n in prange(N):
+        S = np.empty(D, dtype=X.dtype)
+        for i in range(Ho):
+            for j in range(Wo):
+                S[:] = 0
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            S[c] += X[n, i * s0 + a, j * s1 + b, c]
+                for c in range(D):
+                    S[c] = R[n, i, j, c] / stabilize(S[c], epsilon)
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            Rx[n, i * s0 + a, j * s1 + b, c] += S[c]
+        Rx[n] *= X[n]
+    return Rx
+
+
+@njit(**PARALLEL)
+def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
+    """Alpha-beta rule on a sum pool (the toolbox sets beta = 1 - alpha):
+
+    ``R_pqc = sum_{ij} (alpha x+ / (sum x+ + tiny) + beta x- / (sum x- - tiny)) R_ijc``
+
+    with the sums over the window. The released toolbox multiplies R twice
+    in the general case; this is the formula, as corrected.
+    """
+    N, Ho, Wo, D = R.shape
+    Rx = np.zeros_like(X)
+    for n in prange(N):
+        Sp = np.empty(D, dtype=X.dtype)
+        Sn = np.empty(D, dtype=X.dtype)
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(D):
+                    Sp[c] = tiny
+                    Sn[c] = -tiny
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            x = X[n, i * s0 + a, j * s1 + b, c]
+                            Sp[c] += positive_part(x)
+                            Sn[c] += negative_part(x)
+                for c in range(D):
+                    Sp[c] = alpha * R[n, i, j, c] / Sp[c]
+                    Sn[c] = beta * R[n, i, j, c] / Sn[c]
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            x = X[n, i * s0 + a, j * s1 + b, c]
+                            if x > 0:
+                                Rx[n, i * s0 + a, j * s1 + b, c] += Sp[c]
+                            elif x < 0:
+                                Rx[n, i * s0 + a, j * s1 + b, c] += Sn[c]
+        Rx[n] *= X[n]
+    return Rx
+
+
+@njit(**PARALLEL)
+def pool_relevance_uniform(X, R, hp, wp, s0, s1):
+    """Flat and w^2 rules on a pooling layer: ``R_pqc = sum_{ij} R_ijc / (hp wp)``
+    over the windows that contain (p, q). (A pooling window's weights are all
+    equal, so w^2 and flat agree.)"""
+    N, Ho, Wo, D = R.shape
+    count = np.float32(hp * wp)
+    Rx = np.zeros_like(X)
+    for n in prange(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            Rx[n, i * s0 + a, j * s1 + b, c] += R[n, i, j, c] / count
+    return Rx
+
+
+@njit(**PARALLEL)
+def maxpool_forward(X, hp, wp, s0, s1):
+    """``Y[n,i,j,c] = max_{a,b} X[n, i*s0+a, j*s1+b, c]``."""
+    N, H, W, D = X.shape
+    Ho = (H - hp) // s0 + 1
+    Wo = (W - wp) // s1 + 1
+    Y = np.empty((N, Ho, Wo, D), dtype=X.dtype)
+    for n in prange(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(D):
+                    Y[n, i, j, c] = X[n, i * s0, j * s1, c]
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            Y[n, i, j, c] = max(Y[n, i, j, c], X[n, i * s0 + a, j * s1 + b, c])
+    return Y
+
+
+@njit(**PARALLEL)
+def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
+    """Winner-take-all: ``R_pqc = sum_{ij} [x_pqc = y_ijc] / #{maxima} R_ijc``.
+
+    All of a window's relevance goes to its maximal input, split evenly when
+    several inputs tie (the toolbox's rule for simple, epsilon and alpha-beta).
+    ``Y`` is the forward output, so ties are exact equalities.
+    """
+    N, Ho, Wo, D = R.shape
+    Rx = np.zeros_like(X)
+    for n in prange(N):
+        share = np.empty(D, dtype=X.dtype)
+        for i in range(Ho):
+            for j in range(Wo):
+                share[:] = 0
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
+                                share[c] += 1
+                for c in range(D):
+                    share[c] = R[n, i, j, c] / share[c]
+                for a in range(hp):
+                    for b in range(wp):
+                        for c in range(D):
+                            if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
+                                Rx[n, i * s0 + a, j * s1 + b, c] += share[c]
+    return Rx

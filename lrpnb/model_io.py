@@ -1,0 +1,424 @@
+"""Reading and writing the LRP Toolbox's model files.
+
+Formats (specified in formats/README.md):
+
+- ``.txt``: the plain-text format of the toolbox's Python and Matlab ports;
+  read and written.
+- ``.nn`` / ``.pickle`` / ``.pkl``: the toolbox's pickled ``Sequential``; read
+  with a restricted unpickler that admits only the toolbox's module classes
+  and numpy arrays, and written so that the toolbox can read it.
+- ``.mat``: the Matlab port's saved ``modules.Sequential`` object (MCOS),
+  decoded with the mat-io package; read only.
+
+Every reader builds the whole network before returning it: a malformed file
+raises ValueError (naming the line, for text) and nothing half-loaded escapes.
+"""
+import io
+import os
+import pickle
+import re
+
+import numpy as np
+
+from ._atomic import atomic_path
+from .network import (Convolution, Flatten, Linear, MaxPool, Network, Rect, SoftMax, SumPool,
+                      Tanh)
+
+__all__ = ["load", "save", "FORMATS"]
+
+#: file extension -> format name
+FORMATS = {".txt": "txt", ".nn": "pickle", ".pickle": "pickle", ".pkl": "pickle", ".mat": "mat"}
+_FORMAT_NAMES = {"txt": "txt", "nn": "pickle", "pickle": "pickle", "pkl": "pickle", "mat": "mat"}
+
+
+def _format_of(path, fmt):
+    if fmt is not None:
+        key = str(fmt).lower().lstrip(".")
+        if key not in _FORMAT_NAMES:
+            raise ValueError(f"unknown model format {fmt!r}; known: {sorted(_FORMAT_NAMES)}")
+        return _FORMAT_NAMES[key]
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"cannot tell the model format of {os.fspath(path)!r} from its extension; "
+                         f"use one of {sorted(FORMATS)} or pass fmt=")
+    return FORMATS[ext]
+
+
+def load(path, fmt=None):
+    """Read a model file into a :class:`~lrpnb.Network`.
+
+    Parameters
+    ----------
+    path : str or path-like
+    fmt : {'txt', 'nn', 'pickle', 'mat'}, optional
+        Defaults to the file's extension.
+    """
+    kind = _format_of(path, fmt)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"model path is a folder, not a file: {path}")
+    return {"txt": _read_txt, "pickle": _read_pickle, "mat": _read_mat}[kind](path)
+
+
+def save(net, path, fmt=None):
+    """Write ``net`` to ``path`` ('txt' or 'nn'/'pickle'), atomically."""
+    kind = _format_of(path, fmt)
+    if kind == "mat":
+        raise ValueError("writing .mat models is not supported; write .txt, which the toolbox's "
+                         "Matlab port reads")
+    if not isinstance(net, Network):
+        raise TypeError(f"save() needs an lrpnb Network, got {type(net).__name__}")
+    with atomic_path(path) as tmp:
+        if kind == "txt":
+            _write_txt(net, tmp)
+        else:
+            _write_pickle(net, tmp)
+
+
+# ====================================================================== text
+# numpy >= 2 prints scalars as np.float64(0.5); the toolbox's writer used repr()
+_NUMPY_SCALAR = re.compile(r"(?:np|numpy)\.float(?:16|32|64|128)?\(\s*([^()]*?)\s*\)")
+
+
+class _Lines:
+    """The non-empty lines of a text model, with their 1-based line numbers."""
+
+    def __init__(self, path, text):
+        self.path = path
+        self.lines = [(k + 1, line.strip()) for k, line in enumerate(text.splitlines()) if line.strip()]
+        self.pos = 0
+
+    def error(self, lineno, message):
+        return ValueError(f"{self.path}, line {lineno}: {message}")
+
+    def next(self, what):
+        if self.pos >= len(self.lines):
+            last = self.lines[-1][0] if self.lines else 0
+            raise ValueError(f"{self.path}, line {last + 1}: file ends where {what} was expected")
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+    def numbers(self, what):
+        lineno, line = self.next(what)
+        tokens = _NUMPY_SCALAR.sub(r"\1", line).split()
+        values = np.empty(len(tokens))
+        for k, token in enumerate(tokens):
+            try:
+                values[k] = float(token)
+            except ValueError:
+                raise self.error(lineno, f"{what}: {token!r} is not a number") from None
+        if not np.isfinite(values).all():
+            raise self.error(lineno, f"{what} contains NaN or infinite values")
+        return lineno, values
+
+
+def _sizes(lines, lineno, tokens, names):
+    if len(tokens) - 1 != len(names):
+        raise lines.error(lineno, f"{tokens[0]} needs {len(names)} sizes ({' '.join(names)}), "
+                                  f"got {len(tokens) - 1}")
+    values = []
+    for name, token in zip(names, tokens[1:]):
+        try:
+            value = int(token)
+        except ValueError:
+            raise lines.error(lineno, f"{tokens[0]}: {name} must be an integer, got {token!r}") from None
+        if value < 1:
+            raise lines.error(lineno, f"{tokens[0]}: {name} must be positive, got {value}")
+        values.append(value)
+    return values
+
+
+def _expect_count(lines, lineno, values, count, what):
+    if values.size != count:
+        raise lines.error(lineno, f"{what}: expected {count} numbers, got {values.size}")
+
+
+def _read_txt(path):
+    with open(path, encoding="utf-8", errors="strict") as handle:
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not a text model file ({error})") from None
+    lines = _Lines(path, text)
+    if not lines.lines:
+        raise ValueError(f"{path}: the model file is empty")
+    layers = []
+    while lines.pos < len(lines.lines):
+        lineno, header = lines.next("a layer")
+        tokens = header.split()
+        name = tokens[0]
+        if name == "Linear":
+            m, n = _sizes(lines, lineno, tokens, ["m", "n"])
+            wline, values = lines.numbers("Linear weights")
+            if values.size == n and m > 1:
+                # legacy variant: one line per row of W
+                rows = [values]
+                for _ in range(m - 1):
+                    rline, row = lines.numbers("Linear weight row")
+                    _expect_count(lines, rline, row, n, "Linear weight row")
+                    rows.append(row)
+                W = np.stack(rows)
+            else:
+                _expect_count(lines, wline, values, m * n, f"Linear {m} {n} weights")
+                W = values.reshape(m, n)
+            bline, B = lines.numbers("Linear bias")
+            _expect_count(lines, bline, B, n, "Linear bias")
+            layers.append(Linear(W, B))
+        elif name == "Convolution":
+            h, w, d, n, s0, s1 = _sizes(lines, lineno, tokens, ["h", "w", "d", "n", "s0", "s1"])
+            wline, W = lines.numbers("Convolution weights")
+            _expect_count(lines, wline, W, h * w * d * n, f"Convolution {h}x{w}x{d}x{n} weights")
+            bline, B = lines.numbers("Convolution bias")
+            _expect_count(lines, bline, B, n, "Convolution bias")
+            layers.append(Convolution(W.reshape(h, w, d, n), B, stride=(s0, s1)))
+        elif name in ("SumPool", "MaxPool"):
+            h, w, s0, s1 = _sizes(lines, lineno, tokens, ["h", "w", "s0", "s1"])
+            layers.append((SumPool if name == "SumPool" else MaxPool)((h, w), (s0, s1)))
+        elif name in _PLAIN:
+            if len(tokens) > 1:
+                raise lines.error(lineno, f"{name} takes no sizes, got {' '.join(tokens[1:])!r}")
+            layers.append(_PLAIN[name]())
+        else:
+            raise lines.error(lineno, f"unknown layer {name!r}; known layers: Linear, Convolution, "
+                                      f"SumPool, MaxPool, {', '.join(_PLAIN)}")
+    return Network(layers)
+
+
+_PLAIN = {"Rect": Rect, "Tanh": Tanh, "SoftMax": SoftMax, "Flatten": Flatten}
+
+
+def _number_line(values):
+    # repr of a Python float is the shortest string that reads back exactly
+    return " ".join(repr(v) for v in np.ravel(values).tolist()) + "\n"
+
+
+def _write_txt(net, path):
+    with open(path, "w", encoding="utf-8") as handle:
+        for layer in net.layers:
+            handle.write(layer.describe() + "\n")
+            if isinstance(layer, (Linear, Convolution)):
+                handle.write(_number_line(layer.W))
+                handle.write(_number_line(layer.B))
+
+
+# ====================================================================== pickle
+_TOOLBOX_CLASSES = {
+    "Sequential": "modules.sequential", "Linear": "modules.linear",
+    "Convolution": "modules.convolution", "SumPool": "modules.sumpool",
+    "MaxPool": "modules.maxpool", "Rect": "modules.rect", "Tanh": "modules.tanh",
+    "SoftMax": "modules.softmax", "Flatten": "modules.flatten", "Module": "modules.module",
+}
+
+
+class _ToolboxObject:
+    """Inert stand-in for one of the toolbox's module classes: holds its attributes."""
+
+    toolbox_class = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"{self.toolbox_class}: unexpected state {type(state).__name__}")
+        self.__dict__.update(state)
+
+
+_STAND_INS = {name: type(name, (_ToolboxObject,), {"toolbox_class": name, "__module__": module})
+              for name, module in _TOOLBOX_CLASSES.items()}
+
+
+def _safe_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError("only plain numpy arrays may be reconstructed")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _safe_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise pickle.UnpicklingError("only numeric numpy scalars are admitted")
+    return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
+
+
+def _safe_reconstructor(cls, base, state=None):
+    # protocol 0/1 pickles of new-style classes (copyreg._reconstructor)
+    if cls not in _STAND_INS.values() or base is not object or state is not None:
+        raise pickle.UnpicklingError("refusing a reconstructor call on a non-toolbox class")
+    return cls.__new__(cls)
+
+
+def _safe_newobj(cls, *args):
+    if cls not in _STAND_INS.values() or args:
+        raise pickle.UnpicklingError("refusing to construct a non-toolbox class")
+    return cls.__new__(cls)
+
+
+_NUMPY_GLOBALS = {
+    "_reconstruct": _safe_reconstruct, "ndarray": np.ndarray, "dtype": np.dtype,
+    "scalar": _safe_scalar,
+}
+_ADMITTED_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
+                           "numpy.core.numeric", "numpy._core.numeric"}
+
+
+class _RefusedPickle(ValueError):
+    pass
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits only the toolbox's module classes (as inert stand-ins) and the
+    few numpy callables that rebuild arrays; refuses every other global
+    before anything is called."""
+
+    def find_class(self, module, name):
+        if module in ("modules." + name.lower(), name.lower()) and name in _STAND_INS:
+            return _STAND_INS[name]
+        if module in _ADMITTED_NUMPY_MODULES and name in _NUMPY_GLOBALS:
+            return _NUMPY_GLOBALS[name]
+        if module in ("copy_reg", "copyreg") and name == "_reconstructor":
+            return _safe_reconstructor
+        if module in ("copy_reg", "copyreg") and name == "__newobj__":
+            return _safe_newobj
+        if module in ("__builtin__", "builtins") and name == "object":
+            return object
+        raise _RefusedPickle(f"refusing to load {module}.{name}: a toolbox model pickle may only hold "
+                             f"the toolbox's module classes and numpy arrays")
+
+
+def _attr(obj, name, index):
+    if name not in obj.__dict__:
+        raise ValueError(f"module {index} ({obj.toolbox_class}) has no attribute {name!r}")
+    return obj.__dict__[name]
+
+
+def _layer_from_toolbox(obj, index):
+    kind = getattr(obj, "toolbox_class", None)
+    if kind == "Linear":
+        layer = Linear(np.asarray(_attr(obj, "W", index)), np.asarray(_attr(obj, "B", index)))
+    elif kind == "Convolution":
+        layer = Convolution(np.asarray(_attr(obj, "W", index)), np.asarray(_attr(obj, "B", index)),
+                            stride=tuple(_attr(obj, "stride", index)))
+    elif kind in ("SumPool", "MaxPool"):
+        cls = SumPool if kind == "SumPool" else MaxPool
+        layer = cls(tuple(_attr(obj, "pool", index)), tuple(_attr(obj, "stride", index)))
+    elif kind in _PLAIN:
+        layer = _PLAIN[kind]()
+    else:
+        raise ValueError(f"module {index} is a {kind or type(obj).__name__}, not a layer lrpnb knows")
+    rule = obj.__dict__.get("lrp_var")
+    if rule is not None:
+        layer.set_lrp_parameters(rule, obj.__dict__.get("lrp_param"))
+    return layer
+
+
+def _read_pickle(path):
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        # latin1: Python 2 pickles store numpy's raw bytes as str
+        root = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except _RefusedPickle as error:
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # any decoding failure of untrusted bytes
+        raise ValueError(f"{path}: not a readable toolbox model pickle ({type(error).__name__}: {error})") from None
+    if getattr(root, "toolbox_class", None) != "Sequential" or not isinstance(root.__dict__.get("modules"), list):
+        raise ValueError(f"{path}: the pickle does not hold a toolbox Sequential with a list of modules")
+    try:
+        return Network([_layer_from_toolbox(obj, k) for k, obj in enumerate(root.modules)])
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+class _ToolboxPickler(pickle._Pickler):
+    """Writes our stand-ins under the toolbox's class names, and numpy's
+    array reconstructor under the name that numpy 1.x and 2.x both import."""
+
+    def save_global(self, obj, name=None):
+        if isinstance(obj, type) and issubclass(obj, _ToolboxObject):
+            self.write(pickle.GLOBAL + f"{obj.__module__}\n{obj.toolbox_class}\n".encode("ascii"))
+            self.memoize(obj)
+            return
+        module = getattr(obj, "__module__", "")
+        if module == "numpy._core.multiarray":
+            self.write(pickle.GLOBAL + f"numpy.core.multiarray\n{obj.__name__}\n".encode("ascii"))
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def _toolbox_state(layer):
+    state = {"lrp_var": layer.lrp_var, "lrp_param": layer.lrp_param}
+    if isinstance(layer, Linear):
+        state.update(W=layer.W, B=layer.B, m=layer.m, n=layer.n)
+    elif isinstance(layer, Convolution):
+        h, w, d, n = layer.W.shape
+        state.update(W=layer.W, B=layer.B, fh=h, fw=w, fd=d, n=n, stride=layer.stride)
+    elif isinstance(layer, (SumPool, MaxPool)):
+        state.update(pool=layer.pool, stride=layer.stride)
+    return state
+
+
+def _write_pickle(net, path):
+    modules = []
+    for layer in net.layers:
+        obj = _STAND_INS[type(layer).__name__].__new__(_STAND_INS[type(layer).__name__])
+        obj.__dict__.update(_toolbox_state(layer))
+        modules.append(obj)
+    root = _STAND_INS["Sequential"].__new__(_STAND_INS["Sequential"])
+    root.__dict__.update(modules=modules, lrp_var=None, lrp_param=None)
+    with open(path, "wb") as handle:
+        _ToolboxPickler(handle, protocol=2).dump(root)
+
+
+# ====================================================================== Matlab
+def _read_mat(path):
+    try:
+        import matio
+    except ImportError:  # pragma: no cover - mat-io is a dependency
+        raise ImportError("reading .mat models needs the mat-io package (pip install mat-io)") from None
+    try:
+        contents = matio.load_from_mat(path)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable MAT-file ({type(error).__name__}: {error})") from None
+    models = [v for v in contents.values() if getattr(v, "classname", None) == "modules.Sequential"]
+    if len(models) != 1:
+        found = sorted(contents)
+        raise ValueError(f"{path}: expected one modules.Sequential object, found "
+                         f"{len(models)} among the variables {found}")
+    modules = np.ravel(models[0].properties.get("modules", np.empty(0, dtype=object)))
+    layers = []
+    try:
+        for index, module in enumerate(modules):
+            layers.append(_layer_from_matlab(module, index))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not layers:
+        raise ValueError(f"{path}: the model has no modules")
+    return Network(layers)
+
+
+def _matlab_ints(props, name, index, kind):
+    if name not in props:
+        raise ValueError(f"module {index} ({kind}) has no property {name!r}")
+    return tuple(int(v) for v in np.ravel(props[name]))
+
+
+def _layer_from_matlab(module, index):
+    kind = str(getattr(module, "classname", "")).removeprefix("modules.")
+    props = getattr(module, "properties", None) or {}
+    if kind == "Linear":
+        return Linear(np.asarray(props["W"], dtype=np.float64).reshape(np.shape(props["W"])[0], -1),
+                      np.ravel(props["B"]))
+    if kind == "Convolution":
+        # Matlab drops trailing singleton dimensions; filtersize keeps h w d n
+        size = _matlab_ints(props, "filtersize", index, kind)
+        W = np.asarray(props["W"], dtype=np.float64)
+        if W.size != int(np.prod(size)):
+            raise ValueError(f"module {index} (Convolution): W has {W.size} values for filter size {size}")
+        W = W.reshape(size)
+        return Convolution(W, np.ravel(props["B"]), stride=_matlab_ints(props, "stride", index, kind))
+    if kind in ("SumPool", "MaxPool"):
+        cls = SumPool if kind == "SumPool" else MaxPool
+        return cls(_matlab_ints(props, "pool", index, kind), _matlab_ints(props, "stride", index, kind))
+    if kind in _PLAIN:
+        return _PLAIN[kind]()
+    raise ValueError(f"module {index} is a {kind or type(module).__name__}, not a layer lrpnb knows")

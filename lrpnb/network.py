@@ -1,0 +1,463 @@
+"""Layers and the Network that chains them.
+
+This module holds the model's structure, checks shapes and arguments, and
+dispatches every forward and relevance pass to a compiled kernel in
+``lrpnb.kernels``; it does no numerics of its own. The semantics are those of
+the LRP Toolbox (Lapuschkin et al., JMLR 17(114), 2016): images are
+(N, H, W, D), vectors (N, D), and ``Network.lrp`` is its ``Sequential.lrp``.
+"""
+import numbers
+
+import numpy as np
+
+from .kernels import activations, conv, dense, pool
+from .rules import (ALPHABETA_STABILIZER, SIMPLE_STABILIZER, SUMPOOL_SIMPLE_STABILIZER,
+                    resolve)
+
+__all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
+           "SoftMax", "Flatten", "Network"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _pair(value, what, layer):
+    """A (rows, columns) pair of positive ints from an int or a 2-sequence."""
+    if isinstance(value, numbers.Integral):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}") from None
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) or
+                                 (isinstance(v, (float, np.floating)) and float(v).is_integer())
+                                 for v in pair):
+        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
+    pair = tuple(int(v) for v in pair)
+    if min(pair) < 1:
+        raise ValueError(f"{layer}: {what} must be positive, got {pair}")
+    return pair
+
+
+def _parameter_array(value, ndim, what, layer):
+    """A finite float64 C-contiguous copy of a weight or bias array."""
+    try:
+        array = np.array(value, dtype=np.float64, order="C")
+    except (TypeError, ValueError):
+        raise ValueError(f"{layer}: {what} must be a numeric array") from None
+    if array.ndim != ndim:
+        raise ValueError(f"{layer}: {what} must have {ndim} dimensions, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{layer}: {what} contains NaN or infinite values")
+    return array
+
+
+def _shape_text(shape):
+    return "(" + ", ".join(["N"] + [str(s) for s in shape[1:]]) + ")"
+
+
+class Layer:
+    """Base class: a layer that passes data and relevance through unchanged.
+
+    Every layer carries an LRP rule preset (``lrp_var``, ``lrp_param``), used by
+    ``Network.lrp`` when no rule is given there.
+    """
+
+    def __init__(self):
+        self.lrp_var = None
+        self.lrp_param = None
+
+    def set_lrp_parameters(self, rule=None, param=None):
+        """Preset the LRP rule of this layer (validated now, used by lrp())."""
+        resolve(rule, param)
+        self.lrp_var, self.lrp_param = rule, param
+
+    def describe(self):
+        """The layer's header as in the toolbox's text format."""
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{self.describe()}>"
+
+    def output_shape(self, shape):
+        """Shape of the output for an input of ``shape`` (ValueError if it does not fit)."""
+        return shape
+
+    def forward(self, X):
+        return X
+
+    def relevance(self, X, Y, R, rule, param):
+        """Input relevance for output relevance ``R``, given this layer's input
+        ``X`` and output ``Y``, with a canonical ``rule`` and its ``param``."""
+        return R
+
+
+class _Weighted(Layer):
+    """A layer with weights W and bias B, kept as float64 and cast per dtype."""
+
+    def __init__(self, W, B):
+        super().__init__()
+        self._casts = {}
+        self.W = W
+        self.B = B
+
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = _parameter_array(value, self._weight_ndim, "W", type(self).__name__)
+        self._casts = {}
+
+    @property
+    def B(self):
+        return self._B
+
+    @B.setter
+    def B(self, value):
+        # the toolbox's Matlab port stores biases as 1 x n rows
+        self._B = _parameter_array(np.ravel(value), 1, "B", type(self).__name__)
+        self._casts = {}
+
+    def _check_bias(self):
+        if self._B.shape != (self._W.shape[-1],):
+            raise ValueError(f"{type(self).__name__}: B must have {self._W.shape[-1]} values "
+                             f"(one per output), got {self._B.size}")
+
+    def weights(self, dtype):
+        """(W, B) in ``dtype``, cast once and cached."""
+        if dtype not in self._casts:
+            self._casts[dtype] = (self._W.astype(dtype), self._B.astype(dtype))
+        return self._casts[dtype]
+
+
+class Linear(_Weighted):
+    """Dense layer ``Y = X W + B`` with W of shape (m, n) and B of shape (n,)."""
+
+    _weight_ndim = 2
+
+    def __init__(self, W, B):
+        super().__init__(W, B)
+        self._check_bias()
+
+    @property
+    def m(self):
+        return self.W.shape[0]
+
+    @property
+    def n(self):
+        return self.W.shape[1]
+
+    def describe(self):
+        return f"Linear {self.m} {self.n}"
+
+    def output_shape(self, shape):
+        if len(shape) != 2 or shape[1] != self.m:
+            hint = " (add a Flatten layer before it)" if len(shape) != 2 else ""
+            raise ValueError(f"expects input of shape (N, {self.m}), got {_shape_text(shape)}{hint}")
+        return (shape[0], self.n)
+
+    def forward(self, X):
+        W, B = self.weights(X.dtype)
+        return dense.dense_forward(X, W, B)
+
+    def relevance(self, X, Y, R, rule, param):
+        W, B = self.weights(X.dtype)
+        t = X.dtype.type
+        if rule == "flat":
+            return dense.dense_relevance_flat(X, R)
+        if rule == "ww":
+            return dense.dense_relevance_ww(W, R)
+        if rule == "alphabeta":
+            return dense.dense_relevance_alphabeta(X, W, B, R, t(param), t(1 - param),
+                                                   t(ALPHABETA_STABILIZER))
+        epsilon = SIMPLE_STABILIZER if rule == "simple" else param
+        return dense.dense_relevance_epsilon(X, W, Y, R, t(epsilon))
+
+
+class Convolution(_Weighted):
+    """Convolution without padding; W of shape (h, w, d, n), B of shape (n,)."""
+
+    _weight_ndim = 4
+
+    def __init__(self, W, B, stride=(1, 1)):
+        super().__init__(W, B)
+        self._check_bias()
+        self.stride = _pair(stride, "stride", "Convolution")
+
+    def describe(self):
+        h, w, d, n = self.W.shape
+        return f"Convolution {h} {w} {d} {n} {self.stride[0]} {self.stride[1]}"
+
+    def output_shape(self, shape):
+        h, w, d, n = self.W.shape
+        if len(shape) != 4 or shape[3] != d or shape[1] < h or shape[2] < w:
+            raise ValueError(f"expects input of shape (N, H>={h}, W>={w}, {d}), "
+                             f"got {_shape_text(shape)}")
+        return (shape[0], conv.output_size(shape[1], h, self.stride[0]),
+                conv.output_size(shape[2], w, self.stride[1]), n)
+
+    def forward(self, X):
+        W, B = self.weights(X.dtype)
+        return conv.conv_forward(X, W, B, *self.stride)
+
+    def relevance(self, X, Y, R, rule, param):
+        W, B = self.weights(X.dtype)
+        t = X.dtype.type
+        if rule == "flat":
+            return conv.conv_relevance_flat(X, W, R, *self.stride)
+        if rule == "ww":
+            return conv.conv_relevance_ww(X, W, R, *self.stride)
+        if rule == "alphabeta":
+            return conv.conv_relevance_alphabeta(X, W, B, R, *self.stride, t(param), t(1 - param),
+                                                 t(ALPHABETA_STABILIZER))
+        epsilon = SIMPLE_STABILIZER if rule == "simple" else param
+        return conv.conv_relevance_epsilon(X, W, Y, R, *self.stride, t(epsilon))
+
+
+class _Pool(Layer):
+    def __init__(self, pool=(2, 2), stride=(2, 2)):
+        super().__init__()
+        self.pool = _pair(pool, "pool", type(self).__name__)
+        self.stride = _pair(stride, "stride", type(self).__name__)
+
+    def describe(self):
+        return f"{type(self).__name__} {self.pool[0]} {self.pool[1]} {self.stride[0]} {self.stride[1]}"
+
+    def output_shape(self, shape):
+        hp, wp = self.pool
+        if len(shape) != 4 or shape[1] < hp or shape[2] < wp:
+            raise ValueError(f"expects input of shape (N, H>={hp}, W>={wp}, D), "
+                             f"got {_shape_text(shape)}")
+        return (shape[0], conv.output_size(shape[1], hp, self.stride[0]),
+                conv.output_size(shape[2], wp, self.stride[1]), shape[3])
+
+
+class SumPool(_Pool):
+    """Sum pooling, scaled by 1/sqrt(hp*wp) as in the toolbox."""
+
+    def forward(self, X):
+        scale = X.dtype.type(1 / np.sqrt(self.pool[0] * self.pool[1]))
+        return pool.sumpool_forward(X, *self.pool, *self.stride, scale)
+
+    def relevance(self, X, Y, R, rule, param):
+        t = X.dtype.type
+        if rule in ("flat", "ww"):
+            return pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
+        if rule == "alphabeta":
+            return pool.sumpool_relevance_alphabeta(X, R, *self.pool, *self.stride, t(param),
+                                                    t(1 - param), t(ALPHABETA_STABILIZER))
+        epsilon = SUMPOOL_SIMPLE_STABILIZER if rule == "simple" else param
+        return pool.sumpool_relevance_epsilon(X, R, *self.pool, *self.stride, t(epsilon))
+
+
+class MaxPool(_Pool):
+    """Max pooling; relevance goes to the maxima (flat and ww: uniformly)."""
+
+    def forward(self, X):
+        return pool.maxpool_forward(X, *self.pool, *self.stride)
+
+    def relevance(self, X, Y, R, rule, param):
+        if rule in ("flat", "ww"):
+            return pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
+        return pool.maxpool_relevance_winners(X, Y, R, *self.pool, *self.stride)
+
+
+class Rect(Layer):
+    """Rectified linear unit, max(x, 0)."""
+
+    def forward(self, X):
+        return activations.rect_forward(X)
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent."""
+
+    def forward(self, X):
+        return activations.tanh_forward(X)
+
+
+class SoftMax(Layer):
+    """Softmax over the last axis of (N, C) scores."""
+
+    def output_shape(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"expects input of shape (N, C), got {_shape_text(shape)}")
+        return shape
+
+    def forward(self, X):
+        return activations.softmax_forward(X)
+
+
+class Flatten(Layer):
+    """Reshape (N, ...) to (N, D); relevance is reshaped back."""
+
+    def output_shape(self, shape):
+        return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+
+    def forward(self, X):
+        return X.reshape(X.shape[0], -1)
+
+    def relevance(self, X, Y, R, rule, param):
+        return R.reshape(X.shape)
+
+
+def _as_input(X, what="X"):
+    """``X`` as a C-contiguous float32/float64 array (other dtypes become float64)."""
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a numeric array") from None
+    if X.dtype not in _FLOATS:
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"{what} must be a numeric array, got dtype {X.dtype}")
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"{what} must be a batch of shape (N, ...) with N >= 1, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X.reshape(X.shape[0], -1)))[0][0]
+        raise ValueError(f"{what} contains NaN or infinite values (first in sample {bad})")
+    return X
+
+
+class Network:
+    """A sequence of layers: forward passes and LRP explanations.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        Applied in order.
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {k} is a {type(layer).__name__}, not an lrpnb layer")
+        self.layers = layers
+        self._activations = None
+
+    def __repr__(self):
+        body = "".join(f"\n  {k}: {layer.describe()}" for k, layer in enumerate(self.layers))
+        return f"Network({len(self.layers)} layers){body}"
+
+    def __len__(self):
+        return len(self.layers)
+
+    # ------------------------------------------------------------ presets
+    def set_lrp_parameters(self, rule=None, param=None):
+        """Preset the same LRP rule on every layer."""
+        resolve(rule, param)
+        for layer in self.layers:
+            layer.set_lrp_parameters(rule, param)
+
+    def drop_softmax_output_layer(self):
+        """Remove a final SoftMax layer, if there is one (returns self)."""
+        if self.layers and isinstance(self.layers[-1], SoftMax):
+            self.layers.pop()
+        return self
+
+    # ------------------------------------------------------------ shapes
+    def output_shapes(self, shape, layers=None):
+        """Shapes after each layer for an input of ``shape``.
+
+        Raises ValueError naming the first layer the input does not fit.
+        """
+        shapes = []
+        for k, layer in enumerate(self.layers if layers is None else layers):
+            try:
+                shape = tuple(int(s) for s in layer.output_shape(tuple(shape)))
+            except ValueError as error:
+                raise ValueError(f"input does not fit layer {k} ({layer.describe()}): {error}") from None
+            shapes.append(shape)
+        return shapes
+
+    # ------------------------------------------------------------ passes
+    def _trace(self, X, layers):
+        """Forward through ``layers``, keeping every activation (X first)."""
+        self.output_shapes(X.shape, layers)
+        activations = [X]
+        for layer in layers:
+            activations.append(layer.forward(activations[-1]))
+        return activations
+
+    def _backward(self, activations, R, layers, rule, param):
+        if rule is None and param is None:
+            rules = [resolve(layer.lrp_var, layer.lrp_param) for layer in layers]
+        else:
+            rules = [resolve(rule, param)] * len(layers)
+        for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
+                                              activations[-2::-1], activations[::-1]):
+            R = layer.relevance(X, Y, R, name, value)
+        return R
+
+    def forward(self, X):
+        """Output of the network for a batch ``X``, in X's float dtype.
+
+        The activations are kept for a following :meth:`lrp` call.
+        """
+        X = _as_input(X)
+        self._activations = self._trace(X, self.layers)
+        return self._activations[-1]
+
+    def lrp(self, R, rule=None, param=None):
+        """Input relevance for output relevance ``R`` of the last forward().
+
+        As the toolbox's ``Sequential.lrp``: an explicit ``rule`` (with its
+        ``param``) applies to every layer; with neither given, each layer uses
+        its preset (default 'simple').
+        """
+        if self._activations is None:
+            raise RuntimeError("lrp() needs the activations of a forward() call; call forward(X) first")
+        out = self._activations[-1]
+        R = _as_input(R, "R")
+        if R.shape != out.shape:
+            raise ValueError(f"R must have the shape of the last output {out.shape}, got {R.shape}")
+        R = R.astype(out.dtype, copy=False)
+        return self._backward(self._activations, R, self.layers, rule, param)
+
+    def explain(self, X, target=None, rule=None, param=None):
+        """Relevance of every input element for the score of a target class.
+
+        Parameters
+        ----------
+        X : array (N, ...)
+            Input batch; float32 stays float32, other dtypes become float64.
+        target : None, int or int array of length N
+            Class to explain: None for each sample's predicted class.
+        rule, param : str, float
+            LRP rule for every layer; neither given uses the layer presets.
+
+        Returns
+        -------
+        array shaped like X. The relevance starts from the score of the
+        target class (before a final SoftMax), all other outputs zero. No
+        state is kept on the network, so several threads may call this at once.
+        """
+        X = _as_input(X)
+        layers = self.layers
+        if layers and isinstance(layers[-1], SoftMax):
+            layers = layers[:-1]
+        activations = self._trace(X, layers)
+        scores = activations[-1]
+        if scores.ndim != 2:
+            raise ValueError(f"explain() needs class scores of shape (N, C); "
+                             f"the network outputs shape {scores.shape}")
+        N, C = scores.shape
+        if target is None:
+            target = np.argmax(scores, axis=1)
+        else:
+            target = np.asarray(target)
+            if target.dtype.kind not in "iu" or target.ndim > 1:
+                raise ValueError(f"target must be None, an int or an int array of length {N}, got {target!r}")
+            target = np.broadcast_to(target, (N,)) if target.ndim == 0 else target
+            if target.shape != (N,):
+                raise ValueError(f"target has {target.shape[0]} entries for {N} samples")
+            if target.min() < 0 or target.max() >= C:
+                raise ValueError(f"target classes must lie in 0..{C - 1}, got {target.min()}..{target.max()}")
+        rows = np.arange(N)
+        R = np.zeros_like(scores)
+        R[rows, target] = scores[rows, target]
+        return self._backward(activations, R, layers, rule, param)

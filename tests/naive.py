@@ -1,0 +1,199 @@
+"""Plain-numpy reference of every layer and LRP rule, written from the formulas.
+
+This module is the yardstick the compiled kernels are tested against. It follows
+the LRP Toolbox's definitions (Lapuschkin et al., JMLR 17(114), 2016) literally:
+for every output neuron j it forms the contributions z_ij explicitly and divides
+by their stabilized sum. It is slow and memory hungry on purpose: clarity over
+speed, and no code shared with lrpnb's kernels.
+
+Layouts: images (N, H, W, D), vectors (N, D), dense weights (m, n), convolution
+weights (h, w, d, n).
+"""
+import numpy as np
+
+RULES = ("simple", "epsilon", "alphabeta", "flat", "ww")
+
+
+def sgn(z):
+    """Sign with sgn(0) = +1, as in the toolbox."""
+    return np.where(z >= 0, 1.0, -1.0)
+
+
+def shares(Z, B, rule, param, stabilizer=1e-16):
+    """Relevance shares of the inputs of each output neuron.
+
+    ``Z`` holds the contributions z_ij with the input index on axis 1 (all
+    other input axes flattened into it) and the output index on the last
+    axis; ``B`` the bias of each output (or None). Returns the share of input i
+    in output j, same shape as ``Z``.
+    """
+    if B is None:
+        B = np.zeros(Z.shape[-1])
+    if rule == "simple":
+        Zs = Z.sum(axis=1, keepdims=True) + B
+        return Z / (Zs + stabilizer * sgn(Zs))
+    if rule == "epsilon":
+        Zs = Z.sum(axis=1, keepdims=True) + B
+        return Z / (Zs + param * sgn(Zs))
+    if rule == "alphabeta":
+        alpha = param
+        beta = 1.0 - alpha
+        Zp = np.where(Z > 0, Z, 0.0)
+        Zn = np.where(Z < 0, Z, 0.0)
+        out = np.zeros_like(Z)
+        if alpha != 0:
+            out += alpha * Zp / (Zp.sum(axis=1, keepdims=True) + np.maximum(B, 0) + 1e-16)
+        if beta != 0:
+            out += beta * Zn / (Zn.sum(axis=1, keepdims=True) + np.minimum(B, 0) - 1e-16)
+        return out
+    raise ValueError(rule)
+
+
+# ---------------------------------------------------------------- dense
+def dense_forward(X, W, B):
+    return X @ W + B
+
+
+def dense_lrp(X, W, B, R, rule, param=None):
+    """R_i = sum_j share_ij R_j for a dense layer, shares from ``rule``."""
+    N, m = X.shape
+    if rule == "flat":
+        S = np.ones((N, m, W.shape[1])) / m
+    elif rule == "ww":
+        S = np.broadcast_to(W ** 2 / (W ** 2).sum(axis=0), (N,) + W.shape)
+    else:
+        Z = X[:, :, None] * W[None, :, :]
+        S = shares(Z, B[None, None, :], rule, param)
+    return (S * R[:, None, :]).sum(axis=2)
+
+
+# ---------------------------------------------------------------- convolution
+def _windows(H, W, h, w, s0, s1):
+    for i in range((H - h) // s0 + 1):
+        for j in range((W - w) // s1 + 1):
+            yield i, j, slice(i * s0, i * s0 + h), slice(j * s1, j * s1 + w)
+
+
+def conv_forward(X, Wt, B, stride):
+    N, H, Wd, D = X.shape
+    h, w, d, n = Wt.shape
+    s0, s1 = stride
+    Y = np.zeros((N, (H - h) // s0 + 1, (Wd - w) // s1 + 1, n))
+    for i, j, si, sj in _windows(H, Wd, h, w, s0, s1):
+        Y[:, i, j, :] = np.tensordot(X[:, si, sj, :], Wt, axes=([1, 2, 3], [0, 1, 2])) + B
+    return Y
+
+
+def conv_lrp(X, Wt, B, R, stride, rule, param=None):
+    N, H, Wd, D = X.shape
+    h, w, d, n = Wt.shape
+    s0, s1 = stride
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj in _windows(H, Wd, h, w, s0, s1):
+        if rule == "flat":
+            S = np.ones((N, h * w * d, n)) / (h * w * d)
+        elif rule == "ww":
+            W2 = (Wt ** 2).reshape(h * w * d, n)
+            S = np.broadcast_to(W2 / W2.sum(axis=0), (N, h * w * d, n))
+        else:
+            Z = X[:, si, sj, :].reshape(N, h * w * d, 1) * Wt.reshape(1, h * w * d, n)
+            S = shares(Z, B[None, None, :], rule, param)
+        contrib = (S * R[:, i, j, None, :]).sum(axis=2)
+        Rx[:, si, sj, :] += contrib.reshape(N, h, w, d)
+    return Rx
+
+
+# ---------------------------------------------------------------- pooling
+def sumpool_forward(X, pool, stride):
+    N, H, Wd, D = X.shape
+    hp, wp = pool
+    Y = np.zeros((N, (H - hp) // stride[0] + 1, (Wd - wp) // stride[1] + 1, D))
+    for i, j, si, sj in _windows(H, Wd, hp, wp, *stride):
+        Y[:, i, j, :] = X[:, si, sj, :].sum(axis=(1, 2)) / np.sqrt(hp * wp)
+    return Y
+
+
+def sumpool_lrp(X, R, pool, stride, rule, param=None):
+    """Shares proportional to the window's inputs (the toolbox's SumPool)."""
+    N, H, Wd, D = X.shape
+    hp, wp = pool
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj in _windows(H, Wd, hp, wp, *stride):
+        # contributions: the window's inputs, input axis 1, channel axis last
+        Z = X[:, si, sj, :].reshape(N, hp * wp, D)
+        if rule in ("flat", "ww"):
+            S = np.ones_like(Z) / (hp * wp)
+        elif rule == "simple":
+            S = shares(Z, None, "simple", None, stabilizer=1e-12)
+        else:
+            S = shares(Z, None, rule, param)
+        Rx[:, si, sj, :] += (S * R[:, i, j, None, :]).reshape(N, hp, wp, D)
+    return Rx
+
+
+def maxpool_forward(X, pool, stride):
+    N, H, Wd, D = X.shape
+    hp, wp = pool
+    Y = np.zeros((N, (H - hp) // stride[0] + 1, (Wd - wp) // stride[1] + 1, D))
+    for i, j, si, sj in _windows(H, Wd, hp, wp, *stride):
+        Y[:, i, j, :] = X[:, si, sj, :].max(axis=(1, 2))
+    return Y
+
+
+def maxpool_lrp(X, R, pool, stride, rule, param=None):
+    """All relevance to the window's maxima, split evenly; flat/ww: uniform."""
+    N, H, Wd, D = X.shape
+    hp, wp = pool
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj in _windows(H, Wd, hp, wp, *stride):
+        win = X[:, si, sj, :]
+        if rule in ("flat", "ww"):
+            S = np.ones_like(win) / (hp * wp)
+        else:
+            is_max = (win == win.max(axis=(1, 2), keepdims=True)).astype(float)
+            S = is_max / is_max.sum(axis=(1, 2), keepdims=True)
+        Rx[:, si, sj, :] += S * R[:, i:i + 1, j:j + 1, :]
+    return Rx
+
+
+# ---------------------------------------------------------------- networks
+def network_forward(layers, X):
+    """``layers``: list of (kind, params) tuples; returns all activations."""
+    acts = [X]
+    for kind, p in layers:
+        x = acts[-1]
+        if kind == "linear":
+            acts.append(dense_forward(x, p["W"], p["B"]))
+        elif kind == "conv":
+            acts.append(conv_forward(x, p["W"], p["B"], p["stride"]))
+        elif kind == "sumpool":
+            acts.append(sumpool_forward(x, p["pool"], p["stride"]))
+        elif kind == "maxpool":
+            acts.append(maxpool_forward(x, p["pool"], p["stride"]))
+        elif kind == "rect":
+            acts.append(np.maximum(x, 0))
+        elif kind == "tanh":
+            acts.append(np.tanh(x))
+        elif kind == "flatten":
+            acts.append(x.reshape(x.shape[0], -1))
+        elif kind == "softmax":
+            e = np.exp(x - x.max(axis=1, keepdims=True))
+            acts.append(e / e.sum(axis=1, keepdims=True))
+        else:
+            raise ValueError(kind)
+    return acts
+
+
+def network_lrp(layers, acts, R, rule, param=None):
+    for (kind, p), x in zip(layers[::-1], acts[-2::-1]):
+        if kind == "linear":
+            R = dense_lrp(x, p["W"], p["B"], R, rule, param)
+        elif kind == "conv":
+            R = conv_lrp(x, p["W"], p["B"], R, p["stride"], rule, param)
+        elif kind == "sumpool":
+            R = sumpool_lrp(x, R, p["pool"], p["stride"], rule, param)
+        elif kind == "maxpool":
+            R = maxpool_lrp(x, R, p["pool"], p["stride"], rule, param)
+        elif kind == "flatten":
+            R = R.reshape(x.shape)
+    return R
