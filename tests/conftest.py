@@ -1,0 +1,45 @@
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Derandomized so a CI run is repeatable; no deadline because the first
+# example of each kernel includes its compilation.
+settings.register_profile("lrpnb", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=400, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "lrpnb"))
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = pathlib.Path(os.environ.get("LRPNB_SHARED", ROOT.parent / "shared"))
+MODELS = SHARED / "formats" / "models"
+DATA = SHARED / "formats" / "data"
+REFERENCE = SHARED / "reference" / "lenet5.npz"
+EXAMPLES = ROOT / "formats" / "examples"
+
+
+def need_shared(path):
+    """Skip (saying why) when a file from ../shared is absent."""
+    if not path.exists():
+        pytest.skip(f"needs {path} from the shared folder beside the repository, which is absent here")
+    return path
+
+
+def relative_error(actual, expected):
+    """max |actual - expected| / max |expected| (0 when both are all zero)."""
+    scale = np.abs(expected).max()
+    diff = np.abs(np.asarray(actual, dtype=np.float64) - expected).max()
+    return diff / scale if scale > 0 else diff
+
+
+def toolbox_digits(count):
+    """The first ``count`` MNIST test digits as the toolbox's LeNet-5 sees them:
+    scaled to [-1, 1] and padded with -1 to 32x32."""
+    import lrpnb
+
+    images = lrpnb.read_data(need_shared(DATA / "test_images.mat"))[:count]
+    X = images.reshape(-1, 28, 28, 1) / 127.5 - 1.0
+    return np.pad(X, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1.0)

@@ -1,0 +1,173 @@
+"""Every layer's forward and relevance kernels against the plain-numpy
+reference in naive.py, on random shapes, strides, overlapping pools, ties in
+max pooling and zero inputs."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lrpnb
+import naive
+from conftest import relative_error
+
+RULES = [("simple", None), ("epsilon", 0.01), ("epsilon", 1.0), ("alphabeta", 2.0),
+         ("alphabeta", 1.0), ("alphabeta", 0.0), ("alphabeta", 0.5), ("flat", None), ("ww", None)]
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def make_array(rng, shape, mode):
+    """Random values: continuous, or small integers (ties and exact zeros)."""
+    if mode == "discrete":
+        return rng.integers(-2, 3, size=shape).astype(np.float64)
+    values = rng.normal(size=shape)
+    values[rng.random(shape) < 0.1] = 0.0
+    return values
+
+
+def check(actual, expected, dtype):
+    assert actual.dtype == dtype
+    assert actual.shape == expected.shape
+    assert relative_error(actual, expected) <= TOLERANCE[dtype]
+
+
+seeds = st.integers(0, 2**32 - 1)
+modes = st.sampled_from(["continuous", "discrete"])
+dtypes = st.sampled_from([np.float64, np.float32])
+rules = st.sampled_from(RULES)
+
+
+@given(seed=seeds, mode=modes, dtype=dtypes, rule=rules, N=st.integers(1, 3),
+       m=st.integers(1, 7), n=st.integers(1, 6))
+def test_linear(seed, mode, dtype, rule, N, m, n):
+    rng = np.random.default_rng(seed)
+    X = make_array(rng, (N, m), mode).astype(dtype)
+    W, B = rng.normal(size=(m, n)).astype(dtype), rng.normal(size=n).astype(dtype)
+    R = rng.normal(size=(N, n)).astype(dtype)
+    layer = lrpnb.Linear(W, B)
+    Y = layer.forward(X)
+    X64, W64, B64, R64 = (a.astype(np.float64) for a in (X, W, B, R))
+    check(Y, naive.dense_forward(X64, W64, B64), dtype)
+    check(layer.relevance(X, Y, R, *rule), naive.dense_lrp(X64, W64, B64, R64, *rule), dtype)
+
+
+@st.composite
+def conv_case(draw):
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    s0, s1 = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H = h + s0 * draw(st.integers(0, 3)) + draw(st.integers(0, s0 - 1))
+    Wd = w + s1 * draw(st.integers(0, 3)) + draw(st.integers(0, s1 - 1))
+    return (draw(st.integers(1, 3)), H, Wd, draw(st.integers(1, 4)), h, w,
+            draw(st.integers(1, 5)), s0, s1)
+
+
+@given(seed=seeds, mode=modes, dtype=dtypes, rule=rules, case=conv_case())
+def test_convolution(seed, mode, dtype, rule, case):
+    N, H, Wd, d, h, w, n, s0, s1 = case
+    rng = np.random.default_rng(seed)
+    X = make_array(rng, (N, H, Wd, d), mode).astype(dtype)
+    W = make_array(rng, (h, w, d, n), mode).astype(dtype)
+    B = rng.normal(size=n).astype(dtype)
+    layer = lrpnb.Convolution(W, B, stride=(s0, s1))
+    Y = layer.forward(X)
+    R = rng.normal(size=Y.shape).astype(dtype)
+    X64, W64, B64, R64 = (a.astype(np.float64) for a in (X, W, B, R))
+    check(Y, naive.conv_forward(X64, W64, B64, (s0, s1)), dtype)
+    if rule[0] == "ww" and not (W64 ** 2).reshape(-1, n).sum(axis=0).all():
+        return  # a filter of zeros has no w^2 shares (0/0, as in the toolbox)
+    check(layer.relevance(X, Y, R, *rule),
+          naive.conv_lrp(X64, W64, B64, R64, (s0, s1), *rule), dtype)
+
+
+@given(seed=seeds, mode=modes, dtype=dtypes, rule=rules, case=conv_case(),
+       kind=st.sampled_from(["sum", "max"]))
+def test_pooling(seed, mode, dtype, rule, case, kind):
+    N, H, Wd, d, hp, wp, _, s0, s1 = case  # strides smaller than the window overlap
+    rng = np.random.default_rng(seed)
+    X = make_array(rng, (N, H, Wd, d), mode).astype(dtype)
+    layer = (lrpnb.SumPool if kind == "sum" else lrpnb.MaxPool)((hp, wp), (s0, s1))
+    Y = layer.forward(X)
+    R = rng.normal(size=Y.shape).astype(dtype)
+    X64, R64 = X.astype(np.float64), R.astype(np.float64)
+    forward = naive.sumpool_forward if kind == "sum" else naive.maxpool_forward
+    lrp = naive.sumpool_lrp if kind == "sum" else naive.maxpool_lrp
+    check(Y, forward(X64, (hp, wp), (s0, s1)), dtype)
+    check(layer.relevance(X, Y, R, *rule), lrp(X64, R64, (hp, wp), (s0, s1), *rule), dtype)
+
+
+def test_maxpool_splits_ties_evenly():
+    X = np.array([[3.0, 3.0], [1.0, 3.0]]).reshape(1, 2, 2, 1)
+    layer = lrpnb.MaxPool((2, 2), (2, 2))
+    Y = layer.forward(X)
+    R = layer.relevance(X, Y, np.full((1, 1, 1, 1), 6.0), "epsilon", 0.01)
+    np.testing.assert_array_equal(R.reshape(2, 2), [[2.0, 2.0], [0.0, 2.0]])
+
+
+def test_sumpool_alphabeta_is_the_corrected_formula():
+    # one window, inputs 1, 3, -2, 0; alpha = 2, beta = -1; R = 1
+    X = np.array([1.0, 3.0, -2.0, 0.0]).reshape(1, 2, 2, 1)
+    layer = lrpnb.SumPool((2, 2), (2, 2))
+    Y = layer.forward(X)
+    assert Y.item() == pytest.approx(2.0 / 2.0)  # sum / sqrt(4)
+    R = layer.relevance(X, Y, np.ones((1, 1, 1, 1)), "alphabeta", 2.0).ravel()
+    np.testing.assert_allclose(R, [2 * 1 / 4, 2 * 3 / 4, -1 * 1.0, 0.0], rtol=1e-12)
+
+
+def random_network(seed, depth):
+    """A random small network (conv, activation, pooling, dense, SoftMax),
+    as lrpnb layers and as the reference's spec, with an input batch."""
+    rng = np.random.default_rng(seed)
+    H = int(rng.integers(6, 11))
+    d = int(rng.integers(1, 3))
+    X = rng.normal(size=(2, H, H, d))
+    layers, spec, shape = [], [], (2, H, H, d)
+    for _ in range(depth + 1):
+        h = int(rng.integers(1, 4))
+        if shape[1] < h + 1:
+            break
+        n = int(rng.integers(1, 5))
+        # scaled by fan-in so that Tanh does not saturate: saturated outputs
+        # tie in float32 max pooling and would route relevance differently
+        W = rng.normal(size=(h, h, shape[3], n)) / np.sqrt(h * h * shape[3])
+        B = 0.1 * rng.normal(size=n)
+        layers.append(lrpnb.Convolution(W, B, (1, 1)))
+        spec.append(("conv", dict(W=W, B=B, stride=(1, 1))))
+        kind = ["rect", "tanh"][int(rng.integers(2))]
+        layers.append(lrpnb.Rect() if kind == "rect" else lrpnb.Tanh())
+        spec.append((kind, {}))
+        shape = layers[-2].output_shape(shape)
+        if shape[1] >= 2:
+            pool = ["sumpool", "maxpool"][int(rng.integers(2))]
+            layers.append((lrpnb.SumPool if pool == "sumpool" else lrpnb.MaxPool)((2, 2), (1, 1)))
+            spec.append((pool, dict(pool=(2, 2), stride=(1, 1))))
+            shape = layers[-1].output_shape(shape)
+    layers.append(lrpnb.Flatten())
+    spec.append(("flatten", {}))
+    features = int(np.prod(shape[1:]))
+    W, B = rng.normal(size=(features, 4)), rng.normal(size=4)
+    layers += [lrpnb.Linear(W, B), lrpnb.SoftMax()]
+    spec += [("linear", dict(W=W, B=B)), ("softmax", {})]
+    return lrpnb.Network(layers), spec, X
+
+
+@given(seed=seeds, dtype=dtypes, rule=rules, depth=st.integers(0, 2))
+def test_random_networks(seed, dtype, rule, depth):
+    """Whole random networks (conv, pooling, dense, activations) against the reference.
+
+    In float32 the 'simple' rule is left to the per-layer tests: its 1e-16
+    stabilizer lets a pre-activation near zero amplify float32 rounding
+    without bound from layer to layer, which says nothing about the kernels.
+    """
+    if dtype == np.float32 and rule[0] == "simple":
+        rule = ("epsilon", 0.01)
+    net, spec, X = random_network(seed, depth)
+    X = X.astype(dtype)
+    acts = naive.network_forward(spec[:-1], X.astype(np.float64))
+    scores = acts[-1]
+    target = scores.argmax(axis=1)
+    R0 = np.zeros_like(scores)
+    R0[np.arange(2), target] = scores[np.arange(2), target]
+    expected = naive.network_lrp(spec[:-1], acts, R0, *rule)
+    # explain the reference's target: float32 scores may rank a near-tie differently
+    actual = net.explain(X, target=target, rule=rule[0], param=rule[1])
+    assert actual.dtype == dtype
+    assert relative_error(actual, expected) <= TOLERANCE[dtype]
