@@ -17,6 +17,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 
 import numpy as np
 
@@ -239,6 +240,13 @@ def _safe_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
 
 
+def _safe_encode(text, encoding="utf-8"):
+    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, 'latin1')
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "") != "latin1":
+        raise pickle.UnpicklingError("only latin1 byte strings may be decoded")
+    return text.encode("latin1")
+
+
 def _safe_reconstructor(cls, base, state=None):
     # protocol 0/1 pickles of new-style classes (copyreg._reconstructor)
     if cls not in _STAND_INS.values() or base is not object or state is not None:
@@ -278,6 +286,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _safe_reconstructor
         if module in ("copy_reg", "copyreg") and name == "__newobj__":
             return _safe_newobj
+        if module == "_codecs" and name == "encode":
+            return _safe_encode
         if module in ("__builtin__", "builtins") and name == "object":
             return object
         raise _RefusedPickle(f"refusing to load {module}.{name}: a toolbox model pickle may only hold "
@@ -371,14 +381,17 @@ def _write_pickle(net, path):
 
 # ====================================================================== Matlab
 def _read_mat(path):
-    try:
-        import matio
-    except ImportError:  # pragma: no cover - mat-io is a dependency
-        raise ImportError("reading .mat models needs the mat-io package (pip install mat-io)") from None
-    try:
-        contents = matio.load_from_mat(path)
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable MAT-file ({type(error).__name__}: {error})") from None
+    # mat-io sets a pandas option at import that newer pandas deprecates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import matio
+        except ImportError:  # pragma: no cover - mat-io is a dependency
+            raise ImportError("reading .mat models needs the mat-io package (pip install mat-io)") from None
+        try:
+            contents = matio.load_from_mat(path)
+        except Exception as error:
+            raise ValueError(f"{path}: not a readable MAT-file ({type(error).__name__}: {error})") from None
     models = [v for v in contents.values() if getattr(v, "classname", None) == "modules.Sequential"]
     if len(models) != 1:
         found = sorted(contents)
