@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .kernels import activations, conv, dense, pool
+from .kernels import activations, conv, dense, pool, single_threaded_blas
 from .rules import (ALPHABETA_STABILIZER, SIMPLE_STABILIZER, SUMPOOL_SIMPLE_STABILIZER,
                     resolve)
 
@@ -165,9 +165,9 @@ class Linear(_Weighted):
         W, B = self.weights(X.dtype)
         t = X.dtype.type
         if rule == "flat":
-            return dense.dense_relevance_flat(X, R)
+            return dense.dense_relevance_flat(X, W, R)
         if rule == "ww":
-            return dense.dense_relevance_ww(W, R)
+            return dense.dense_relevance_ww(X, W, R)
         if rule == "alphabeta":
             return dense.dense_relevance_alphabeta(X, W, B, R, t(param), t(1 - param),
                                                    t(ALPHABETA_STABILIZER))
@@ -399,7 +399,8 @@ class Network:
         The activations are kept for a following :meth:`lrp` call.
         """
         X = _as_input(X)
-        self._activations = self._trace(X, self.layers)
+        with single_threaded_blas():
+            self._activations = self._trace(X, self.layers)
         return self._activations[-1]
 
     def lrp(self, R, rule=None, param=None):
@@ -416,7 +417,8 @@ class Network:
         if R.shape != out.shape:
             raise ValueError(f"R must have the shape of the last output {out.shape}, got {R.shape}")
         R = R.astype(out.dtype, copy=False)
-        return self._backward(self._activations, R, self.layers, rule, param)
+        with single_threaded_blas():
+            return self._backward(self._activations, R, self.layers, rule, param)
 
     def explain(self, X, target=None, rule=None, param=None):
         """Relevance of every input element for the score of a target class.
@@ -440,7 +442,8 @@ class Network:
         layers = self.layers
         if layers and isinstance(layers[-1], SoftMax):
             layers = layers[:-1]
-        activations = self._trace(X, layers)
+        with single_threaded_blas():
+            activations = self._trace(X, layers)
         scores = activations[-1]
         if scores.ndim != 2:
             raise ValueError(f"explain() needs class scores of shape (N, C); "
@@ -460,4 +463,5 @@ class Network:
         rows = np.arange(N)
         R = np.zeros_like(scores)
         R[rows, target] = scores[rows, target]
-        return self._backward(activations, R, layers, rule, param)
+        with single_threaded_blas():
+            return self._backward(activations, R, layers, rule, param)

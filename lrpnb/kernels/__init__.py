@@ -14,6 +14,8 @@ The compile options are chosen once, here, and used by every kernel:
     and inputs are checked for NaN before any kernel runs.
 """
 
+import contextlib
+
 FASTMATH = frozenset({"reassoc", "contract"})
 
 #: options for serial kernels (they may call BLAS through ``np.dot``)
@@ -21,3 +23,27 @@ JIT = dict(cache=True, fastmath=set(FASTMATH))
 #: options for kernels that parallelize over the batch with ``prange``;
 #: these never call BLAS, which would oversubscribe the cores
 PARALLEL = dict(JIT, parallel=True)
+
+
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run BLAS on one thread inside the block.
+
+    The convolution and dense kernels parallelize over chunks with ``prange``
+    and call BLAS (``np.dot``) inside each chunk; a multithreaded BLAS would
+    then start threads of its own on the same cores, and the two pools
+    slow each other down (measured: a third of the LeNet-5 throughput lost).
+    ``Network`` wraps every pass in this block; the previous BLAS thread
+    counts are restored on exit.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba calls)
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    with _blas_controller.limit(limits=1, user_api="blas"):
+        yield
