@@ -85,19 +85,22 @@ def to_torch(net, input_shape):
 
 def zennit_explainer(net, input_shape, rule, param):
     """A function X (NHWC numpy) -> relevance (NHWC numpy) of the predicted
-    class with zennit's Epsilon or AlphaBeta rule on every conv/dense layer."""
+    class with zennit's Epsilon or AlphaBeta rule on every convolution, dense
+    and average pooling layer (max pooling: winner takes all, as in lrpnb)."""
     import torch
     zennit = import_zennit()
     from zennit.composites import LayerMapComposite
     from zennit.rules import AlphaBeta, Epsilon
-    from zennit.types import Convolution, Linear
+    from zennit.types import AvgPool, Convolution, Linear
 
     model = to_torch(net, input_shape)
     if rule == "epsilon":
         make = lambda: Epsilon(epsilon=param)  # noqa: E731
     else:
         make = lambda: AlphaBeta(alpha=param, beta=param - 1)  # noqa: E731
-    composite = LayerMapComposite([(Convolution, make()), (Linear, make())])
+    # the toolbox's SumPool shares relevance in proportion to its inputs: the
+    # same rule on AvgPool does that (its stabilizer sees the sum / k)
+    composite = LayerMapComposite([(Convolution, make()), (Linear, make()), (AvgPool, make())])
 
     def explain(X):
         x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))).requires_grad_(True)

@@ -39,9 +39,12 @@ def _pair(value, what, layer):
 
 
 def _parameter_array(value, ndim, what, layer):
-    """A finite float64 C-contiguous copy of a weight or bias array."""
+    """A finite C-contiguous copy of a weight or bias array: float32 stays
+    float32 (a large float32 model is not doubled in memory), anything else
+    becomes float64."""
+    dtype = np.float32 if getattr(value, "dtype", None) == np.float32 else np.float64
     try:
-        array = np.array(value, dtype=np.float64, order="C")
+        array = np.array(value, dtype=dtype, order="C")
     except (TypeError, ValueError):
         raise ValueError(f"{layer}: {what} must be a numeric array") from None
     if array.ndim != ndim:
@@ -92,7 +95,8 @@ class Layer:
 
 
 class _Weighted(Layer):
-    """A layer with weights W and bias B, kept as float64 and cast per dtype."""
+    """A layer with weights W and bias B, kept as given (float32 or float64)
+    and cast once per input dtype."""
 
     def __init__(self, W, B):
         super().__init__()
@@ -127,7 +131,7 @@ class _Weighted(Layer):
     def weights(self, dtype):
         """(W, B) in ``dtype``, cast once and cached."""
         if dtype not in self._casts:
-            self._casts[dtype] = (self._W.astype(dtype), self._B.astype(dtype))
+            self._casts[dtype] = (self._W.astype(dtype, copy=False), self._B.astype(dtype, copy=False))
         return self._casts[dtype]
 
 

@@ -1,0 +1,273 @@
+"""Side-by-side comparison: lrpnb, the toolbox's numpy algorithm, and zennit.
+
+Runs every scenario of bench/README.md in one process, on the same inputs and
+with the same rule, prints images/s, ratios, GFLOP/s and the share of the
+measured GEMM rate, and checks that the relevance maps agree, so that a fast
+wrong answer cannot pass. Usage (from the repository root):
+
+    python bench/compare.py [--quick] [--skip-vgg] [--skip-compile]
+
+zennit runs when torch and zennit are importable (pip install ".[peers]").
+"""
+import argparse
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import lrpnb  # noqa: E402
+import toolbox_numpy  # noqa: E402
+from peers import import_zennit, zennit_explainer  # noqa: E402
+
+SHARED = HERE.parent.parent / "shared" / "formats"
+
+
+def best_time(function, repeats):
+    function()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_rate():
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    seconds = best_time(lambda: a @ a, 5)
+    return 2 * 2048 ** 3 / seconds / 1e9
+
+
+def forward_flops(net, input_shape):
+    """Multiply-add FLOPs (2 per MAC) of one sample's forward pass."""
+    flops, shape = 0, (1,) + tuple(input_shape[1:])
+    for layer, out in zip(net.layers, net.output_shapes(shape)):
+        if isinstance(layer, lrpnb.Convolution):
+            h, w, d, n = layer.W.shape
+            flops += 2 * out[1] * out[2] * n * h * w * d
+        elif isinstance(layer, lrpnb.Linear):
+            flops += 2 * layer.m * layer.n
+    return flops
+
+
+def lenet():
+    path = SHARED / "models" / "LeNet-5.txt"
+    if path.exists():
+        return lrpnb.load(path), "the toolbox's LeNet-5"
+    rng = np.random.default_rng(5)
+    conv = lambda h, d, n: lrpnb.Convolution(rng.normal(0, 1 / np.sqrt(h * h * d), (h, h, d, n)),  # noqa: E731
+                                             rng.normal(0, 0.01, n))
+    return lrpnb.Network([conv(5, 1, 10), lrpnb.Rect(), lrpnb.SumPool(), conv(5, 10, 25), lrpnb.Rect(),
+                          lrpnb.SumPool(), conv(4, 25, 100), lrpnb.Rect(), lrpnb.SumPool(),
+                          conv(1, 100, 10), lrpnb.Flatten()]), "LeNet-5 geometry, random weights"
+
+
+def digits(count):
+    path = SHARED / "data" / "test_images.mat"
+    if path.exists():
+        images = lrpnb.read_data(path)[:count].reshape(-1, 28, 28, 1) / 127.5 - 1
+    else:
+        images = np.random.default_rng(6).uniform(-1, 1, (count, 28, 28, 1))
+    X = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1)
+    return X.astype(np.float32)
+
+
+def vgg16(seed=16):
+    """VGG-16 geometry without padding, random (He-scaled) weights."""
+    rng = np.random.default_rng(seed)
+    layers, d = [], 3
+    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if width == "M":
+            layers.append(lrpnb.MaxPool((2, 2), (2, 2)))
+            continue
+        W = rng.normal(0, np.sqrt(2 / (9 * d)), (3, 3, d, width)).astype(np.float32)
+        layers += [lrpnb.Convolution(W, np.zeros(width)), lrpnb.Rect()]
+        d = width
+    layers.append(lrpnb.Flatten())
+    for m, n in ((512, 4096), (4096, 4096), (4096, 1000)):
+        layers += [lrpnb.Linear(rng.normal(0, np.sqrt(2 / m), (m, n)).astype(np.float32), np.zeros(n)),
+                   lrpnb.Rect()]
+    return lrpnb.Network(layers[:-1])
+
+
+def mlp(seed=7):
+    rng = np.random.default_rng(seed)
+    sizes = (784, 1000, 1000, 10)
+    layers = []
+    for m, n in zip(sizes[:-1], sizes[1:]):
+        layers += [lrpnb.Linear(rng.normal(0, np.sqrt(2 / m), (m, n)), np.zeros(n)), lrpnb.Rect()]
+    return lrpnb.Network(layers[:-1])
+
+
+def relative(a, b):
+    return float(np.abs(a.astype(np.float64) - b).max() / np.abs(b).max())
+
+
+def correlation(a, b):
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
+
+
+def report(rows):
+    for row in rows:
+        print("  " + row)
+
+
+def run_lenet(args, gemm, zennit_ok):
+    net, what = lenet()
+    batch = 256 if args.quick else 1024
+    X = digits(batch)
+    flops = 2 * forward_flops(net, X.shape)  # forward + one relevance pass
+    print(f"\nLeNet-5 ({what}), batch {batch}, float32, forward + LRP of the predicted class")
+    times = {}
+    for rule, param in (("epsilon", 0.01), ("alphabeta", 2.0)):
+        R = net.explain(X, rule=rule, param=param)
+        seconds = best_time(lambda: net.explain(X, rule=rule, param=param), 3 if args.quick else 5)
+        times[rule] = seconds
+        rows = [f"lrpnb   {rule:9s} {batch / seconds:9.0f} images/s  {flops * batch / seconds / 1e9:6.1f} GFLOP/s "
+                f"({flops * batch / seconds / 1e9 / gemm:.0%} of GEMM)"]
+        if rule == "epsilon":
+            numpy_seconds = best_time(lambda: toolbox_numpy.explain(net, X, rule, param), 1)
+            R_numpy = toolbox_numpy.explain(net, X, rule, param)
+            rows.append(f"numpy   {rule:9s} {batch / numpy_seconds:9.0f} images/s  -> lrpnb is "
+                        f"{numpy_seconds / seconds:.1f}x; max rel. difference {relative(R, R_numpy):.1e}")
+        if zennit_ok:
+            explain = zennit_explainer(net, X.shape, rule, param)
+            z_seconds = best_time(lambda: explain(X), 3)
+            rows.append(f"zennit  {rule:9s} {batch / z_seconds:9.0f} images/s  -> lrpnb is "
+                        f"{z_seconds / seconds:.1f}x; correlation {correlation(R, explain(X)):.4f}")
+        report(rows)
+    print(f"  alpha-beta / epsilon time: {times['alphabeta'] / times['epsilon']:.2f}")
+
+
+def run_vgg(args, gemm, zennit_ok):
+    net = vgg16()
+    X = np.random.default_rng(3).uniform(0, 1, (2, 224, 224, 3)).astype(np.float32)
+    flops = 2 * forward_flops(net, X.shape)
+    print(f"\nVGG-16 geometry without padding, batch 2, float32, "
+          f"{flops / 2e9:.1f} GFLOP forward per image; forward + LRP")
+    times = {}
+    for rule, param in (("epsilon", 0.01), ("alphabeta", 2.0)):
+        R = net.explain(X[:1], rule=rule, param=param)
+        seconds = best_time(lambda: net.explain(X, rule=rule, param=param), 1 if args.quick else 2)
+        times[rule] = seconds
+        rate = flops * 2 / seconds / 1e9
+        rows = [f"lrpnb   {rule:9s} {2 / seconds:7.2f} images/s  {rate:6.1f} GFLOP/s ({rate / gemm:.0%} of GEMM)"]
+        if zennit_ok:
+            R = net.explain(X, rule=rule, param=param)
+            explain = zennit_explainer(net, X.shape, rule, param)
+            z_seconds = best_time(lambda: explain(X), 1)
+            rows.append(f"zennit  {rule:9s} {2 / z_seconds:7.2f} images/s  -> lrpnb is "
+                        f"{z_seconds / seconds:.1f}x; correlation {correlation(R, explain(X)):.4f}")
+        report(rows)
+    print(f"  alpha-beta / epsilon time: {times['alphabeta'] / times['epsilon']:.2f}")
+
+
+def run_mlp(args, gemm):
+    net = mlp()
+    X = np.random.default_rng(4).normal(size=(4096, 784)).astype(np.float32)
+    flops = 2 * forward_flops(net, X.shape)
+    seconds = best_time(lambda: net.explain(X, rule="epsilon", param=0.01), 3)
+    rate = flops * 4096 / seconds / 1e9
+    print(f"\nMLP 784-1000-1000-10, batch 4096, float32, forward + epsilon LRP")
+    report([f"lrpnb   {4096 / seconds:9.0f} images/s  {rate:6.1f} GFLOP/s ({rate / gemm:.0%} of GEMM)"])
+
+
+def run_memory():
+    """Peak memory of the VGG case against its floor: the activations kept
+    for the relevance pass plus the weights."""
+    # after compiling every kernel on a tiny network of the same layer kinds,
+    # a sampler thread follows the resident memory while the VGG case runs;
+    # the peak above the start is what explaining adds (the weights and the
+    # input were there before)
+    probe = f"""
+import sys, threading, time, numpy as np, psutil
+sys.path.insert(0, {str(HERE)!r})
+import compare, lrpnb
+net = compare.vgg16()
+X = np.random.default_rng(3).uniform(0, 1, (2, 224, 224, 3)).astype(np.float32)
+lrpnb.Network([lrpnb.Convolution(np.ones((3, 3, 3, 8), np.float32), np.ones(8)), lrpnb.Rect(),
+               lrpnb.Convolution(np.ones((1, 1, 8, 8), np.float32), np.ones(8)), lrpnb.MaxPool(),
+               lrpnb.Flatten(), lrpnb.Linear(np.ones((32, 2), np.float32), np.ones(2))]
+              ).explain(np.ones((1, 6, 6, 3), np.float32), rule='epsilon', param=0.01)
+process = psutil.Process()
+start = process.memory_info().rss
+peak = [start]
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], process.memory_info().rss)
+        time.sleep(0.001)
+thread = threading.Thread(target=sample)
+thread.start()
+net.explain(X, rule='epsilon', param=0.01)
+done.set()
+thread.join()
+print(peak[0] - start)
+"""
+    added = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                               check=True).stdout.split()[-1])
+    net = vgg16()
+    shapes = [(2, 224, 224, 3)] + net.output_shapes((2, 224, 224, 3))
+    activations = sum(4 * int(np.prod(s)) for s in shapes)
+    weights = sum(layer.W.size + layer.B.size for layer in net.layers if hasattr(layer, "W")) * 4
+    floor = activations + weights
+    added += weights
+    print(f"\nVGG peak memory (batch 2, float32): weights + what explaining adds = {added / 2**20:.0f} MiB; "
+          f"activations {activations / 2**20:.0f} MiB + weights {weights / 2**20:.0f} MiB = "
+          f"{floor / 2**20:.0f} MiB; ratio {added / floor:.2f}")
+
+
+def run_compile():
+    import tempfile
+
+    code = ("import time; t = time.perf_counter(); import numpy as np, lrpnb, sys; "
+            "sys.path.insert(0, %r); import compare; net, _ = compare.lenet(); "
+            "net.explain(compare.digits(8), rule='epsilon', param=0.01); "
+            "print(time.perf_counter() - t)" % str(HERE))
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold_all = ("import time; t = time.perf_counter(); import numpy as np, lrpnb, sys; "
+                    "sys.path.insert(0, %r); import compare; net, _ = compare.lenet(); X = compare.digits(8); "
+                    "[net.explain(x, rule=r, param=p) for x in (X, X.astype(np.float64)) "
+                    "for r, p in (('simple', None), ('epsilon', .01), ('alphabeta', 2.), ('flat', None), ('ww', None))]; "
+                    "lrpnb.Network([lrpnb.MaxPool(), lrpnb.Flatten(), lrpnb.Linear(np.ones((4, 2)), np.ones(2)), lrpnb.Tanh(), lrpnb.SoftMax()])"
+                    ".explain(np.ones((1, 4, 4, 1)), rule='alphabeta', param=1.); "
+                    "print(time.perf_counter() - t)" % str(HERE))
+        run = lambda source: float(subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,  # noqa: E731
+                                                  text=True, check=True).stdout.split()[-1])
+        cold = run(cold_all)
+        warm = run(code)
+    print(f"\nCompile: cold compile of the LeNet-5 kernels (float32 and float64, all five rules, "
+          f"max pooling, dense, Tanh, SoftMax): {cold:.1f} s; first explain() of LeNet-5 in a fresh "
+          f"process with a warm cache: {warm:.2f} s after the start of the import")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
+    parser.add_argument("--skip-vgg", action="store_true")
+    parser.add_argument("--skip-compile", action="store_true")
+    args = parser.parse_args()
+    zennit = import_zennit()
+    gemm = gemm_rate()
+    peers = "available" if zennit else "not installed (pip install '.[peers]')"
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"numpy float32 GEMM (2048^2): {gemm:.0f} GFLOP/s; zennit {peers}")
+    run_lenet(args, gemm, zennit is not None)
+    run_mlp(args, gemm)
+    if not args.skip_vgg:
+        run_vgg(args, gemm, zennit is not None)
+        run_memory()
+    if not args.skip_compile:
+        run_compile()
+
+
+if __name__ == "__main__":
+    main()
