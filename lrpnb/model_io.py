@@ -45,7 +45,7 @@ def _format_of(path, fmt):
     return FORMATS[ext]
 
 
-def load(path, fmt=None):
+def load(path, fmt=None, device="cpu"):
     """Read a model file into a :class:`~lrpnb.Network`.
 
     Parameters
@@ -53,6 +53,8 @@ def load(path, fmt=None):
     path : str or path-like
     fmt : {'txt', 'nn', 'pickle', 'mat'}, optional
         Defaults to the file's extension.
+    device : {'cpu', 'cuda', 'auto'}
+        Where the network runs (see :meth:`Network.to`).
     """
     kind = _format_of(path, fmt)
     path = os.fspath(path)
@@ -60,7 +62,8 @@ def load(path, fmt=None):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"model path is a folder, not a file: {path}")
-    return {"txt": _read_txt, "pickle": _read_pickle, "mat": _read_mat}[kind](path)
+    net = {"txt": _read_txt, "pickle": _read_pickle, "mat": _read_mat}[kind](path)
+    return net.to(device) if device != "cpu" else net
 
 
 def save(net, path, fmt=None):

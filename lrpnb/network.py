@@ -10,7 +10,8 @@ import numbers
 
 import numpy as np
 
-from .kernels import activations, conv, dense, pool, single_threaded_blas
+from .backends import CPU, backend
+from .kernels import single_threaded_blas
 from .rules import (ALPHABETA_STABILIZER, SIMPLE_STABILIZER, SUMPOOL_SIMPLE_STABILIZER,
                     resolve)
 
@@ -54,6 +55,11 @@ def _parameter_array(value, ndim, what, layer):
     return array
 
 
+def _output_size(size, window, stride):
+    """Output length of a valid (unpadded) window sweep."""
+    return (size - window) // stride + 1
+
+
 def _shape_text(shape):
     return "(" + ", ".join(["N"] + [str(s) for s in shape[1:]]) + ")"
 
@@ -85,10 +91,11 @@ class Layer:
         """Shape of the output for an input of ``shape`` (ValueError if it does not fit)."""
         return shape
 
-    def forward(self, X):
+    def forward(self, X, backend=CPU):
+        """This layer's output for input ``X``, computed by ``backend``'s kernels."""
         return X
 
-    def relevance(self, X, Y, R, rule, param):
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
         """Input relevance for output relevance ``R``, given this layer's input
         ``X`` and output ``Y``, with a canonical ``rule`` and its ``param``."""
         return R
@@ -128,11 +135,13 @@ class _Weighted(Layer):
             raise ValueError(f"{type(self).__name__}: B must have {self._W.shape[-1]} values "
                              f"(one per output), got {self._B.size}")
 
-    def weights(self, dtype):
-        """(W, B) in ``dtype``, cast once and cached."""
-        if dtype not in self._casts:
-            self._casts[dtype] = (self._W.astype(dtype, copy=False), self._B.astype(dtype, copy=False))
-        return self._casts[dtype]
+    def weights(self, dtype, backend=CPU):
+        """(W, B) in ``dtype`` on ``backend``'s device: cast and copied once, then cached."""
+        key = (backend.name, dtype)
+        if key not in self._casts:
+            self._casts[key] = (backend.put(self._W.astype(dtype, copy=False)),
+                                backend.put(self._B.astype(dtype, copy=False)))
+        return self._casts[key]
 
 
 class Linear(_Weighted):
@@ -161,13 +170,14 @@ class Linear(_Weighted):
             raise ValueError(f"expects input of shape (N, {self.m}), got {_shape_text(shape)}{hint}")
         return (shape[0], self.n)
 
-    def forward(self, X):
-        W, B = self.weights(X.dtype)
-        return dense.dense_forward(X, W, B)
+    def forward(self, X, backend=CPU):
+        W, B = self.weights(X.dtype, backend)
+        return backend.dense.dense_forward(X, W, B)
 
-    def relevance(self, X, Y, R, rule, param):
-        W, B = self.weights(X.dtype)
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        W, B = self.weights(X.dtype, backend)
         t = X.dtype.type
+        dense = backend.dense
         if rule == "flat":
             return dense.dense_relevance_flat(X, W, R)
         if rule == "ww":
@@ -198,16 +208,17 @@ class Convolution(_Weighted):
         if len(shape) != 4 or shape[3] != d or shape[1] < h or shape[2] < w:
             raise ValueError(f"expects input of shape (N, H>={h}, W>={w}, {d}), "
                              f"got {_shape_text(shape)}")
-        return (shape[0], conv.output_size(shape[1], h, self.stride[0]),
-                conv.output_size(shape[2], w, self.stride[1]), n)
+        return (shape[0], _output_size(shape[1], h, self.stride[0]),
+                _output_size(shape[2], w, self.stride[1]), n)
 
-    def forward(self, X):
-        W, B = self.weights(X.dtype)
-        return conv.conv_forward(X, W, B, *self.stride)
+    def forward(self, X, backend=CPU):
+        W, B = self.weights(X.dtype, backend)
+        return backend.conv.conv_forward(X, W, B, *self.stride)
 
-    def relevance(self, X, Y, R, rule, param):
-        W, B = self.weights(X.dtype)
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        W, B = self.weights(X.dtype, backend)
         t = X.dtype.type
+        conv = backend.conv
         if rule == "flat":
             return conv.conv_relevance_flat(X, W, R, *self.stride)
         if rule == "ww":
@@ -233,19 +244,20 @@ class _Pool(Layer):
         if len(shape) != 4 or shape[1] < hp or shape[2] < wp:
             raise ValueError(f"expects input of shape (N, H>={hp}, W>={wp}, D), "
                              f"got {_shape_text(shape)}")
-        return (shape[0], conv.output_size(shape[1], hp, self.stride[0]),
-                conv.output_size(shape[2], wp, self.stride[1]), shape[3])
+        return (shape[0], _output_size(shape[1], hp, self.stride[0]),
+                _output_size(shape[2], wp, self.stride[1]), shape[3])
 
 
 class SumPool(_Pool):
     """Sum pooling, scaled by 1/sqrt(hp*wp) as in the toolbox."""
 
-    def forward(self, X):
+    def forward(self, X, backend=CPU):
         scale = X.dtype.type(1 / np.sqrt(self.pool[0] * self.pool[1]))
-        return pool.sumpool_forward(X, *self.pool, *self.stride, scale)
+        return backend.pool.sumpool_forward(X, *self.pool, *self.stride, scale)
 
-    def relevance(self, X, Y, R, rule, param):
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
         t = X.dtype.type
+        pool = backend.pool
         if rule in ("flat", "ww"):
             return pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
         if rule == "alphabeta":
@@ -258,27 +270,27 @@ class SumPool(_Pool):
 class MaxPool(_Pool):
     """Max pooling; relevance goes to the maxima (flat and ww: uniformly)."""
 
-    def forward(self, X):
-        return pool.maxpool_forward(X, *self.pool, *self.stride)
+    def forward(self, X, backend=CPU):
+        return backend.pool.maxpool_forward(X, *self.pool, *self.stride)
 
-    def relevance(self, X, Y, R, rule, param):
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
         if rule in ("flat", "ww"):
-            return pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
-        return pool.maxpool_relevance_winners(X, Y, R, *self.pool, *self.stride)
+            return backend.pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
+        return backend.pool.maxpool_relevance_winners(X, Y, R, *self.pool, *self.stride)
 
 
 class Rect(Layer):
     """Rectified linear unit, max(x, 0)."""
 
-    def forward(self, X):
-        return activations.rect_forward(X)
+    def forward(self, X, backend=CPU):
+        return backend.activations.rect_forward(X)
 
 
 class Tanh(Layer):
     """Hyperbolic tangent."""
 
-    def forward(self, X):
-        return activations.tanh_forward(X)
+    def forward(self, X, backend=CPU):
+        return backend.activations.tanh_forward(X)
 
 
 class SoftMax(Layer):
@@ -289,8 +301,8 @@ class SoftMax(Layer):
             raise ValueError(f"expects input of shape (N, C), got {_shape_text(shape)}")
         return shape
 
-    def forward(self, X):
-        return activations.softmax_forward(X)
+    def forward(self, X, backend=CPU):
+        return backend.activations.softmax_forward(X)
 
 
 class Flatten(Layer):
@@ -299,15 +311,18 @@ class Flatten(Layer):
     def output_shape(self, shape):
         return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
 
-    def forward(self, X):
-        return X.reshape(X.shape[0], -1)
+    def forward(self, X, backend=CPU):
+        return X.reshape(X.shape[0], int(np.prod(X.shape[1:], dtype=np.int64)))
 
-    def relevance(self, X, Y, R, rule, param):
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
         return R.reshape(X.shape)
 
 
 def _as_input(X, what="X"):
     """``X`` as a C-contiguous float32/float64 array (other dtypes become float64)."""
+    if hasattr(X, "__cuda_array_interface__"):
+        raise ValueError(f"{what} is a GPU array but the network is on the CPU; "
+                         f"call net.to('cuda') first, or pass a numpy array")
     if not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -333,19 +348,36 @@ class Network:
     ----------
     layers : sequence of Layer
         Applied in order.
+    device : {'cpu', 'cuda', 'auto'}
+        Where the kernels run; 'auto' takes the GPU when one is usable.
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers, device="cpu"):
         layers = list(layers)
         for k, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {k} is a {type(layer).__name__}, not an lrpnb layer")
         self.layers = layers
         self._activations = None
+        self._backend = backend(device)
+
+    @property
+    def device(self):
+        """'cpu' or 'cuda': where the kernels run."""
+        return self._backend.name
+
+    def to(self, device):
+        """Run on ``device`` ('cpu', 'cuda' or 'auto') from now on (returns self).
+
+        Weights are copied to the GPU once, on first use, and kept there.
+        """
+        self._backend = backend(device)
+        self._activations = None
+        return self
 
     def __repr__(self):
         body = "".join(f"\n  {k}: {layer.describe()}" for k, layer in enumerate(self.layers))
-        return f"Network({len(self.layers)} layers){body}"
+        return f"Network({len(self.layers)} layers, {self.device}){body}"
 
     def __len__(self):
         return len(self.layers)
@@ -379,12 +411,36 @@ class Network:
         return shapes
 
     # ------------------------------------------------------------ passes
+    def _input(self, X, what="X"):
+        """(X on this network's device, the kind of array to answer with).
+
+        On the GPU, numpy input is copied there and GPU input (numba device
+        arrays, anything with ``__cuda_array_interface__``) is used in place.
+        """
+        if self._backend is CPU:
+            return _as_input(X, what), None
+        arrays = self._backend.arrays
+        X, kind = arrays.to_device(X, what)
+        if X.ndim < 2 or X.shape[0] == 0:
+            raise ValueError(f"{what} must be a batch of shape (N, ...) with N >= 1, got shape {X.shape}")
+        bad = arrays.first_nonfinite_sample(X)
+        if bad is not None:
+            raise ValueError(f"{what} contains NaN or infinite values (first in sample {bad})")
+        return X, kind
+
+    def _output(self, array, kind):
+        return array if kind is None else self._backend.arrays.from_device(array, kind)
+
+    def _host(self, array):
+        return array if self._backend is CPU else array.copy_to_host()
+
     def _trace(self, X, layers):
         """Forward through ``layers``, keeping every activation (X first)."""
         self.output_shapes(X.shape, layers)
         activations = [X]
-        for layer in layers:
-            activations.append(layer.forward(activations[-1]))
+        with single_threaded_blas():
+            for layer in layers:
+                activations.append(layer.forward(activations[-1], self._backend))
         return activations
 
     def _backward(self, activations, R, layers, rule, param):
@@ -392,20 +448,22 @@ class Network:
             rules = [resolve(layer.lrp_var, layer.lrp_param) for layer in layers]
         else:
             rules = [resolve(rule, param)] * len(layers)
-        for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
-                                              activations[-2::-1], activations[::-1]):
-            R = layer.relevance(X, Y, R, name, value)
+        with single_threaded_blas():
+            for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
+                                                  activations[-2::-1], activations[::-1]):
+                R = layer.relevance(X, Y, R, name, value, self._backend)
         return R
 
     def forward(self, X):
         """Output of the network for a batch ``X``, in X's float dtype.
 
-        The activations are kept for a following :meth:`lrp` call.
+        Accepts numpy arrays, and GPU arrays on a network on the GPU; answers
+        with the same kind. The activations are kept for a following
+        :meth:`lrp` call.
         """
-        X = _as_input(X)
-        with single_threaded_blas():
-            self._activations = self._trace(X, self.layers)
-        return self._activations[-1]
+        X, kind = self._input(X)
+        self._activations = self._trace(X, self.layers)
+        return self._output(self._activations[-1], kind)
 
     def lrp(self, R, rule=None, param=None):
         """Input relevance for output relevance ``R`` of the last forward().
@@ -417,12 +475,16 @@ class Network:
         if self._activations is None:
             raise RuntimeError("lrp() needs the activations of a forward() call; call forward(X) first")
         out = self._activations[-1]
-        R = _as_input(R, "R")
+        if isinstance(R, np.ndarray) and R.dtype != out.dtype and R.dtype.kind in "biuf":
+            R = R.astype(out.dtype)
+        R, kind = self._input(R, "R")
         if R.shape != out.shape:
             raise ValueError(f"R must have the shape of the last output {out.shape}, got {R.shape}")
-        R = R.astype(out.dtype, copy=False)
-        with single_threaded_blas():
-            return self._backward(self._activations, R, self.layers, rule, param)
+        if R.dtype != out.dtype:
+            if self._backend is not CPU:
+                raise ValueError(f"R must have the dtype of the last output ({out.dtype}), got {R.dtype}")
+            R = R.astype(out.dtype)
+        return self._output(self._backward(self._activations, R, self.layers, rule, param), kind)
 
     def explain(self, X, target=None, rule=None, param=None):
         """Relevance of every input element for the score of a target class.
@@ -431,6 +493,8 @@ class Network:
         ----------
         X : array (N, ...)
             Input batch; float32 stays float32, other dtypes become float64.
+            On a network on the GPU, a numpy array or a GPU array (answered
+            with the same kind).
         target : None, int or int array of length N
             Class to explain: None for each sample's predicted class.
         rule, param : str, float
@@ -442,13 +506,12 @@ class Network:
         target class (before a final SoftMax), all other outputs zero. No
         state is kept on the network, so several threads may call this at once.
         """
-        X = _as_input(X)
+        X, kind = self._input(X)
         layers = self.layers
         if layers and isinstance(layers[-1], SoftMax):
             layers = layers[:-1]
-        with single_threaded_blas():
-            activations = self._trace(X, layers)
-        scores = activations[-1]
+        activations = self._trace(X, layers)
+        scores = self._host(activations[-1])
         if scores.ndim != 2:
             raise ValueError(f"explain() needs class scores of shape (N, C); "
                              f"the network outputs shape {scores.shape}")
@@ -467,5 +530,5 @@ class Network:
         rows = np.arange(N)
         R = np.zeros_like(scores)
         R[rows, target] = scores[rows, target]
-        with single_threaded_blas():
-            return self._backward(activations, R, layers, rule, param)
+        R = self._backend.put(R)
+        return self._output(self._backward(activations, R, layers, rule, param), kind)

@@ -41,11 +41,6 @@ DIRECT_MAX_CHANNELS = 4
 CHUNK_ELEMENTS = 1 << 18
 
 
-def output_size(size, window, stride):
-    """Output length of a valid (unpadded) window sweep: ``(size-window)//stride+1``."""
-    return (size - window) // stride + 1
-
-
 @njit(**JIT)
 def _chunk_rows(Wo, columns, h, s0):
     """Output rows (n, i) per chunk: a patch matrix of about CHUNK_ELEMENTS,

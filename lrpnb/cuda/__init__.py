@@ -1,0 +1,52 @@
+"""GPU kernels (``numba.cuda.jit``), twins of ``lrpnb.kernels`` module by module.
+
+``lrpnb.cuda.conv`` has the same functions as ``lrpnb.kernels.conv`` (and so on
+for dense, pool and activations), taking and returning numba device arrays.
+Every kernel walks its output with a grid-stride loop, so any launch size is
+correct (the simulator runs tiny grids); the relevance passes gather (each
+input sums what it receives from the outputs that see it) instead of
+scattering with atomics, so results are deterministic.
+
+Importing this package needs numba's CUDA target (``pip install
+"lrpnb[cuda]"``, which brings numba-cuda); using it needs a CUDA GPU, or
+``NUMBA_ENABLE_CUDASIM=1`` set before numba is first imported.
+"""
+import math
+
+from numba import config, cuda
+
+#: threads per block of every launch, and at most this many blocks: the
+#: grid-stride loops cover the rest. The simulator runs every thread as a
+#: Python thread, so it gets a tiny grid, which also makes the tests walk
+#: the grid-stride loops several times.
+THREADS, MAX_BLOCKS = (8, 2) if config.ENABLE_CUDASIM else (256, 4096)
+
+#: compile options of every kernel: cached on disk; fastmath stays off, so
+#: divisions and square roots are IEEE-exact as on the CPU (the CPU kernels'
+#: reassociation has no GPU counterpart worth its differences)
+KERNEL = dict(cache=True)
+
+
+def blocks(size):
+    """Blocks for ``size`` work items (at least 1, at most MAX_BLOCKS)."""
+    return max(1, min(MAX_BLOCKS, math.ceil(size / THREADS)))
+
+
+def launch(kernel, size):
+    """``kernel[blocks(size), THREADS]``."""
+    return kernel[blocks(size), THREADS]
+
+
+def unavailable_reason():
+    """None when a CUDA device is usable, else a sentence saying what is missing."""
+    try:
+        if cuda.is_available():
+            return None
+    except Exception as error:  # a broken driver raises instead of answering
+        return f"the CUDA driver failed to initialise ({error})"
+    try:
+        cuda.cudadrv.driver.driver.get_device_count()
+    except Exception as error:
+        text = str(error).strip().replace("\n", " ")
+        return f"no usable CUDA GPU: {text}"
+    return "no usable CUDA GPU was found (numba.cuda.is_available() is False)"

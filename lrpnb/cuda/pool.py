@@ -1,0 +1,171 @@
+"""Sum and max pooling on the GPU: the twin of ``lrpnb.kernels.pool``.
+
+Each output element is one loop iteration of the forward and ratio kernels;
+each input element gathers from the windows that contain it (window (i, j)
+holds input row p when p = i*s0 + a for some 0 <= a < hp).
+"""
+from numba import cuda
+
+from . import KERNEL, launch
+from .rules import negative_part, positive_part, stabilize
+
+
+@cuda.jit(device=True, inline=True)
+def _unravel(e, shape):
+    D = shape[3]
+    W = shape[2]
+    H = shape[1]
+    return e // (D * W * H), (e // (D * W)) % H, (e // D) % W, e % D
+
+
+@cuda.jit(**KERNEL)
+def _sumpool_forward(X, hp, wp, s0, s1, scale, Y):
+    for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
+        n, i, j, c = _unravel(e, Y.shape)
+        acc = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
+        for a in range(hp):
+            for b in range(wp):
+                acc += X[n, i * s0 + a, j * s1 + b, c]
+        Y[n, i, j, c] = acc * scale
+
+
+@cuda.jit(**KERNEL)
+def _maxpool_forward(X, hp, wp, s0, s1, Y):
+    for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
+        n, i, j, c = _unravel(e, Y.shape)
+        top = X[n, i * s0, j * s1, c]
+        for a in range(hp):
+            for b in range(wp):
+                top = max(top, X[n, i * s0 + a, j * s1 + b, c])
+        Y[n, i, j, c] = top
+
+
+@cuda.jit(**KERNEL)
+def _epsilon_ratios(X, R, hp, wp, s0, s1, epsilon, S):
+    """S = R / (window sum + eps sgn(window sum))."""
+    for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
+        n, i, j, c = _unravel(e, R.shape)
+        total = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
+        for a in range(hp):
+            for b in range(wp):
+                total += X[n, i * s0 + a, j * s1 + b, c]
+        S[n, i, j, c] = R[n, i, j, c] / stabilize(total, epsilon)
+
+
+@cuda.jit(**KERNEL)
+def _alphabeta_ratios(X, R, hp, wp, s0, s1, alpha, beta, tiny, Sp, Sn):
+    for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
+        n, i, j, c = _unravel(e, R.shape)
+        zp = tiny
+        zn = -tiny
+        for a in range(hp):
+            for b in range(wp):
+                x = X[n, i * s0 + a, j * s1 + b, c]
+                zp += positive_part(x)
+                zn += negative_part(x)
+        Sp[n, i, j, c] = alpha * R[n, i, j, c] / zp
+        Sn[n, i, j, c] = beta * R[n, i, j, c] / zn
+
+
+@cuda.jit(**KERNEL)
+def _winner_ratios(X, Y, R, hp, wp, s0, s1, S):
+    """S = R / (number of inputs equal to the window's maximum)."""
+    for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
+        n, i, j, c = _unravel(e, R.shape)
+        count = 0
+        for a in range(hp):
+            for b in range(wp):
+                if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
+                    count += 1
+        S[n, i, j, c] = R[n, i, j, c] / count
+
+
+@cuda.jit(**KERNEL)
+def _gather(X, Y, Sp, Sn, hp, wp, s0, s1, mode, scale, Rx):
+    """Each input sums the ratios of the windows that contain it:
+    mode 0: x * sum Sp (sum pool, epsilon); 1: x * sum (Sp if x > 0 else Sn)
+    (sum pool, alpha-beta); 2: scale * sum Sp (uniform); 3: sum Sp over the
+    windows whose maximum (Y) it equals (max pool)."""
+    Ho, Wo = Sp.shape[1], Sp.shape[2]
+    for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
+        n, p, q, c = _unravel(e, Rx.shape)
+        x = X[n, p, q, c]
+        acc = x - x
+        for a in range(hp):
+            if p - a >= 0 and (p - a) % s0 == 0 and (p - a) // s0 < Ho:
+                i = (p - a) // s0
+                for b in range(wp):
+                    if q - b >= 0 and (q - b) % s1 == 0 and (q - b) // s1 < Wo:
+                        j = (q - b) // s1
+                        if mode == 1 and x < 0:
+                            acc += Sn[n, i, j, c]
+                        elif mode != 3 or x == Y[n, i, j, c]:
+                            acc += Sp[n, i, j, c]
+        if mode <= 1:
+            Rx[n, p, q, c] = x * acc
+        elif mode == 2:
+            Rx[n, p, q, c] = scale * acc
+        else:
+            Rx[n, p, q, c] = acc
+
+
+def _pooled(X, hp, wp, s0, s1):
+    N, H, W, D = X.shape
+    return cuda.device_array((N, (H - hp) // s0 + 1, (W - wp) // s1 + 1, D), dtype=X.dtype)
+
+
+def _gathered(X, Y, Sp, Sn, hp, wp, s0, s1, mode, scale):
+    Rx = cuda.device_array(X.shape, dtype=X.dtype)
+    launch(_gather, Rx.size)(X, Y, Sp, Sn, hp, wp, s0, s1, mode, scale, Rx)
+    return Rx
+
+
+def sumpool_forward(X, hp, wp, s0, s1, scale):
+    """``Y[n,i,j,c] = scale * sum_{a,b} X[n, i*s0+a, j*s1+b, c]``."""
+    Y = _pooled(X, hp, wp, s0, s1)
+    launch(_sumpool_forward, Y.size)(X, hp, wp, s0, s1, scale, Y)
+    return Y
+
+
+def sumpool_relevance_epsilon(X, R, hp, wp, s0, s1, epsilon):
+    """``R_pqc = sum_{ij} x_pqc / (s_ijc + eps sgn(s_ijc)) R_ijc``, s the window's plain sum."""
+    S = cuda.device_array(R.shape, dtype=R.dtype)
+    launch(_epsilon_ratios, R.size)(X, R, hp, wp, s0, s1, epsilon, S)
+    return _gathered(X, R, S, S, hp, wp, s0, s1, 0, X.dtype.type(1))
+
+
+def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
+    """``R_pqc = sum_{ij} (alpha x+ / (sum x+ + tiny) + beta x- / (sum x- - tiny)) R_ijc``."""
+    Sp = cuda.device_array(R.shape, dtype=R.dtype)
+    Sn = cuda.device_array(R.shape, dtype=R.dtype)
+    launch(_alphabeta_ratios, R.size)(X, R, hp, wp, s0, s1, alpha, beta, tiny, Sp, Sn)
+    return _gathered(X, R, Sp, Sn, hp, wp, s0, s1, 1, X.dtype.type(1))
+
+
+def pool_relevance_uniform(X, R, hp, wp, s0, s1):
+    """Flat and w^2 rules: ``R_pqc = sum_{ij} R_ijc / (hp wp)``."""
+    return _gathered(X, R, R, R, hp, wp, s0, s1, 2, X.dtype.type(1.0 / (hp * wp)))
+
+
+def maxpool_forward(X, hp, wp, s0, s1):
+    """``Y[n,i,j,c] = max_{a,b} X[n, i*s0+a, j*s1+b, c]``."""
+    Y = _pooled(X, hp, wp, s0, s1)
+    launch(_maxpool_forward, Y.size)(X, hp, wp, s0, s1, Y)
+    return Y
+
+
+def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
+    """All of a window's relevance to its maxima, split evenly on ties."""
+    S = cuda.device_array(R.shape, dtype=R.dtype)
+    launch(_winner_ratios, R.size)(X, Y, R, hp, wp, s0, s1, S)
+    return _gathered(X, Y, S, S, hp, wp, s0, s1, 3, X.dtype.type(1))
+
+
+SIGNATURES = {
+    _sumpool_forward: "A4 I I I I F A4",
+    _maxpool_forward: "A4 I I I I A4",
+    _epsilon_ratios: "A4 A4 I I I I F A4",
+    _alphabeta_ratios: "A4 A4 I I I I F F F A4 A4",
+    _winner_ratios: "A4 A4 A4 I I I I A4",
+    _gather: "A4 A4 A4 A4 I I I I I F A4",
+}

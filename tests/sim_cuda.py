@@ -1,0 +1,117 @@
+"""The CUDA kernels under numba's CUDA simulator, against the CPU kernels.
+
+Not collected by the normal test run: NUMBA_ENABLE_CUDASIM must be set before
+numba is first imported, so tests/test_cuda.py runs this file in a pytest
+process of its own with the simulator on.
+"""
+import os
+
+import numpy as np
+import pytest
+
+assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
+
+from numba import cuda  # noqa: E402
+
+import lrpnb  # noqa: E402
+from lrpnb.backends import CPU, backend  # noqa: E402
+from lrpnb.cuda.arrays import is_gpu_array  # noqa: E402
+
+GPU = backend("cuda")
+RULES = [("simple", None), ("epsilon", 0.1), ("alphabeta", 2.0), ("alphabeta", 1.0), ("flat", None),
+         ("ww", None)]
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def layers():
+    rng = np.random.default_rng(11)
+    return {
+        "conv": (lrpnb.Convolution(rng.normal(size=(2, 3, 2, 3)), rng.normal(size=3), stride=(1, 2)),
+                 (2, 5, 6, 2)),
+        "conv-strided": (lrpnb.Convolution(rng.normal(size=(3, 2, 1, 2)), rng.normal(size=2), stride=(2, 1)),
+                         (1, 7, 4, 1)),
+        "dense": (lrpnb.Linear(rng.normal(size=(5, 4)), rng.normal(size=4)), (3, 5)),
+        "sumpool": (lrpnb.SumPool((2, 2), (1, 1)), (2, 4, 4, 2)),
+        "maxpool": (lrpnb.MaxPool((2, 3), (1, 2)), (2, 4, 7, 2)),
+        "rect": (lrpnb.Rect(), (2, 3, 3, 2)),
+        "tanh": (lrpnb.Tanh(), (2, 5)),
+        "softmax": (lrpnb.SoftMax(), (3, 4)),
+    }
+
+
+def inputs(shape, dtype, ties):
+    rng = np.random.default_rng(5)
+    X = rng.integers(-2, 3, size=shape) if ties else rng.normal(size=shape)
+    return X.astype(dtype)
+
+
+def close(actual, expected, dtype):
+    assert actual.dtype == expected.dtype == dtype
+    assert actual.shape == expected.shape
+    scale = max(np.abs(expected).max(), 1e-300)
+    assert np.abs(actual.astype(np.float64) - expected).max() / scale <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(layers()))
+def test_layer_kernels_match_cpu(name, ties, dtype):
+    layer, shape = layers()[name]
+    X = inputs(shape, dtype, ties)
+    Y = layer.forward(X, CPU)
+    Y_gpu = layer.forward(cuda.to_device(X), GPU)
+    close(Y_gpu.copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        expected = layer.relevance(X, Y, R, rule, param, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule, param, GPU)
+        close(actual.copy_to_host(), expected, dtype)
+
+
+def small_net():
+    rng = np.random.default_rng(2)
+    return lrpnb.Network([
+        lrpnb.Convolution(rng.normal(size=(3, 3, 1, 3)) / 3, rng.normal(size=3) / 10), lrpnb.Rect(),
+        lrpnb.SumPool((2, 2), (2, 2)), lrpnb.Convolution(rng.normal(size=(2, 2, 3, 4)) / 3, np.zeros(4)),
+        lrpnb.Rect(), lrpnb.MaxPool((1, 1), (1, 1)), lrpnb.Flatten(),
+        lrpnb.Linear(rng.normal(size=(16, 3)) / 4, rng.normal(size=3) / 10), lrpnb.SoftMax()])
+
+
+@pytest.mark.parametrize("rule, param", RULES)
+def test_network_on_the_gpu_matches_cpu(rule, param):
+    net = small_net()
+    X = np.random.default_rng(4).normal(size=(2, 8, 8, 1))
+    expected = net.explain(X, rule=rule, param=param)
+    assert net.to("cuda") is net and net.device == "cuda"
+    actual = net.explain(X, rule=rule, param=param)
+    assert isinstance(actual, np.ndarray)
+    close(actual, expected, np.float64)
+    assert net.to("cpu").device == "cpu"
+    np.testing.assert_array_equal(net.explain(X, rule=rule, param=param), expected)
+
+
+def test_gpu_arrays_stay_on_the_gpu():
+    net = small_net().drop_softmax_output_layer().to("cuda")
+    cpu = small_net().drop_softmax_output_layer()
+    X = np.random.default_rng(4).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    on_device = cuda.to_device(X)
+    R = net.explain(on_device, rule="epsilon", param=0.01)
+    assert is_gpu_array(R) and not isinstance(R, np.ndarray)
+    close(R.copy_to_host(), cpu.explain(X, rule="epsilon", param=0.01), np.float32)
+    # the toolbox's sequence: forward, then lrp from the score of class 1
+    Y = net.forward(on_device)
+    assert is_gpu_array(Y)
+    start = np.zeros(Y.shape, np.float32)
+    start[:, 1] = Y.copy_to_host()[:, 1]
+    relevance = net.lrp(cuda.to_device(start), "epsilon", 0.01)
+    assert is_gpu_array(relevance)
+    close(relevance.copy_to_host(), cpu.explain(X, target=1, rule="epsilon", param=0.01), np.float32)
+    np.testing.assert_array_equal(net.lrp(start, "epsilon", 0.01), relevance.copy_to_host())
+
+
+def test_nan_on_the_gpu_is_refused():
+    net = small_net().to("cuda")
+    X = np.zeros((3, 8, 8, 1))
+    X[2, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(first in sample 2\)"):
+        net.explain(cuda.to_device(X))
