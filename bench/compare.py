@@ -175,7 +175,7 @@ def run_mlp(args, gemm):
     flops = 2 * forward_flops(net, X.shape)
     seconds = best_time(lambda: net.explain(X, rule="epsilon", param=0.01), 3)
     rate = flops * 4096 / seconds / 1e9
-    print(f"\nMLP 784-1000-1000-10, batch 4096, float32, forward + epsilon LRP")
+    print("\nMLP 784-1000-1000-10, batch 4096, float32, forward + epsilon LRP")
     report([f"lrpnb   {4096 / seconds:9.0f} images/s  {rate:6.1f} GFLOP/s ({rate / gemm:.0%} of GEMM)"])
 
 

@@ -88,7 +88,8 @@ def zennit_explainer(net, input_shape, rule, param):
     class with zennit's Epsilon or AlphaBeta rule on every convolution, dense
     and average pooling layer (max pooling: winner takes all, as in lrpnb)."""
     import torch
-    zennit = import_zennit()
+
+    import_zennit()
     from zennit.composites import LayerMapComposite
     from zennit.rules import AlphaBeta, Epsilon
     from zennit.types import AvgPool, Convolution, Linear
