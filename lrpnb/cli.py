@@ -44,9 +44,12 @@ def build_parser():
                          help="data file (.npy, .npz, .mat, .txt) shaped as the model's input")
     explain.add_argument("--out", required=True, help="output file for the relevance (.npy, .npz, .mat, .txt)")
     explain.add_argument("--rule", default=None,
-                         help="LRP rule: simple (default), epsilon, alphabeta, flat, ww")
+                         help="LRP rule or gradient method: simple (default), epsilon, alphabeta, flat, "
+                              "ww, zplus, gamma, gradient, sensitivity, deconvnet, guided_backprop, "
+                              "gradient_x_input")
     explain.add_argument("--param", type=float, default=None,
-                         help="the rule's parameter (epsilon for epsilon, alpha for alphabeta)")
+                         help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, "
+                              "gamma for gamma)")
     explain.add_argument("--batch-size", type=int, default=256, help="samples per pass (default 256)")
     explain.set_defaults(run=_explain)
     return parser

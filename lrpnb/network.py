@@ -12,8 +12,11 @@ import numpy as np
 
 from .backends import CPU, backend
 from .kernels import single_threaded_blas
-from .rules import (ALPHABETA_STABILIZER, SIMPLE_STABILIZER, SUMPOOL_SIMPLE_STABILIZER,
-                    resolve)
+from .rules import (ALPHABETA_STABILIZER, GRADIENT_METHODS, LAYER_MODE, SIMPLE_STABILIZER,
+                    SUMPOOL_SIMPLE_STABILIZER, ZENNIT_STABILIZER, resolve)
+
+#: rule names every layer's backward pass recognizes besides the LRP rules
+_BACKWARD = ("gradient", "deconvnet", "guided_backprop")
 
 __all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
            "SoftMax", "Flatten", "Network"]
@@ -58,6 +61,18 @@ def _parameter_array(value, ndim, what, layer):
 def _output_size(size, window, stride):
     """Output length of a valid (unpadded) window sweep."""
     return (size - window) // stride + 1
+
+
+def _bounds(param, channels, dtype, backend):
+    """The z^B rule's (low, high) as one value per input channel, in dtype."""
+    out = []
+    for bound, what in zip(param, ("low", "high")):
+        bound = np.broadcast_to(bound, (channels,)) if bound.size == 1 else bound
+        if bound.shape != (channels,):
+            raise ValueError(f"the 'zb' rule's {what} bound has {bound.size} values for {channels} "
+                             f"input channels")
+        out.append(backend.put(np.ascontiguousarray(bound, dtype=dtype)))
+    return out
 
 
 def _shape_text(shape):
@@ -178,13 +193,20 @@ class Linear(_Weighted):
         W, B = self.weights(X.dtype, backend)
         t = X.dtype.type
         dense = backend.dense
+        if rule in _BACKWARD:
+            return dense.dense_backward(X, W, R)
         if rule == "flat":
             return dense.dense_relevance_flat(X, W, R)
         if rule == "ww":
             return dense.dense_relevance_ww(X, W, R)
-        if rule == "alphabeta":
-            return dense.dense_relevance_alphabeta(X, W, B, R, t(param), t(1 - param),
-                                                   t(ALPHABETA_STABILIZER))
+        if rule in ("alphabeta", "zplus"):
+            alpha, tiny = (param, ALPHABETA_STABILIZER) if rule == "alphabeta" else (1.0, ZENNIT_STABILIZER)
+            return dense.dense_relevance_alphabeta(X, W, B, R, t(alpha), t(1 - alpha), t(tiny))
+        if rule == "gamma":
+            return dense.dense_relevance_gamma(X, W, B, Y, R, t(param), t(ZENNIT_STABILIZER))
+        if rule == "zb":
+            low, high = _bounds(param, self.m, X.dtype, backend)
+            return dense.dense_relevance_zbox(X, W, R, low, high, t(ZENNIT_STABILIZER))
         epsilon = SIMPLE_STABILIZER if rule == "simple" else param
         return dense.dense_relevance_epsilon(X, W, Y, R, t(epsilon))
 
@@ -219,13 +241,20 @@ class Convolution(_Weighted):
         W, B = self.weights(X.dtype, backend)
         t = X.dtype.type
         conv = backend.conv
+        if rule in _BACKWARD:
+            return conv.conv_backward(X, W, R, *self.stride)
         if rule == "flat":
             return conv.conv_relevance_flat(X, W, R, *self.stride)
         if rule == "ww":
             return conv.conv_relevance_ww(X, W, R, *self.stride)
-        if rule == "alphabeta":
-            return conv.conv_relevance_alphabeta(X, W, B, R, *self.stride, t(param), t(1 - param),
-                                                 t(ALPHABETA_STABILIZER))
+        if rule in ("alphabeta", "zplus"):
+            alpha, tiny = (param, ALPHABETA_STABILIZER) if rule == "alphabeta" else (1.0, ZENNIT_STABILIZER)
+            return conv.conv_relevance_alphabeta(X, W, B, R, *self.stride, t(alpha), t(1 - alpha), t(tiny))
+        if rule == "gamma":
+            return conv.conv_relevance_gamma(X, W, B, Y, R, *self.stride, t(param), t(ZENNIT_STABILIZER))
+        if rule == "zb":
+            low, high = _bounds(param, self.W.shape[2], X.dtype, backend)
+            return conv.conv_relevance_zbox(X, W, R, *self.stride, low, high, t(ZENNIT_STABILIZER))
         epsilon = SIMPLE_STABILIZER if rule == "simple" else param
         return conv.conv_relevance_epsilon(X, W, Y, R, *self.stride, t(epsilon))
 
@@ -251,19 +280,27 @@ class _Pool(Layer):
 class SumPool(_Pool):
     """Sum pooling, scaled by 1/sqrt(hp*wp) as in the toolbox."""
 
+    def _scale(self, t):
+        return t(1 / np.sqrt(self.pool[0] * self.pool[1]))
+
     def forward(self, X, backend=CPU):
-        scale = X.dtype.type(1 / np.sqrt(self.pool[0] * self.pool[1]))
-        return backend.pool.sumpool_forward(X, *self.pool, *self.stride, scale)
+        return backend.pool.sumpool_forward(X, *self.pool, *self.stride, self._scale(X.dtype.type))
 
     def relevance(self, X, Y, R, rule, param, backend=CPU):
+        """As the toolbox's SumPool; zplus is alpha-beta with alpha = 1; gamma
+        and zb, rules for weighted layers, share in proportion to the inputs
+        (epsilon 1e-6) here."""
         t = X.dtype.type
         pool = backend.pool
+        if rule in _BACKWARD:
+            return pool.sumpool_backward(X, R, *self.pool, *self.stride, self._scale(t))
         if rule in ("flat", "ww"):
             return pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
-        if rule == "alphabeta":
-            return pool.sumpool_relevance_alphabeta(X, R, *self.pool, *self.stride, t(param),
-                                                    t(1 - param), t(ALPHABETA_STABILIZER))
-        epsilon = SUMPOOL_SIMPLE_STABILIZER if rule == "simple" else param
+        if rule in ("alphabeta", "zplus"):
+            alpha, tiny = (param, ALPHABETA_STABILIZER) if rule == "alphabeta" else (1.0, ZENNIT_STABILIZER)
+            return pool.sumpool_relevance_alphabeta(X, R, *self.pool, *self.stride, t(alpha),
+                                                    t(1 - alpha), t(tiny))
+        epsilon = {"simple": SUMPOOL_SIMPLE_STABILIZER, "epsilon": param}.get(rule, ZENNIT_STABILIZER)
         return pool.sumpool_relevance_epsilon(X, R, *self.pool, *self.stride, t(epsilon))
 
 
@@ -274,6 +311,8 @@ class MaxPool(_Pool):
         return backend.pool.maxpool_forward(X, *self.pool, *self.stride)
 
     def relevance(self, X, Y, R, rule, param, backend=CPU):
+        if rule in _BACKWARD:
+            return backend.pool.maxpool_backward(X, Y, R, *self.pool, *self.stride)
         if rule in ("flat", "ww"):
             return backend.pool.pool_relevance_uniform(X, R, *self.pool, *self.stride)
         return backend.pool.maxpool_relevance_winners(X, Y, R, *self.pool, *self.stride)
@@ -285,12 +324,24 @@ class Rect(Layer):
     def forward(self, X, backend=CPU):
         return backend.activations.rect_forward(X)
 
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        """Relevance passes unchanged; the backward methods get the ReLU's
+        gradient (0), deconvnet's rule (1) or guided backprop's (2)."""
+        if rule in _BACKWARD:
+            return backend.activations.rect_backward(X, R, _BACKWARD.index(rule))
+        return R
+
 
 class Tanh(Layer):
     """Hyperbolic tangent."""
 
     def forward(self, X, backend=CPU):
         return backend.activations.tanh_forward(X)
+
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        if rule in _BACKWARD:
+            return backend.activations.tanh_backward(Y, R)
+        return R
 
 
 class SoftMax(Layer):
@@ -303,6 +354,11 @@ class SoftMax(Layer):
 
     def forward(self, X, backend=CPU):
         return backend.activations.softmax_forward(X)
+
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        if rule in _BACKWARD:
+            return backend.activations.softmax_backward(Y, R)
+        return R
 
 
 class Flatten(Layer):
@@ -443,16 +499,41 @@ class Network:
                 activations.append(layer.forward(activations[-1], self._backend))
         return activations
 
-    def _backward(self, activations, R, layers, rule, param):
+    def _plan(self, layers, rule, param, composite):
+        """(rule of every layer in ``layers``, whole-network gradient method or None)."""
+        if composite is not None:
+            if rule is not None or param is not None:
+                raise ValueError("give either a rule (with its param) or a composite, not both")
+            if not hasattr(composite, "rules"):
+                raise TypeError(f"composite must be an lrpnb composite, got {type(composite).__name__}")
+            return composite.rules(self.layers)[:len(layers)], composite.method
         if rule is None and param is None:
-            rules = [resolve(layer.lrp_var, layer.lrp_param) for layer in layers]
-        else:
-            rules = [resolve(rule, param)] * len(layers)
+            return [resolve(layer.lrp_var, layer.lrp_param) for layer in layers], None
+        name, value = resolve(rule, param)
+        method = name if name in GRADIENT_METHODS else None
+        return [(LAYER_MODE.get(name, name), value)] * len(layers), method
+
+    def _backward(self, activations, R, layers, rules):
         with single_threaded_blas():
             for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
                                                   activations[-2::-1], activations[::-1]):
-                R = layer.relevance(X, Y, R, name, value, self._backend)
+                R = layer.relevance(X, Y, R, LAYER_MODE.get(name, name), value, self._backend)
         return R
+
+    def _finish(self, method, X, G):
+        """The last step of a gradient method: the norm over channels for
+        sensitivity, the product with the input for gradient x input."""
+        if method == "sensitivity":
+            return self._backend.activations.channel_norm(G) if G.ndim > 2 else \
+                self._backend.activations.channel_norm(G.reshape(G.shape + (1,))).reshape(G.shape)
+        if method == "gradient_x_input":
+            return self._backend.activations.times_input(X, G)
+        return G
+
+    def set_composite(self, composite):
+        """Preset every layer's rule from a composite (see lrpnb.composites)."""
+        for layer, (name, value) in zip(self.layers, composite.rules(self.layers)):
+            layer.set_lrp_parameters(name, value)
 
     def forward(self, X):
         """Output of the network for a batch ``X``, in X's float dtype.
@@ -484,9 +565,11 @@ class Network:
             if self._backend is not CPU:
                 raise ValueError(f"R must have the dtype of the last output ({out.dtype}), got {R.dtype}")
             R = R.astype(out.dtype)
-        return self._output(self._backward(self._activations, R, self.layers, rule, param), kind)
+        rules, method = self._plan(self.layers, rule, param, None)
+        relevance = self._backward(self._activations, R, self.layers, rules)
+        return self._output(self._finish(method, self._activations[0], relevance), kind)
 
-    def explain(self, X, target=None, rule=None, param=None):
+    def explain(self, X, target=None, rule=None, param=None, composite=None):
         """Relevance of every input element for the score of a target class.
 
         Parameters
@@ -495,40 +578,75 @@ class Network:
             Input batch; float32 stays float32, other dtypes become float64.
             On a network on the GPU, a numpy array or a GPU array (answered
             with the same kind).
-        target : None, int or int array of length N
-            Class to explain: None for each sample's predicted class.
+        target : None, int, int array of length N, 'all' or ('topk', k)
+            Class to explain: None for each sample's predicted class. 'all'
+            explains every class and ('topk', k) each sample's k best
+            classes, from one forward pass.
         rule, param : str, float
-            LRP rule for every layer; neither given uses the layer presets.
+            LRP rule or gradient method for every layer; neither given uses
+            the layer presets.
+        composite : lrpnb composite, optional
+            A rule per layer instead of ``rule``.
 
         Returns
         -------
-        array shaped like X. The relevance starts from the score of the
-        target class (before a final SoftMax), all other outputs zero. No
-        state is kept on the network, so several threads may call this at once.
+        array shaped like X, or (N, T) + X.shape[1:] for T targets per
+        sample. LRP starts from the score of the target class (before a final
+        SoftMax), all other outputs zero; the gradient methods start from 1
+        there. No state is kept on the network, so several threads may call
+        this at once.
         """
         X, kind = self._input(X)
         layers = self.layers
         if layers and isinstance(layers[-1], SoftMax):
             layers = layers[:-1]
+        rules, method = self._plan(layers, rule, param, composite)
         activations = self._trace(X, layers)
         scores = self._host(activations[-1])
         if scores.ndim != 2:
             raise ValueError(f"explain() needs class scores of shape (N, C); "
                              f"the network outputs shape {scores.shape}")
-        N, C = scores.shape
-        if target is None:
-            target = np.argmax(scores, axis=1)
-        else:
-            target = np.asarray(target)
-            if target.dtype.kind not in "iu" or target.ndim > 1:
-                raise ValueError(f"target must be None, an int or an int array of length {N}, got {target!r}")
-            target = np.broadcast_to(target, (N,)) if target.ndim == 0 else target
-            if target.shape != (N,):
-                raise ValueError(f"target has {target.shape[0]} entries for {N} samples")
-            if target.min() < 0 or target.max() >= C:
-                raise ValueError(f"target classes must lie in 0..{C - 1}, got {target.min()}..{target.max()}")
-        rows = np.arange(N)
-        R = np.zeros_like(scores)
-        R[rows, target] = scores[rows, target]
-        R = self._backend.put(R)
-        return self._output(self._backward(activations, R, layers, rule, param), kind)
+        targets = _targets(target, scores)
+        N, T = targets.shape
+        if T > 1:
+            activations = [self._repeat(a, T) for a in activations]
+        rows = np.arange(N * T)
+        start = np.zeros((N * T, scores.shape[1]), dtype=scores.dtype)
+        flat_targets = targets.reshape(-1)
+        start[rows, flat_targets] = 1 if method else np.repeat(scores, T, axis=0)[rows, flat_targets]
+        relevance = self._backward(activations, self._backend.put(start), layers, rules)
+        relevance = self._finish(method, activations[0], relevance)
+        if T > 1 or not np.isscalar(target) and isinstance(target, (str, tuple)):
+            relevance = relevance.reshape((N, T) + tuple(relevance.shape[1:]))
+        return self._output(relevance, kind)
+
+    def _repeat(self, array, times):
+        """Each sample ``times`` times in a row (on the GPU through the host)."""
+        if self._backend is CPU:
+            return np.repeat(array, times, axis=0)
+        return self._backend.put(np.repeat(array.copy_to_host(), times, axis=0))
+
+
+def _targets(target, scores):
+    """The (N, T) classes to explain."""
+    N, C = scores.shape
+    if isinstance(target, str):
+        if target != "all":
+            raise ValueError(f"target must be None, an int, an int array, 'all' or ('topk', k); got {target!r}")
+        return np.tile(np.arange(C), (N, 1))
+    if isinstance(target, tuple):
+        if len(target) != 2 or target[0] != "topk" or not isinstance(target[1], numbers.Integral) \
+                or not 1 <= target[1] <= C:
+            raise ValueError(f"target ('topk', k) needs 1 <= k <= {C}, got {target!r}")
+        return np.argsort(-scores, axis=1, kind="stable")[:, :target[1]]
+    if target is None:
+        return np.argmax(scores, axis=1)[:, None]
+    target = np.asarray(target)
+    if target.dtype.kind not in "iu" or target.ndim > 1:
+        raise ValueError(f"target must be None, an int or an int array of length {N}, got {target!r}")
+    target = np.broadcast_to(target, (N,)) if target.ndim == 0 else target
+    if target.shape != (N,):
+        raise ValueError(f"target has {target.shape[0]} entries for {N} samples")
+    if target.min() < 0 or target.max() >= C:
+        raise ValueError(f"target classes must lie in 0..{C - 1}, got {target.min()}..{target.max()}")
+    return target[:, None]

@@ -1,25 +1,40 @@
-"""Names and parameters of the LRP rules, as the LRP Toolbox spells them.
+"""Names and parameters of the explanation methods.
 
-Every rule is known by a canonical name; the toolbox's aliases map onto it
-case-insensitively. The numerics of each rule live in the kernels
-(``lrpnb/kernels/<layer family>.py``); this module only validates what a user
-asked for and holds the toolbox's fixed stabilizers.
+Every LRP rule and gradient method is known by a canonical name; aliases map
+onto it case-insensitively (the LRP Toolbox's spellings among them). The
+numerics of each rule live in the kernels (``lrpnb/kernels/<layer
+family>.py``); this module validates what a user asked for and holds the
+fixed stabilizers. docs/rules.md gives every formula.
 """
 import math
+import numbers
 
-#: alias (lower case) -> canonical rule name. ``None`` means 'simple'.
+import numpy as np
+
+#: alias (lower case) -> canonical name. ``None`` means 'simple'.
 ALIASES = {
-    None: "simple",
-    "none": "simple",
-    "simple": "simple",
-    "epsilon": "epsilon",
-    "eps": "epsilon",
-    "alphabeta": "alphabeta",
-    "alpha": "alphabeta",
+    None: "simple", "none": "simple", "simple": "simple",
+    "epsilon": "epsilon", "eps": "epsilon",
+    "alphabeta": "alphabeta", "alpha": "alphabeta",
     "flat": "flat",
-    "ww": "ww",
-    "w^2": "ww",
+    "ww": "ww", "w^2": "ww",
+    "zplus": "zplus", "z+": "zplus",
+    "gamma": "gamma",
+    "zb": "zb", "zbox": "zb",
+    "gradient": "gradient",
+    "sensitivity": "sensitivity",
+    "deconvnet": "deconvnet",
+    "guided_backprop": "guided_backprop", "guided": "guided_backprop",
+    "gradient_x_input": "gradient_x_input",
 }
+
+#: gradient-based methods: they start from the one-hot target instead of its
+#: score, and every layer passes the (modified) gradient back
+GRADIENT_METHODS = ("gradient", "sensitivity", "deconvnet", "guided_backprop", "gradient_x_input")
+
+#: the backward mode every layer uses for each gradient method
+LAYER_MODE = {"gradient": "gradient", "sensitivity": "gradient", "gradient_x_input": "gradient",
+              "deconvnet": "deconvnet", "guided_backprop": "guided_backprop"}
 
 #: the toolbox's stabilizer of the 'simple' rule on dense and convolution layers
 SIMPLE_STABILIZER = 1e-16
@@ -27,8 +42,12 @@ SIMPLE_STABILIZER = 1e-16
 SUMPOOL_SIMPLE_STABILIZER = 1e-12
 #: the constant added to (subtracted from) the alpha-beta rule's denominators
 ALPHABETA_STABILIZER = 1e-16
+#: zennit's stabilizer of the z+, gamma and z^B rules
+ZENNIT_STABILIZER = 1e-6
+#: the gamma rule's gamma when none is given (zennit's default)
+DEFAULT_GAMMA = 0.25
 
-_VALID = "None, 'none', 'simple', 'epsilon', 'eps', 'alphabeta', 'alpha', 'flat', 'ww', 'w^2'"
+_VALID = ", ".join(repr(name) for name in ALIASES)
 
 
 def canonical_rule(rule):
@@ -40,25 +59,55 @@ def canonical_rule(rule):
         raise ValueError(f"unknown LRP rule {rule!r}; valid rules are {_VALID}") from None
 
 
-def resolve(rule, param):
-    """Validate a (rule, param) pair and return ``(canonical_name, param)``.
-
-    'epsilon' needs a finite epsilon > 0 and 'alphabeta' a finite alpha; the
-    parameter of 'simple', 'flat' and 'ww' is ignored (returned as None), as
-    in the toolbox.
-    """
-    name = canonical_rule(rule)
-    if name not in ("epsilon", "alphabeta"):
-        return name, None
-    what = "epsilon" if name == "epsilon" else "alpha"
-    if param is None:
-        raise ValueError(f"the {name!r} rule needs a parameter ({what}); got none")
+def _number(name, what, param):
     try:
         value = float(param)
     except (TypeError, ValueError):
         raise ValueError(f"the {name!r} rule's parameter ({what}) must be a number, got {param!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"the {name!r} rule's parameter ({what}) must be finite, got {param!r}")
+    return value
+
+
+def _bound(value, what):
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim > 1 or array.size == 0:
+        raise ValueError(f"the 'zb' rule's {what} bound must be a number or a 1-d array of one per channel, "
+                         f"got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"the 'zb' rule's {what} bound must be finite")
+    return array
+
+
+def resolve(rule, param):
+    """Validate a (rule, param) pair and return ``(canonical_name, param)``.
+
+    'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite alpha, 'gamma'
+    a finite gamma >= 0 (default 0.25), 'zb' a pair (low, high) of bounds,
+    each a number or one per input channel, low <= high. The parameter of
+    every other rule is ignored (returned as None), as in the toolbox.
+    """
+    name = canonical_rule(rule)
+    if name == "gamma":
+        gamma = DEFAULT_GAMMA if param is None else _number(name, "gamma", param)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {param!r}")
+        return name, gamma
+    if name == "zb":
+        if param is None:
+            raise ValueError("the 'zb' rule needs its bounds: param=(low, high)")
+        if isinstance(param, (str, bytes, numbers.Number)) or len(param) != 2:
+            raise ValueError(f"the 'zb' rule's parameter must be a pair (low, high), got {param!r}")
+        low, high = _bound(param[0], "low"), _bound(param[1], "high")
+        if np.any(low > high):
+            raise ValueError(f"the 'zb' rule needs low <= high, got low={param[0]!r}, high={param[1]!r}")
+        return name, (low, high)
+    if name not in ("epsilon", "alphabeta"):
+        return name, None
+    what = "epsilon" if name == "epsilon" else "alpha"
+    if param is None:
+        raise ValueError(f"the {name!r} rule needs a parameter ({what}); got none")
+    value = _number(name, what, param)
     if name == "epsilon" and value <= 0:
         raise ValueError(f"epsilon must be > 0, got {param!r}")
     return name, value

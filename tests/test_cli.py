@@ -41,7 +41,7 @@ def test_explain_text_data(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "absent.txt"], "model file not found: absent.txt"),
-    (["--rule", "zplus"], "unknown LRP rule 'zplus'"),
+    (["--rule", "magic"], "unknown LRP rule 'magic'"),
     (["--rule", "epsilon"], "needs a parameter"),
     (["--data", str(EXAMPLES / "mlp_inputs.txt")], r"layer 0 \(Convolution 3 3 1 4 1 1\)"),
 ])

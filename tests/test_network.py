@@ -111,7 +111,7 @@ def test_rule_aliases(cnn, images, alias, canonical, param):
 
 
 @pytest.mark.parametrize("rule, param, message", [
-    ("zplus", None, "unknown LRP rule 'zplus'; valid rules are None, 'none', 'simple'"),
+    ("magic", None, "unknown LRP rule 'magic'; valid rules are None, 'none', 'simple'"),
     ("epsilon", None, "needs a parameter"),
     ("alphabeta", None, "needs a parameter"),
     ("epsilon", -1.0, "epsilon must be > 0"),

@@ -1,5 +1,5 @@
-"""Element-wise activation layers (forward only: Rect, Tanh and SoftMax pass
-relevance through unchanged, as in the LRP Toolbox)."""
+"""Element-wise activation layers: forward passes and gradients (Rect, Tanh
+and SoftMax pass relevance through unchanged, as in the LRP Toolbox)."""
 import numpy as np
 from numba import njit, prange
 
@@ -42,3 +42,81 @@ def softmax_forward(X):
         for j in range(C):
             Y[n, j] /= total
     return Y
+
+
+#: how rect_backward treats the ReLU
+GRADIENT, DECONVNET, GUIDED = 0, 1, 2
+
+
+@njit(**PARALLEL)
+def rect_backward(X, G, mode):
+    """Backward signal through a ReLU with forward input X.
+
+    mode GRADIENT: ``G [x > 0]``; DECONVNET (Zeiler & Fergus 2014): ``max(G, 0)``,
+    ignoring the forward mask; GUIDED (guided backprop, Springenberg et al.
+    2015): ``G [x > 0] [G > 0]``.
+    """
+    flat = X.reshape(-1)
+    grad = G.reshape(-1)
+    out = np.empty_like(grad)
+    for e in prange(flat.size):
+        g = grad[e]
+        zero = g - g
+        if mode == 1:
+            out[e] = g if g > 0 else zero
+        elif mode == 2:
+            out[e] = g if (g > 0 and flat[e] > 0) else zero
+        else:
+            out[e] = g if flat[e] > 0 else zero
+    return out.reshape(X.shape)
+
+
+@njit(**PARALLEL)
+def tanh_backward(Y, G):
+    """``G (1 - y^2)`` with Y = tanh(x)."""
+    flat = Y.reshape(-1)
+    grad = G.reshape(-1)
+    out = np.empty_like(grad)
+    for e in prange(flat.size):
+        out[e] = grad[e] * (np.float32(1) - flat[e] * flat[e])
+    return out.reshape(Y.shape)
+
+
+@njit(**PARALLEL)
+def softmax_backward(Y, G):
+    """``y_j (g_j - sum_k g_k y_k)`` along the last axis, Y the softmax output."""
+    N, C = Y.shape
+    out = np.empty_like(G)
+    for n in prange(N):
+        total = G[n, 0] - G[n, 0]
+        for k in range(C):
+            total += G[n, k] * Y[n, k]
+        for j in range(C):
+            out[n, j] = Y[n, j] * (G[n, j] - total)
+    return out
+
+
+@njit(**PARALLEL)
+def channel_norm(G):
+    """Sensitivity (Simonyan et al. 2014): the L2 norm of the gradient over the
+    last (channel) axis, kept as an axis of length 1: (N, ..., D) -> (N, ..., 1)."""
+    D = G.shape[-1]
+    flat = G.reshape(-1, D)
+    out = np.empty((flat.shape[0], 1), dtype=G.dtype)
+    for e in prange(flat.shape[0]):
+        total = flat[e, 0] - flat[e, 0]
+        for c in range(D):
+            total += flat[e, c] * flat[e, c]
+        out[e, 0] = np.sqrt(total)
+    return out.reshape(G.shape[:-1] + (1,))
+
+
+@njit(**PARALLEL)
+def times_input(X, G):
+    """Gradient times input, ``x * dy/dx`` element-wise."""
+    flat = X.reshape(-1)
+    grad = G.reshape(-1)
+    out = np.empty_like(grad)
+    for e in prange(flat.size):
+        out[e] = flat[e] * grad[e]
+    return out.reshape(X.shape)

@@ -195,21 +195,39 @@ def _epsilon_direct_sample(X, W, Y, R, s0, s1, epsilon, Rx, n):
     Rx[n] *= X[n]
 
 
+@njit(inline="always", **JIT)
+def _paired_ratios(Za, Zb, relevance, y, mode, p1, p2, tiny):
+    """The two ratios of a sign-paired rule for one output (see _paired).
+
+    mode 0 (alpha-beta): ``p1 R / (Za + tiny)`` and ``p2 R / (Zb - tiny)``.
+    mode 1 (gamma): ``R / stab(Za)`` where z > 0 and ``R / stab(Zb)`` where
+    z < 0 (the other one zero), stab(z) = z + tiny sgn(z).
+    """
+    if mode == 0:
+        return p1 * relevance / (Za + tiny), p2 * relevance / (Zb - tiny)
+    zero = relevance - relevance
+    if y > 0:
+        return relevance / stabilize(Za, tiny), zero
+    if y < 0:
+        return zero, relevance / stabilize(Zb, tiny)
+    return zero, zero
+
+
 @njit(**PARALLEL)
-def _alphabeta_direct(X, W, B, R, s0, s1, alpha, beta, tiny):
-    """conv_relevance_alphabeta for few input channels (see _forward_direct)."""
+def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
+    """_paired for few input channels (see _forward_direct)."""
     Rx = np.zeros_like(X)
     for n in prange(R.shape[0]):
-        _alphabeta_direct_sample(X, W, B, R, s0, s1, alpha, beta, tiny, Rx, n)
+        _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n)
     return Rx
 
 
 @njit(**JIT)
-def _alphabeta_direct_sample(X, W, B, R, s0, s1, alpha, beta, tiny, Rx, n):
+def _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n):
     N, Ho, Wo, K = R.shape
-    h, w, D, _ = W.shape
-    Sp = np.empty((K, Wo), dtype=X.dtype)
-    Sn = np.empty((K, Wo), dtype=X.dtype)
+    h, w, D, _ = A.shape
+    Sa = np.empty((K, Wo), dtype=X.dtype)
+    Sb = np.empty((K, Wo), dtype=X.dtype)
     x = np.empty(Wo, dtype=X.dtype)
     xp = np.empty(Wo, dtype=X.dtype)
     xn = np.empty(Wo, dtype=X.dtype)
@@ -217,8 +235,8 @@ def _alphabeta_direct_sample(X, W, B, R, s0, s1, alpha, beta, tiny, Rx, n):
     accn = np.empty(Wo, dtype=X.dtype)
     for i in range(Ho):
         for k in range(K):
-            Sp[k, :] = positive_part(B[k]) + tiny
-            Sn[k, :] = negative_part(B[k]) - tiny
+            Sa[k, :] = Ba[k]
+            Sb[k, :] = Bb[k]
         for a in range(h):
             for b in range(w):
                 for c in range(D):
@@ -227,27 +245,27 @@ def _alphabeta_direct_sample(X, W, B, R, s0, s1, alpha, beta, tiny, Rx, n):
                         xp[j] = positive_part(x[j])
                         xn[j] = negative_part(x[j])
                     for k in range(K):
-                        wp = positive_part(W[a, b, c, k])
-                        wn = negative_part(W[a, b, c, k])
+                        wa = A[a, b, c, k]
+                        wb = Bm[a, b, c, k]
                         for j in range(Wo):
-                            Sp[k, j] += wp * xp[j] + wn * xn[j]
-                            Sn[k, j] += wn * xp[j] + wp * xn[j]
-        # the sums become the scaled ratios alpha R / zp and beta R / zn
+                            Sa[k, j] += wa * xp[j] + wb * xn[j]
+                            Sb[k, j] += wb * xp[j] + wa * xn[j]
+        # the sums become the ratios
         for j in range(Wo):
             for k in range(K):
-                Sp[k, j] = alpha * R[n, i, j, k] / Sp[k, j]
-                Sn[k, j] = beta * R[n, i, j, k] / Sn[k, j]
+                Sa[k, j], Sb[k, j] = _paired_ratios(Sa[k, j], Sb[k, j], R[n, i, j, k], Y[n, i, j, k],
+                                                    mode, p1, p2, tiny)
         for a in range(h):
             for b in range(w):
                 for c in range(D):
                     accp[:] = 0
                     accn[:] = 0
                     for k in range(K):
-                        wp = positive_part(W[a, b, c, k])
-                        wn = negative_part(W[a, b, c, k])
+                        wa = A[a, b, c, k]
+                        wb = Bm[a, b, c, k]
                         for j in range(Wo):
-                            accp[j] += wp * Sp[k, j] + wn * Sn[k, j]
-                            accn[j] += wn * Sp[k, j] + wp * Sn[k, j]
+                            accp[j] += wa * Sa[k, j] + wb * Sb[k, j]
+                            accn[j] += wb * Sa[k, j] + wa * Sb[k, j]
                     _input_row(X, n, i * s0 + a, b, c, s1, x)
                     for j in range(Wo):
                         if x[j] > 0:
@@ -319,39 +337,44 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
 
 
 @njit(**PARALLEL)
-def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
-    """Alpha-beta rule (Bach et al. 2015, eq. 60; the toolbox sets beta = 1-alpha):
+def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
+    """The sign-paired rules (alpha-beta, gamma) of a convolution.
 
-    ``R_pqc = sum_{ijk} (alpha z+ / (sum z+ + b_k+ + tiny)
-                       + beta z- / (sum z- + b_k- - tiny)) R_ijk``
+    Both split every contribution by the signs of input and weight: with
+    filter pair (A, Bm) and bias pair (Ba, Bb), the sums of output (i, j, k)
+    are ``Za = sum x+ A + x- Bm + Ba`` and ``Zb = sum x+ Bm + x- A + Bb``; a
+    mode turns them into two ratios (_paired_ratios), and input x receives
+    ``x * sum (A ratio_a + Bm ratio_b)`` where x > 0 and
+    ``x * sum (Bm ratio_a + A ratio_b)`` where x < 0. Alpha-beta is
+    A = W+, Bm = W- (so Za sums the positive contributions, Zb the negative
+    ones); gamma is A = W + gamma W+, Bm = W + gamma W-.
 
-    with z = z_{pqc,ijk} and the sums over the patch of (i, j).
-
-    Since ``(x w)+ = x+ w+ + x- w-`` and ``(x w)- = x+ w- + x- w+``, the sums
-    are one product of the sign-split patches [P+ | P-] with the block
-    matrix [[W+, W-], [W-, W+]], and the redistribution is the product of
-    the ratios with its transpose, each input taking the half of its sign.
-    When the input has no negative values (after a ReLU) the halves for P-
-    vanish and the products shrink to P [W+, W-].
+    Through BLAS, the sums are one product of the sign-split patches
+    [P+ | P-] with [[A, Bm], [Bm, A]], the redistribution the product of the
+    ratios with its transpose, each input taking the half of its sign. When
+    the input has no negative values (after a ReLU) the P- halves vanish and
+    the products shrink to P [A, Bm].
     """
     if X.shape[3] <= DIRECT_MAX_CHANNELS:
-        return _alphabeta_direct(X, W, B, R, s0, s1, alpha, beta, tiny)
+        return _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny)
     N, Ho, Wo, K = R.shape
-    h, w, d, _ = W.shape
+    h, w, d, _ = A.shape
     size = h * w * d
     signed = X.min() < 0
     rows = 2 * size if signed else size
-    W2 = W.reshape(size, K)
-    Wq = np.empty((rows, 2 * K), dtype=W.dtype)
+    A2 = A.reshape(size, K)
+    B2 = Bm.reshape(size, K)
+    Wq = np.empty((rows, 2 * K), dtype=A.dtype)
     for e in range(size):
         for k in range(K):
-            Wq[e, k] = positive_part(W2[e, k])
-            Wq[e, K + k] = negative_part(W2[e, k])
+            Wq[e, k] = A2[e, k]
+            Wq[e, K + k] = B2[e, k]
             if signed:
-                Wq[size + e, k] = negative_part(W2[e, k])
-                Wq[size + e, K + k] = positive_part(W2[e, k])
+                Wq[size + e, k] = B2[e, k]
+                Wq[size + e, K + k] = A2[e, k]
     WqT = Wq.T
     R2 = R.reshape(N * Ho * Wo, K)
+    Y2 = Y.reshape(N * Ho * Wo, K)
     Rx = np.zeros_like(X)
     step = _chunk_rows(Wo, rows, h, s0)
     chunks = (N * Ho + step - 1) // step
@@ -365,13 +388,86 @@ def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
             Z = np.dot(P, Wq)
             for row in range(m):
                 for k in range(K):
-                    relevance = R2[r0 * Wo + row, k]
-                    Z[row, k] = alpha * relevance / (Z[row, k] + positive_part(B[k]) + tiny)
-                    Z[row, K + k] = beta * relevance / (Z[row, K + k] + negative_part(B[k]) - tiny)
+                    Z[row, k], Z[row, K + k] = _paired_ratios(
+                        Z[row, k] + Ba[k], Z[row, K + k] + Bb[k], R2[r0 * Wo + row, k],
+                        Y2[r0 * Wo + row, k], mode, p1, p2, tiny)
             Col = np.dot(Z, WqT)
             _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed)
     _multiply(Rx, X)
     return Rx
+
+
+@njit(**JIT)
+def _sign_split(W):
+    """(W+, W-) element-wise."""
+    Wp = np.empty_like(W)
+    Wn = np.empty_like(W)
+    flat, positive, negative = W.reshape(-1), Wp.reshape(-1), Wn.reshape(-1)
+    for e in range(flat.size):
+        positive[e] = positive_part(flat[e])
+        negative[e] = negative_part(flat[e])
+    return Wp, Wn
+
+
+@njit(**JIT)
+def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
+    """Alpha-beta rule (Bach et al. 2015, eq. 60; the toolbox sets beta = 1-alpha):
+
+    ``R_pqc = sum_{ijk} (alpha z+ / (sum z+ + b_k+ + tiny)
+                       + beta z- / (sum z- + b_k- - tiny)) R_ijk``
+
+    with z = z_{pqc,ijk} and the sums over the patch of (i, j); since
+    ``(x w)+ = x+ w+ + x- w-``, this is _paired with A = W+, Bm = W-. The
+    toolbox uses tiny = 1e-16; zennit's ZPlus rule is alpha = 1, beta = 0,
+    tiny = 1e-6.
+    """
+    Wp, Wn = _sign_split(W)
+    Bp, Bn = _sign_split(B)
+    return _paired(X, Wp, Wn, Bp, Bn, R, R, s0, s1, 0, alpha, beta, tiny)
+
+
+@njit(**JIT)
+def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
+    """Generalized gamma rule, as zennit's ``Gamma`` (Montavon et al. 2019;
+    Andéol et al. 2021). Where z_ijk > 0:
+
+    ``R_pqc = sum (x+ (w + gamma w+) + x- (w + gamma w-)) / stab(Za) R_ijk``,
+    ``Za = sum_{patch} (x+ (w + gamma w+) + x- (w + gamma w-)) + b + gamma b+``;
+
+    where z_ijk < 0 the same with w+ and w- (and b+ with b-) swapped, and
+    nothing where z_ijk = 0. stab(z) = z + tiny sgn(z), zennit's tiny 1e-6.
+    ``Y`` is the forward output z. This is _paired with A = W + gamma W+,
+    Bm = W + gamma W-.
+    """
+    Wp, Wn = _sign_split(W)
+    Bp, Bn = _sign_split(B)
+    return _paired(X, W + gamma * Wp, W + gamma * Wn, B + gamma * Bp, B + gamma * Bn, Y, R,
+                   s0, s1, 1, tiny, tiny, tiny)
+
+
+@njit(**JIT)
+def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
+    """z^B rule for bounded inputs (Montavon et al., Pattern Recognition 65,
+    2017), as zennit's ``ZBox``: with per-channel bounds l <= x <= h,
+
+    ``R_pqc = sum_{ijk} (x w - l w+ - h w-) / stab(sum_{patch} (x w - l w+ - h w-)) R_ijk``
+
+    (biases cancel in zennit's definition and do not appear); stab(z) =
+    z + tiny sgn(z), zennit's tiny 1e-6. Written as three epsilon-rule
+    passes that share one denominator.
+    """
+    L = np.empty_like(X)
+    H = np.empty_like(X)
+    for c in range(X.shape[3]):
+        L[:, :, :, c] = low[c]
+        H[:, :, :, c] = high[c]
+    Wp, Wn = _sign_split(W)
+    zero = np.zeros(W.shape[3], dtype=W.dtype)
+    Z = conv_forward(X, W, zero, s0, s1) - conv_forward(L, Wp, zero, s0, s1) \
+        - conv_forward(H, Wn, zero, s0, s1)
+    return (conv_relevance_epsilon(X, W, Z, R, s0, s1, tiny)
+            - conv_relevance_epsilon(L, Wp, Z, R, s0, s1, tiny)
+            - conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
 
 
 @njit(**PARALLEL)
@@ -400,29 +496,47 @@ def conv_relevance_flat(X, W, R, s0, s1):
 
 
 @njit(**PARALLEL)
-def conv_relevance_ww(X, W, R, s0, s1):
-    """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
-    ``R_pqc = sum_{ijk} w_abck^2 / (sum_{a'b'c'} w_a'b'c'k^2) R_ijk``."""
-    N, Ho, Wo, K = R.shape
-    h, w, d, _ = W.shape
+def _transpose(X, V, G, s0, s1):
+    """``out[n,p,q,c] = sum_{ijk} V[a,b,c,k] G[n,i,j,k]`` over the outputs
+    whose patch holds (p, q): the adjoint of the convolution (shaped like X)."""
+    N, Ho, Wo, K = G.shape
+    h, w, d, _ = V.shape
     size = h * w * d
-    V = W.reshape(size, K) ** 2
-    norm = np.zeros(K, dtype=W.dtype)
-    for e in range(size):
-        for k in range(K):
-            norm[k] += V[e, k]
-    for e in range(size):
-        for k in range(K):
-            V[e, k] /= norm[k]
-    VT = V.T
-    R2 = R.reshape(N * Ho * Wo, K)
-    Rx = np.zeros_like(X)
+    VT = V.reshape(size, K).T
+    G2 = G.reshape(N * Ho * Wo, K)
+    out = np.zeros_like(X)
     step = _chunk_rows(Wo, size, h, s0)
     chunks = (N * Ho + step - 1) // step
     for phase in range(2):
         for half in prange((chunks + 1 - phase) // 2):
             r0 = (2 * half + phase) * step
             r1 = min(r0 + step, N * Ho)
-            Col = np.dot(R2[r0 * Wo:r1 * Wo], VT)
-            _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, False)
-    return Rx
+            Col = np.dot(G2[r0 * Wo:r1 * Wo], VT)
+            _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
+    return out
+
+
+@njit(**JIT)
+def conv_relevance_ww(X, W, R, s0, s1):
+    """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
+    ``R_pqc = sum_{ijk} w_abck^2 / (sum_{a'b'c'} w_a'b'c'k^2) R_ijk``."""
+    h, w, d, K = W.shape
+    V = W * W
+    norm = np.zeros(K, dtype=W.dtype)
+    for a in range(h):
+        for b in range(w):
+            for c in range(d):
+                for k in range(K):
+                    norm[k] += V[a, b, c, k]
+    for a in range(h):
+        for b in range(w):
+            for c in range(d):
+                for k in range(K):
+                    V[a, b, c, k] /= norm[k]
+    return _transpose(X, V, R, s0, s1)
+
+
+@njit(**JIT)
+def conv_backward(X, W, G, s0, s1):
+    """Gradient with respect to the input: ``dL/dx_pqc = sum_{ijk} w_abck dL/dy_ijk``."""
+    return _transpose(X, W, G, s0, s1)

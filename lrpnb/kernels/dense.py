@@ -12,8 +12,8 @@ convolution kernels in ``conv.py``, where each rule is written once.
 from numba import njit
 
 from . import JIT
-from .conv import (conv_forward, conv_relevance_alphabeta, conv_relevance_epsilon,
-                   conv_relevance_flat, conv_relevance_ww)
+from .conv import (conv_backward, conv_forward, conv_relevance_alphabeta, conv_relevance_epsilon,
+                   conv_relevance_flat, conv_relevance_gamma, conv_relevance_ww, conv_relevance_zbox)
 
 
 @njit(inline="always", **JIT)
@@ -67,3 +67,23 @@ def dense_relevance_ww(X, W, R):
     """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
     ``R_i = sum_j w_ij^2 / (sum_i' w_i'j^2) R_j``."""
     return conv_relevance_ww(_image(X), _filters(W), _image(R), 1, 1).reshape(X.shape)
+
+
+@njit(**JIT)
+def dense_relevance_gamma(X, W, B, Y, R, gamma, tiny):
+    """Generalized gamma rule (zennit's ``Gamma``); see conv_relevance_gamma."""
+    return conv_relevance_gamma(_image(X), _filters(W), B, _image(Y), _image(R), 1, 1, gamma,
+                                tiny).reshape(X.shape)
+
+
+@njit(**JIT)
+def dense_relevance_zbox(X, W, R, low, high, tiny):
+    """z^B rule (zennit's ``ZBox``) with per-input bounds; see conv_relevance_zbox."""
+    return conv_relevance_zbox(_image(X), _filters(W), _image(R), 1, 1, low, high,
+                               tiny).reshape(X.shape)
+
+
+@njit(**JIT)
+def dense_backward(X, W, G):
+    """Gradient with respect to the input: ``G W^T``."""
+    return conv_backward(_image(X), _filters(W), _image(G), 1, 1).reshape(X.shape)

@@ -1,0 +1,160 @@
+"""Composites: one rule per layer, chosen by the kind and position of each layer.
+
+A composite is a per-layer preset: explaining with one gives exactly what the
+equivalent ``layer.set_lrp_parameters`` calls give. Two families:
+
+- the LRP Toolbox's Caffe "formula types" (``formula_type``), with its
+  parameters epsstab (epsilon), alphabeta_beta (beta >= 0, alpha = 1 + beta)
+  and the layer index k of auxiliaryvariable_maxlayerindexforflatdistinconv;
+- the named composites of zennit and iNNvestigate.
+
+Layer indices count ``net.layers`` from 0, every layer included (Rect and
+pooling too); "at and below k" means layers 0..k.
+"""
+from .network import Convolution, Linear
+from .rules import resolve
+
+__all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
+           "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "FORMULA_TYPES"]
+
+
+class Composite:
+    """A rule for every layer of a network.
+
+    Parameters
+    ----------
+    name : str
+    choose : callable (index, layer, layers) -> (rule, param)
+        The rule of each layer.
+    method : str, optional
+        A gradient method applied to the whole network ('gradient',
+        'sensitivity', 'deconvnet', 'guided_backprop'), which then decides
+        how the explanation starts and ends.
+    layer_index : int, optional
+        The layer index the composite refers to, checked against the network.
+    """
+
+    def __init__(self, name, choose, method=None, layer_index=None):
+        self.name = name
+        self._choose = choose
+        self.method = method
+        self.layer_index = layer_index
+
+    def __repr__(self):
+        return f"<Composite {self.name}>"
+
+    def rules(self, layers):
+        """[(canonical rule, param)] for ``layers``, validated."""
+        if self.layer_index is not None and not 0 <= self.layer_index < len(layers):
+            raise ValueError(f"{self.name}: layer index {self.layer_index} is outside the network "
+                             f"(layers 0..{len(layers) - 1})")
+        return [resolve(*self._choose(k, layer, layers)) for k, layer in enumerate(layers)]
+
+
+def _weighted(layer):
+    return isinstance(layer, (Convolution, Linear))
+
+
+def _first_weighted(layers):
+    return next((k for k, layer in enumerate(layers) if _weighted(layer)), None)
+
+
+def _check_index(number, layer_index):
+    if layer_index is None:
+        raise ValueError(f"formula type {number} needs layer_index (the toolbox's "
+                         f"auxiliaryvariable_maxlayerindexforflatdistinconv)")
+    if int(layer_index) != layer_index or layer_index < 0:
+        raise ValueError(f"layer_index must be a non-negative integer, got {layer_index!r}")
+    return int(layer_index)
+
+
+#: formula type number -> what it means
+FORMULA_TYPES = {
+    0: "epsilon everywhere",
+    2: "alpha-beta everywhere",
+    54: "epsilon above layer k, flat at and below",
+    56: "epsilon above layer k, w^2 at and below",
+    58: "alpha-beta above layer k, flat at and below",
+    60: "alpha-beta above layer k, w^2 at and below",
+    100: "alpha-beta for convolutions, epsilon for every other layer",
+    102: "type 100 above layer k, flat at and below",
+    104: "type 100 above layer k, w^2 at and below",
+    11: "gradient",
+    26: "deconvnet",
+    99: "sensitivity",
+    166: "guided backprop",
+}
+_METHODS = {11: "gradient", 26: "deconvnet", 99: "sensitivity", 166: "guided_backprop"}
+
+
+def formula_type(number, epsstab=0.01, alphabeta_beta=1.0, layer_index=None):
+    """The Caffe toolbox's composite of formula type ``number`` (FORMULA_TYPES).
+
+    epsilon = epsstab; alpha = 1 + alphabeta_beta (alphabeta_beta >= 0);
+    layer_index k for the types that switch to flat or w^2 at and below k.
+    """
+    if number not in FORMULA_TYPES:
+        known = ", ".join(f"{k} ({v})" for k, v in FORMULA_TYPES.items())
+        raise ValueError(f"unknown formula type {number!r}; known: {known}")
+    if number in _METHODS:
+        method = _METHODS[number]
+        return Composite(f"formula type {number}", lambda k, layer, layers: (method, None), method=method)
+    epsilon = resolve("epsilon", epsstab)[1]
+    if float(alphabeta_beta) < 0:
+        raise ValueError(f"alphabeta_beta must be >= 0, got {alphabeta_beta!r}")
+    alpha = resolve("alphabeta", 1.0 + float(alphabeta_beta))[1]
+    low = {54: "flat", 56: "ww", 58: "flat", 60: "ww", 102: "flat", 104: "ww"}.get(number)
+    k_max = _check_index(number, layer_index) if low else None
+
+    def choose(k, layer, layers):
+        if low is not None and k <= k_max:
+            return low, None
+        if number in (0, 54, 56):
+            return "epsilon", epsilon
+        if number in (2, 58, 60):
+            return "alphabeta", alpha
+        return ("alphabeta", alpha) if isinstance(layer, Convolution) else ("epsilon", epsilon)
+
+    return Composite(f"formula type {number}", choose, layer_index=k_max)
+
+
+def _epsilon_and(conv_rule, conv_param, epsilon, first=None):
+    """epsilon for dense and every other layer, conv_rule for convolutions;
+    ``first`` (rule, param) for the first convolution or dense layer."""
+    def choose(k, layer, layers):
+        if first is not None and k == _first_weighted(layers):
+            return first
+        if isinstance(layer, Convolution):
+            return conv_rule, conv_param
+        return "epsilon", epsilon
+    return choose
+
+
+def EpsilonPlus(epsilon=1e-6):
+    """zennit's EpsilonPlus: z+ on convolutions, epsilon on dense (and pooling) layers."""
+    return Composite("EpsilonPlus", _epsilon_and("zplus", None, epsilon))
+
+
+def EpsilonAlpha2Beta1(epsilon=1e-6):
+    """zennit's EpsilonAlpha2Beta1: alpha=2, beta=1 on convolutions, epsilon elsewhere."""
+    return Composite("EpsilonAlpha2Beta1", _epsilon_and("alphabeta", 2.0, epsilon))
+
+
+def EpsilonPlusFlat(epsilon=1e-6):
+    """EpsilonPlus with the flat rule on the first convolution or dense layer."""
+    return Composite("EpsilonPlusFlat", _epsilon_and("zplus", None, epsilon, first=("flat", None)))
+
+
+def EpsilonAlpha2Beta1Flat(epsilon=1e-6):
+    """EpsilonAlpha2Beta1 with the flat rule on the first convolution or dense layer."""
+    return Composite("EpsilonAlpha2Beta1Flat",
+                     _epsilon_and("alphabeta", 2.0, epsilon, first=("flat", None)))
+
+
+def EpsilonGammaBox(low, high, gamma=0.25, epsilon=1e-6):
+    """zennit's EpsilonGammaBox: z^B with bounds (low, high) on the first
+    convolution or dense layer, gamma on the other convolutions, epsilon
+    on dense (and pooling) layers."""
+    bounds = resolve("zb", (low, high))[1]
+    return Composite("EpsilonGammaBox", _epsilon_and("gamma", gamma, epsilon, first=("zb", bounds)))
+
