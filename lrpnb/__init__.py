@@ -4,6 +4,8 @@ A fast re-creation of the LRP Toolbox (Lapuschkin et al., JMLR 17(114), 2016):
 the same layers, rules, numerics and model files, computed by ``numba.njit``
 kernels.
 """
+from .composites import (Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox,
+                         EpsilonPlus, EpsilonPlusFlat, formula_type)
 from .data_io import read_data, write_data
 from .model_io import load, save
 from .network import (Convolution, Flatten, Layer, Linear, MaxPool, Network, Rect, SoftMax,
@@ -12,4 +14,6 @@ from .network import (Convolution, Flatten, Layer, Linear, MaxPool, Network, Rec
 __version__ = "0.1.0"
 
 __all__ = ["Network", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
-           "SoftMax", "Flatten", "load", "save", "read_data", "write_data", "__version__"]
+           "SoftMax", "Flatten", "load", "save", "read_data", "write_data", "formula_type", "Composite",
+           "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
+           "EpsilonGammaBox", "__version__"]

@@ -27,3 +27,26 @@ def positive_part(v):
 def negative_part(v):
     """``min(v, 0)``, written so the result keeps ``v``'s type."""
     return v if v < 0 else v - v
+
+
+def paired_ratios(Za, Zb, relevance, z, mode, p1, p2, tiny):
+    """The two ratios of a sign-paired rule for one output neuron.
+
+    ``Za`` and ``Zb`` are the output's two sums (see ``_paired`` in
+    lrpnb/kernels/conv.py), ``relevance`` its relevance and ``z`` its forward
+    output.
+
+    - mode 0, alpha-beta (Bach et al. 2015): ``p1 R / (Za + tiny)`` and
+      ``p2 R / (Zb - tiny)`` (p1 = alpha, p2 = beta);
+    - mode 1, gamma (zennit's Gamma): ``R / stab(Za)`` where z > 0 and
+      ``R / stab(Zb)`` where z < 0, the other ratio zero (both zero where
+      z = 0), with stab(v) = v + tiny sgn(v), sgn(0) = +1.
+    """
+    if mode == 0:
+        return p1 * relevance / (Za + tiny), p2 * relevance / (Zb - tiny)
+    zero = relevance - relevance
+    if z > 0:
+        return relevance / (Za + tiny if Za >= 0 else Za - tiny), zero
+    if z < 0:
+        return zero, relevance / (Zb + tiny if Zb >= 0 else Zb - tiny)
+    return zero, zero

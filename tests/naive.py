@@ -49,6 +49,36 @@ def shares(Z, B, rule, param, stabilizer=1e-16):
     raise ValueError(rule)
 
 
+def modern_shares(Xp, Wp, B, z, rule, param):
+    """Shares of the zplus, gamma and zb rules, as zennit defines them.
+
+    ``Xp`` holds the inputs of each output (N, I, 1), ``Wp`` the weights
+    (1, I, n), ``B`` the biases (n,) and ``z`` the outputs' forward values
+    (N, 1, n). Stabilizer 1e-6 * sgn (sgn(0) = +1).
+    """
+    pos, neg = np.maximum(Xp, 0), np.minimum(Xp, 0)
+    wpos, wneg = np.maximum(Wp, 0), np.minimum(Wp, 0)
+    stab = lambda v: v + 1e-6 * sgn(v)  # noqa: E731
+    if rule == "zplus":
+        Z = pos * wpos + neg * wneg
+        return Z / (Z.sum(axis=1, keepdims=True) + np.maximum(B, 0) + 1e-6)
+    if rule == "gamma":
+        g = param
+        Za = pos * (Wp + g * wpos) + neg * (Wp + g * wneg)
+        Zb = pos * (Wp + g * wneg) + neg * (Wp + g * wpos)
+        ratio_a = Za / stab(Za.sum(axis=1, keepdims=True) + B + g * np.maximum(B, 0))
+        ratio_b = Zb / stab(Zb.sum(axis=1, keepdims=True) + B + g * np.minimum(B, 0))
+        return np.where(z > 0, ratio_a, 0.0) + np.where(z < 0, ratio_b, 0.0)
+    if rule == "zb":
+        low, high = param  # each broadcast to Xp's shape
+        Z = Xp * Wp - low * wpos - high * wneg
+        return Z / stab(Z.sum(axis=1, keepdims=True))
+    raise ValueError(rule)
+
+
+MODERN = ("zplus", "gamma", "zb")
+
+
 # ---------------------------------------------------------------- dense
 def dense_forward(X, W, B):
     return X @ W + B
@@ -57,6 +87,11 @@ def dense_forward(X, W, B):
 def dense_lrp(X, W, B, R, rule, param=None):
     """R_i = sum_j share_ij R_j for a dense layer, shares from ``rule``."""
     N, m = X.shape
+    if rule in MODERN:
+        z = (X @ W + B)[:, None, :]
+        bounds = None if rule != "zb" else tuple(np.broadcast_to(b, (m,))[None, :, None] for b in param)
+        S = modern_shares(X[:, :, None], W[None], B, z, rule, bounds if rule == "zb" else param)
+        return (S * R[:, None, :]).sum(axis=2)
     if rule == "flat":
         S = np.ones((N, m, W.shape[1])) / m
     elif rule == "ww":
@@ -90,6 +125,16 @@ def conv_lrp(X, Wt, B, R, stride, rule, param=None):
     s0, s1 = stride
     Rx = np.zeros(X.shape)
     for i, j, si, sj in _windows(H, Wd, h, w, s0, s1):
+        if rule in MODERN:
+            patch = X[:, si, sj, :].reshape(N, h * w * d, 1)
+            z = (patch * Wt.reshape(1, h * w * d, n)).sum(axis=1, keepdims=True) + B
+            value = param
+            if rule == "zb":
+                value = tuple(np.broadcast_to(np.broadcast_to(b, (d,)), (h, w, d)).reshape(1, -1, 1)
+                              for b in param)
+            S = modern_shares(patch, Wt.reshape(1, h * w * d, n), B, z, rule, value)
+            Rx[:, si, sj, :] += (S * R[:, i, j, None, :]).sum(axis=2).reshape(N, h, w, d)
+            continue
         if rule == "flat":
             S = np.ones((N, h * w * d, n)) / (h * w * d)
         elif rule == "ww":
@@ -197,3 +242,37 @@ def network_lrp(layers, acts, R, rule, param=None):
         elif kind == "flatten":
             R = R.reshape(x.shape)
     return R
+
+
+def network_gradient(layers, acts, G, mode="gradient"):
+    """d(output . G)/d(input), written from the chain rule; ``mode``
+    'deconvnet' or 'guided_backprop' changes what a ReLU passes back."""
+    for (kind, p), x in zip(layers[::-1], acts[-2::-1]):
+        if kind == "linear":
+            G = G @ p["W"].T
+        elif kind == "conv":
+            h, w, d, n = p["W"].shape
+            out = np.zeros(x.shape)
+            for i, j, si, sj in _windows(x.shape[1], x.shape[2], h, w, *p["stride"]):
+                out[:, si, sj, :] += np.tensordot(G[:, i, j, :], p["W"], axes=([1], [3]))
+            G = out
+        elif kind == "sumpool":
+            hp, wp = p["pool"]
+            out = np.zeros(x.shape)
+            for i, j, si, sj in _windows(x.shape[1], x.shape[2], hp, wp, *p["stride"]):
+                out[:, si, sj, :] += G[:, i:i + 1, j:j + 1, :] / np.sqrt(hp * wp)
+            G = out
+        elif kind == "maxpool":
+            G = maxpool_lrp(x, G, p["pool"], p["stride"], "simple")
+        elif kind == "rect":
+            if mode == "deconvnet":
+                G = np.maximum(G, 0)
+            elif mode == "guided_backprop":
+                G = G * (x > 0) * (G > 0)
+            else:
+                G = G * (x > 0)
+        elif kind == "tanh":
+            G = G * (1 - np.tanh(x) ** 2)
+        elif kind == "flatten":
+            G = G.reshape(x.shape)
+    return G

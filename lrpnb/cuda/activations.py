@@ -56,4 +56,91 @@ def softmax_forward(X):
     return Y
 
 
-SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2"}
+@cuda.jit(**KERNEL)
+def _rect_backward(X, G, mode, out):
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        g = G[e]
+        zero = g - g
+        if mode == 1:
+            out[e] = g if g > 0 else zero
+        elif mode == 2:
+            out[e] = g if (g > 0 and X[e] > 0) else zero
+        else:
+            out[e] = g if X[e] > 0 else zero
+
+
+@cuda.jit(**KERNEL)
+def _tanh_backward(Y, G, out):
+    for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
+        out[e] = G[e] - G[e] * Y[e] * Y[e]
+
+
+@cuda.jit(**KERNEL)
+def _softmax_backward(Y, G, out):
+    N, C = Y.shape
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
+        total = G[n, 0] - G[n, 0]
+        for k in range(C):
+            total += G[n, k] * Y[n, k]
+        for j in range(C):
+            out[n, j] = Y[n, j] * (G[n, j] - total)
+
+
+@cuda.jit(**KERNEL)
+def _channel_norm(G, out):
+    """out[e] = sqrt(sum_c G[e, c]^2) over rows of a (M, D) view."""
+    D = G.shape[1]
+    for e in range(cuda.grid(1), G.shape[0], cuda.gridsize(1)):
+        total = G[e, 0] - G[e, 0]
+        for c in range(D):
+            total += G[e, c] * G[e, c]
+        out[e] = math.sqrt(total)
+
+
+@cuda.jit(**KERNEL)
+def _times(X, G, out):
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        out[e] = X[e] * G[e]
+
+
+def _binary(kernel, A, B, *extra):
+    """out = kernel(A, B, *extra) element-wise on flat views."""
+    out = cuda.device_array(A.shape, dtype=B.dtype)
+    launch(kernel, A.size)(A.reshape(-1), B.reshape(-1), *extra, out.reshape(-1))
+    return out
+
+
+def rect_backward(X, G, mode):
+    """Backward through a ReLU: 0 gradient ``G [x > 0]``, 1 deconvnet ``max(G, 0)``,
+    2 guided backprop ``G [x > 0] [G > 0]``."""
+    return _binary(_rect_backward, X, G, mode)
+
+
+def tanh_backward(Y, G):
+    """``G (1 - y^2)`` with Y = tanh(x)."""
+    return _binary(_tanh_backward, Y, G)
+
+
+def softmax_backward(Y, G):
+    """``y_j (g_j - sum_k g_k y_k)`` along the last axis."""
+    out = cuda.device_array(Y.shape, dtype=Y.dtype)
+    launch(_softmax_backward, Y.shape[0])(Y, G, out)
+    return out
+
+
+def channel_norm(G):
+    """The L2 norm over the last (channel) axis, kept with length 1."""
+    D = G.shape[-1]
+    out = cuda.device_array(G.shape[:-1] + (1,), dtype=G.dtype)
+    launch(_channel_norm, G.size // D)(G.reshape(G.size // D, D), out.reshape(-1))
+    return out
+
+
+def times_input(X, G):
+    """Gradient times input, element-wise."""
+    return _binary(_times, X, G)
+
+
+SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
+              _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
+              _times: "A1 A1 A1"}

@@ -10,7 +10,7 @@ output row i sees input row p when p = i*s0 + a for some 0 <= a < h.
 from numba import cuda
 
 from . import KERNEL, launch
-from .rules import negative_part, positive_part, stabilize
+from .rules import negative_part, paired_ratios, positive_part, stabilize
 
 
 @cuda.jit(**KERNEL)
@@ -63,34 +63,40 @@ def _gather(X, V, S, s0, s1, multiply, Rx):
 
 
 @cuda.jit(**KERNEL)
-def _alphabeta_ratios(X, W, B, R, s0, s1, alpha, beta, tiny, Sp, Sn):
-    """Sp = alpha R / (sum z+ + b+ + tiny), Sn = beta R / (sum z- + b- - tiny)."""
+def _paired_ratios(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Sa, Sb):
+    """The sign-paired rules' ratios (see ``_paired`` in lrpnb/kernels/conv.py):
+    sums ``Za = sum x+ A + x- Bm + Ba``, ``Zb = sum x+ Bm + x- A + Bb`` per
+    output, turned into ratios by ``lrpnb.rule_math.paired_ratios``."""
     N, Ho, Wo, K = R.shape
-    h, w, D, _ = W.shape
+    h, w, D, _ = A.shape
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
         k = e % K
         j = (e // K) % Wo
         i = (e // (K * Wo)) % Ho
         n = e // (K * Wo * Ho)
-        zp = positive_part(B[k]) + tiny
-        zn = negative_part(B[k]) - tiny
+        za = Ba[k]
+        zb = Bb[k]
         for a in range(h):
             for b in range(w):
                 for c in range(D):
-                    z = X[n, i * s0 + a, j * s1 + b, c] * W[a, b, c, k]
-                    zp += positive_part(z)
-                    zn += negative_part(z)
-        Sp[n, i, j, k] = alpha * R[n, i, j, k] / zp
-        Sn[n, i, j, k] = beta * R[n, i, j, k] / zn
+                    x = X[n, i * s0 + a, j * s1 + b, c]
+                    if x > 0:
+                        za += x * A[a, b, c, k]
+                        zb += x * Bm[a, b, c, k]
+                    elif x < 0:
+                        za += x * Bm[a, b, c, k]
+                        zb += x * A[a, b, c, k]
+        Sa[n, i, j, k], Sb[n, i, j, k] = paired_ratios(za, zb, R[n, i, j, k], Y[n, i, j, k],
+                                                        mode, p1, p2, tiny)
 
 
 @cuda.jit(**KERNEL)
-def _alphabeta_gather(X, W, Sp, Sn, s0, s1, Rx):
-    """``Rx = x * sum (w+ Sp + w- Sn)`` where x > 0, ``x * sum (w- Sp + w+ Sn)``
+def _paired_gather(X, A, Bm, Sa, Sb, s0, s1, Rx):
+    """``Rx = x * sum (A Sa + Bm Sb)`` where x > 0, ``x * sum (Bm Sa + A Sb)``
     where x < 0: each input keeps the contributions of its own sign."""
     N, H, Wd, D = Rx.shape
-    h, w, _, K = W.shape
-    Ho, Wo = Sp.shape[1], Sp.shape[2]
+    h, w, _, K = A.shape
+    Ho, Wo = Sa.shape[1], Sa.shape[2]
     for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
         c = e % D
         q = (e // D) % Wd
@@ -105,13 +111,38 @@ def _alphabeta_gather(X, W, Sp, Sn, s0, s1, Rx):
                     if q - b >= 0 and (q - b) % s1 == 0 and (q - b) // s1 < Wo:
                         j = (q - b) // s1
                         for k in range(K):
-                            wp = positive_part(W[a, b, c, k])
-                            wn = negative_part(W[a, b, c, k])
                             if x > 0:
-                                acc += wp * Sp[n, i, j, k] + wn * Sn[n, i, j, k]
+                                acc += A[a, b, c, k] * Sa[n, i, j, k] + Bm[a, b, c, k] * Sb[n, i, j, k]
                             else:
-                                acc += wn * Sp[n, i, j, k] + wp * Sn[n, i, j, k]
+                                acc += Bm[a, b, c, k] * Sa[n, i, j, k] + A[a, b, c, k] * Sb[n, i, j, k]
         Rx[n, p, q, c] = x * acc
+
+
+@cuda.jit(**KERNEL)
+def _pair_weights(W, gamma, mode, A, Bm):
+    """mode 0: A = W+, Bm = W-; mode 1: A = W + gamma W+, Bm = W + gamma W- (flat views)."""
+    for e in range(cuda.grid(1), W.size, cuda.gridsize(1)):
+        if mode == 0:
+            A[e] = positive_part(W[e])
+            Bm[e] = negative_part(W[e])
+        else:
+            A[e] = W[e] + gamma * positive_part(W[e])
+            Bm[e] = W[e] + gamma * negative_part(W[e])
+
+
+@cuda.jit(**KERNEL)
+def _fill_channels(L, low):
+    """L[..., c] = low[c] (flat view of L)."""
+    D = low.size
+    for e in range(cuda.grid(1), L.size, cuda.gridsize(1)):
+        L[e] = low[e % D]
+
+
+@cuda.jit(**KERNEL)
+def _subtract3(A, B, C, out):
+    """out = A - B - C (flat views)."""
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[e] = A[e] - B[e] - C[e]
 
 
 @cuda.jit(**KERNEL)
@@ -158,15 +189,57 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     return Rx
 
 
+def _pairs(W, gamma, mode):
+    A = cuda.device_array(W.shape, dtype=W.dtype)
+    Bm = cuda.device_array(W.shape, dtype=W.dtype)
+    launch(_pair_weights, W.size)(W.reshape(-1), gamma, mode, A.reshape(-1), Bm.reshape(-1))
+    return A, Bm
+
+
+def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
+    Sa = cuda.device_array(R.shape, dtype=R.dtype)
+    Sb = cuda.device_array(R.shape, dtype=R.dtype)
+    launch(_paired_ratios, R.size)(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Sa, Sb)
+    Rx = cuda.device_array(X.shape, dtype=X.dtype)
+    launch(_paired_gather, Rx.size)(X, A, Bm, Sa, Sb, s0, s1, Rx)
+    return Rx
+
+
 def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
     """Alpha-beta rule: ``R_pqc = sum (alpha z+ / (sum z+ + b+ + tiny)
     + beta z- / (sum z- + b- - tiny)) R_ijk``."""
-    Sp = cuda.device_array(R.shape, dtype=R.dtype)
-    Sn = cuda.device_array(R.shape, dtype=R.dtype)
-    launch(_alphabeta_ratios, R.size)(X, W, B, R, s0, s1, alpha, beta, tiny, Sp, Sn)
-    Rx = cuda.device_array(X.shape, dtype=X.dtype)
-    launch(_alphabeta_gather, Rx.size)(X, W, Sp, Sn, s0, s1, Rx)
-    return Rx
+    A, Bm = _pairs(W, alpha, 0)
+    Ba, Bb = _pairs(B, alpha, 0)
+    return _paired(X, A, Bm, Ba, Bb, R, R, s0, s1, 0, alpha, beta, tiny)
+
+
+def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
+    """Generalized gamma rule (zennit's Gamma); see lrpnb.kernels.conv."""
+    A, Bm = _pairs(W, gamma, 1)
+    Ba, Bb = _pairs(B, gamma, 1)
+    return _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, 1, tiny, tiny, tiny)
+
+
+def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
+    """z^B rule (zennit's ZBox); see lrpnb.kernels.conv."""
+    L = cuda.device_array(X.shape, dtype=X.dtype)
+    H = cuda.device_array(X.shape, dtype=X.dtype)
+    launch(_fill_channels, L.size)(L.reshape(-1), low)
+    launch(_fill_channels, H.size)(H.reshape(-1), high)
+    Wp, Wn = _pairs(W, X.dtype.type(0), 0)
+    zero = cuda.device_array(W.shape[3], dtype=W.dtype)
+    launch(_fill, zero.size)(zero, X.dtype.type(0))
+
+    def combined(a, b, c):
+        out = cuda.device_array(a.shape, dtype=a.dtype)
+        launch(_subtract3, out.size)(a.reshape(-1), b.reshape(-1), c.reshape(-1), out.reshape(-1))
+        return out
+
+    Z = combined(conv_forward(X, W, zero, s0, s1), conv_forward(L, Wp, zero, s0, s1),
+                 conv_forward(H, Wn, zero, s0, s1))
+    return combined(conv_relevance_epsilon(X, W, Z, R, s0, s1, tiny),
+                    conv_relevance_epsilon(L, Wp, Z, R, s0, s1, tiny),
+                    conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
 
 
 def conv_relevance_flat(X, W, R, s0, s1):
@@ -188,6 +261,13 @@ def conv_relevance_ww(X, W, R, s0, s1):
     return Rx
 
 
+def conv_backward(X, W, G, s0, s1):
+    """Gradient with respect to the input: ``dL/dx_pqc = sum_{ijk} w_abck dL/dy_ijk``."""
+    Rx = cuda.device_array(X.shape, dtype=X.dtype)
+    launch(_gather, Rx.size)(X, W, G, s0, s1, False, Rx)
+    return Rx
+
+
 #: kernel -> argument kinds, for compiling every kernel to PTX in the tests:
 #: 'A<n>' an n-d C-contiguous array of the float dtype, 'F' a float of that
 #: dtype, 'I' an int64, 'B' a boolean
@@ -195,8 +275,11 @@ SIGNATURES = {
     _forward: "A4 A4 A1 I I A4",
     _epsilon_ratios: "A1 A1 F A1",
     _gather: "A4 A4 A4 I I B A4",
-    _alphabeta_ratios: "A4 A4 A1 A4 I I F F F A4 A4",
-    _alphabeta_gather: "A4 A4 A4 A4 I I A4",
+    _paired_ratios: "A4 A4 A4 A1 A1 A4 A4 I I I F F F A4 A4",
+    _paired_gather: "A4 A4 A4 A4 A4 I I A4",
+    _pair_weights: "A1 F I A1 A1",
+    _fill_channels: "A1 A1",
+    _subtract3: "A1 A1 A1 A1",
     _ww_weights: "A4 A4",
     _fill: "A1 F",
 }

@@ -3,8 +3,8 @@
 As on the CPU, a dense layer is a 1x1 convolution of a 1x1 image with m
 channels; these functions reshape and call ``lrpnb.cuda.conv``.
 """
-from .conv import (conv_forward, conv_relevance_alphabeta, conv_relevance_epsilon,
-                   conv_relevance_flat, conv_relevance_ww)
+from .conv import (conv_backward, conv_forward, conv_relevance_alphabeta, conv_relevance_epsilon,
+                   conv_relevance_flat, conv_relevance_gamma, conv_relevance_ww, conv_relevance_zbox)
 
 
 def _image(A):
@@ -40,3 +40,20 @@ def dense_relevance_flat(X, W, R):
 def dense_relevance_ww(X, W, R):
     """w^2 rule: ``R_i = sum_j w_ij^2 / (sum_i' w_i'j^2) R_j``."""
     return conv_relevance_ww(_image(X), _filters(W), _image(R), 1, 1).reshape(X.shape)
+
+
+def dense_relevance_gamma(X, W, B, Y, R, gamma, tiny):
+    """Generalized gamma rule (zennit's Gamma)."""
+    return conv_relevance_gamma(_image(X), _filters(W), B, _image(Y), _image(R), 1, 1, gamma,
+                                tiny).reshape(X.shape)
+
+
+def dense_relevance_zbox(X, W, R, low, high, tiny):
+    """z^B rule (zennit's ZBox)."""
+    return conv_relevance_zbox(_image(X), _filters(W), _image(R), 1, 1, low, high,
+                               tiny).reshape(X.shape)
+
+
+def dense_backward(X, W, G):
+    """Gradient with respect to the input: ``G W^T``."""
+    return conv_backward(_image(X), _filters(W), _image(G), 1, 1).reshape(X.shape)

@@ -161,6 +161,16 @@ def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
     return _gathered(X, Y, S, S, hp, wp, s0, s1, 3, X.dtype.type(1))
 
 
+def sumpool_backward(X, G, hp, wp, s0, s1, scale):
+    """Gradient of the sum pool: ``scale * sum_{ij} dL/dy_ijc`` over the windows holding (p, q)."""
+    return _gathered(X, G, G, G, hp, wp, s0, s1, 2, scale)
+
+
+def maxpool_backward(X, Y, G, hp, wp, s0, s1):
+    """Gradient of the max pool, to the window's maxima, split evenly on ties."""
+    return maxpool_relevance_winners(X, Y, G, hp, wp, s0, s1)
+
+
 SIGNATURES = {
     _sumpool_forward: "A4 I I I I F A4",
     _maxpool_forward: "A4 I I I I A4",

@@ -7,3 +7,4 @@ from .. import rule_math
 stabilize = cuda.jit(device=True, inline=True)(rule_math.stabilize)
 positive_part = cuda.jit(device=True, inline=True)(rule_math.positive_part)
 negative_part = cuda.jit(device=True, inline=True)(rule_math.negative_part)
+paired_ratios = cuda.jit(device=True, inline=True)(rule_math.paired_ratios)

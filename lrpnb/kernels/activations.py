@@ -78,7 +78,7 @@ def tanh_backward(Y, G):
     grad = G.reshape(-1)
     out = np.empty_like(grad)
     for e in prange(flat.size):
-        out[e] = grad[e] * (np.float32(1) - flat[e] * flat[e])
+        out[e] = grad[e] - grad[e] * flat[e] * flat[e]
     return out.reshape(Y.shape)
 
 

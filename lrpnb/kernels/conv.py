@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import JIT, PARALLEL
-from .rules import negative_part, positive_part, stabilize
+from .rules import negative_part, paired_ratios, positive_part, stabilize
 
 #: inputs with at most this many channels (images: 1 to 3) take the direct
 #: loops, which run along an output row; matrix products with so few
@@ -195,24 +195,6 @@ def _epsilon_direct_sample(X, W, Y, R, s0, s1, epsilon, Rx, n):
     Rx[n] *= X[n]
 
 
-@njit(inline="always", **JIT)
-def _paired_ratios(Za, Zb, relevance, y, mode, p1, p2, tiny):
-    """The two ratios of a sign-paired rule for one output (see _paired).
-
-    mode 0 (alpha-beta): ``p1 R / (Za + tiny)`` and ``p2 R / (Zb - tiny)``.
-    mode 1 (gamma): ``R / stab(Za)`` where z > 0 and ``R / stab(Zb)`` where
-    z < 0 (the other one zero), stab(z) = z + tiny sgn(z).
-    """
-    if mode == 0:
-        return p1 * relevance / (Za + tiny), p2 * relevance / (Zb - tiny)
-    zero = relevance - relevance
-    if y > 0:
-        return relevance / stabilize(Za, tiny), zero
-    if y < 0:
-        return zero, relevance / stabilize(Zb, tiny)
-    return zero, zero
-
-
 @njit(**PARALLEL)
 def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """_paired for few input channels (see _forward_direct)."""
@@ -253,7 +235,7 @@ def _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx
         # the sums become the ratios
         for j in range(Wo):
             for k in range(K):
-                Sa[k, j], Sb[k, j] = _paired_ratios(Sa[k, j], Sb[k, j], R[n, i, j, k], Y[n, i, j, k],
+                Sa[k, j], Sb[k, j] = paired_ratios(Sa[k, j], Sb[k, j], R[n, i, j, k], Y[n, i, j, k],
                                                     mode, p1, p2, tiny)
         for a in range(h):
             for b in range(w):
@@ -343,7 +325,7 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     Both split every contribution by the signs of input and weight: with
     filter pair (A, Bm) and bias pair (Ba, Bb), the sums of output (i, j, k)
     are ``Za = sum x+ A + x- Bm + Ba`` and ``Zb = sum x+ Bm + x- A + Bb``; a
-    mode turns them into two ratios (_paired_ratios), and input x receives
+    mode turns them into two ratios (lrpnb.rule_math.paired_ratios), and input x receives
     ``x * sum (A ratio_a + Bm ratio_b)`` where x > 0 and
     ``x * sum (Bm ratio_a + A ratio_b)`` where x < 0. Alpha-beta is
     A = W+, Bm = W- (so Za sums the positive contributions, Zb the negative
@@ -388,7 +370,7 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
             Z = np.dot(P, Wq)
             for row in range(m):
                 for k in range(K):
-                    Z[row, k], Z[row, K + k] = _paired_ratios(
+                    Z[row, k], Z[row, K + k] = paired_ratios(
                         Z[row, k] + Ba[k], Z[row, K + k] + Bb[k], R2[r0 * Wo + row, k],
                         Y2[r0 * Wo + row, k], mode, p1, p2, tiny)
             Col = np.dot(Z, WqT)

@@ -7,3 +7,4 @@ from . import JIT
 stabilize = njit(inline="always", **JIT)(rule_math.stabilize)
 positive_part = njit(inline="always", **JIT)(rule_math.positive_part)
 negative_part = njit(inline="always", **JIT)(rule_math.negative_part)
+paired_ratios = njit(inline="always", **JIT)(rule_math.paired_ratios)
