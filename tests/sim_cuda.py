@@ -19,7 +19,9 @@ from lrpnb.cuda.arrays import is_gpu_array  # noqa: E402
 
 GPU = backend("cuda")
 RULES = [("simple", None), ("epsilon", 0.1), ("alphabeta", 2.0), ("alphabeta", 1.0), ("flat", None),
-         ("ww", None)]
+         ("ww", None), ("zplus", None), ("gamma", 0.25), ("zb", (-2.0, 2.0)), ("gradient", None),
+         ("deconvnet", None), ("guided_backprop", None)]
+METHODS = ["sensitivity", "gradient_x_input"]
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
 
@@ -63,8 +65,9 @@ def test_layer_kernels_match_cpu(name, ties, dtype):
     close(Y_gpu.copy_to_host(), Y, dtype)
     R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
     for rule, param in RULES:
-        expected = layer.relevance(X, Y, R, rule, param, CPU)
-        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule, param, GPU)
+        name, value = lrpnb.rules.resolve(rule, param)
+        expected = layer.relevance(X, Y, R, name, value, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), name, value, GPU)
         close(actual.copy_to_host(), expected, dtype)
 
 
@@ -77,7 +80,7 @@ def small_net():
         lrpnb.Linear(rng.normal(size=(16, 3)) / 4, rng.normal(size=3) / 10), lrpnb.SoftMax()])
 
 
-@pytest.mark.parametrize("rule, param", RULES)
+@pytest.mark.parametrize("rule, param", RULES + [(method, None) for method in METHODS])
 def test_network_on_the_gpu_matches_cpu(rule, param):
     net = small_net()
     X = np.random.default_rng(4).normal(size=(2, 8, 8, 1))
@@ -115,3 +118,13 @@ def test_nan_on_the_gpu_is_refused():
     X[2, 1, 1, 0] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values \(first in sample 2\)"):
         net.explain(cuda.to_device(X))
+
+
+def test_composites_and_many_targets_on_the_gpu():
+    cpu = small_net()
+    gpu = small_net().to("cuda")
+    X = np.random.default_rng(6).normal(size=(2, 8, 8, 1))
+    for composite in (lrpnb.EpsilonGammaBox(low=-3.0, high=3.0), lrpnb.formula_type(102, layer_index=1)):
+        close(gpu.explain(X, composite=composite), cpu.explain(X, composite=composite), np.float64)
+    close(gpu.explain(X, target="all", rule="epsilon", param=0.1),
+          cpu.explain(X, target="all", rule="epsilon", param=0.1), np.float64)

@@ -130,8 +130,9 @@ def softmax_backward(Y, G):
 
 def channel_norm(G):
     """The L2 norm over the last (channel) axis, kept with length 1."""
-    D = G.shape[-1]
-    out = cuda.device_array(G.shape[:-1] + (1,), dtype=G.dtype)
+    shape = tuple(G.shape)  # the simulator's shapes take no negative indices
+    D = shape[-1]
+    out = cuda.device_array(shape[:-1] + (1,), dtype=G.dtype)
     launch(_channel_norm, G.size // D)(G.reshape(G.size // D, D), out.reshape(-1))
     return out
 
