@@ -169,6 +169,28 @@ def run_vgg(args, gemm, zennit_ok):
     print(f"  alpha-beta / epsilon time: {times['alphabeta'] / times['epsilon']:.2f}")
 
 
+def run_targets(args):
+    """All 10 classes of LeNet-5 from one forward pass, against its parts and
+    against 10 separate explanations."""
+    net, what = lenet()
+    X = digits(256)
+    rule, param = "epsilon", 0.01
+    scores = net.forward(X)
+    start = np.zeros_like(scores)
+    start[:, 3] = scores[:, 3]
+    forward = best_time(lambda: net.forward(X), 5)
+    net.forward(X)
+    one_pass = best_time(lambda: net.lrp(start, rule, param), 5)
+    every = best_time(lambda: net.explain(X, target="all", rule=rule, param=param), 5)
+    separate = best_time(lambda: [net.explain(X, target=c, rule=rule, param=param) for c in range(10)], 3)
+    parts = forward + 10 * one_pass
+    print(f"\nAll 10 classes of LeNet-5 ({what}), batch 256, epsilon, float32, target='all'")
+    report([f"explain(target='all')        {every * 1e3:7.1f} ms",
+            f"one forward + 10 LRP passes  {parts * 1e3:7.1f} ms  (forward {forward * 1e3:.1f} ms, "
+            f"LRP pass {one_pass * 1e3:.1f} ms) -> ratio {every / parts:.2f}",
+            f"10 separate explain() calls  {separate * 1e3:7.1f} ms -> ratio {every / separate:.2f}"])
+
+
 def run_mlp(args, gemm):
     net = mlp()
     X = np.random.default_rng(4).normal(size=(4096, 784)).astype(np.float32)
@@ -261,6 +283,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy float32 GEMM (2048^2): {gemm:.0f} GFLOP/s; zennit {peers}")
     run_lenet(args, gemm, zennit is not None)
+    run_targets(args)
     run_mlp(args, gemm)
     if not args.skip_vgg:
         run_vgg(args, gemm, zennit is not None)

@@ -228,17 +228,18 @@ def test_wrong_use_is_a_clear_error(make, message):
         make()
 
 
+@pytest.mark.parametrize("samples", [5, 100])  # 100: the targets run in two groups
 @pytest.mark.parametrize("rule, param", [("epsilon", 0.01), ("alphabeta", 2.0), ("gradient", None)])
-def test_many_targets_from_one_forward_pass(rule, param):
+def test_many_targets_from_one_forward_pass(rule, param, samples):
     net = lenet_like()
-    X = np.random.default_rng(3).uniform(-1, 1, size=(5, 10, 10, 1))
+    X = np.random.default_rng(3).uniform(-1, 1, size=(samples, 10, 10, 1))
     every = net.explain(X, target="all", rule=rule, param=param)
-    assert every.shape == (5, 4, 10, 10, 1)
+    assert every.shape == (samples, 4, 10, 10, 1)
     for c in range(4):
         np.testing.assert_allclose(every[:, c], net.explain(X, target=c, rule=rule, param=param),
                                    rtol=1e-12, atol=1e-15)
     top = net.explain(X, target=("topk", 2), rule=rule, param=param)
     order = np.argsort(-lrpnb.Network(net.layers[:-1]).forward(X), axis=1)[:, :2]
-    for n in range(5):
+    for n in range(samples):
         for t in range(2):
             np.testing.assert_allclose(top[n, t], every[n, order[n, t]], rtol=1e-12, atol=1e-15)
