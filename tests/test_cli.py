@@ -1,4 +1,5 @@
 """The console script, run for real in a subprocess."""
+import os
 import shutil
 import subprocess
 import sys
@@ -7,13 +8,16 @@ import numpy as np
 import pytest
 
 import lrpnb
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 
 
 def run(*args):
     exe = shutil.which("lrpnb")
     command = [exe] if exe else [sys.executable, "-m", "lrpnb"]
-    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=300)
+    # the console script imports the lrpnb under test (this checkout), whose
+    # compiled kernels the test process has already cached
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.parametrize("rule, param", [(None, None), ("epsilon", "0.01"), ("alphabeta", "2")])

@@ -27,6 +27,15 @@ THREADS, MAX_BLOCKS = (8, 2) if config.ENABLE_CUDASIM else (256, 4096)
 KERNEL = dict(cache=True)
 
 
+@cuda.jit(device=True, inline=True)
+def unravel(e, shape):
+    """(n, i, j, c) of flat index e in a C-ordered array of 4-d ``shape``."""
+    D = shape[3]
+    W = shape[2]
+    H = shape[1]
+    return e // (D * W * H), (e // (D * W)) % H, (e // D) % W, e % D
+
+
 def blocks(size):
     """Blocks for ``size`` work items (at least 1, at most MAX_BLOCKS)."""
     return max(1, min(MAX_BLOCKS, math.ceil(size / THREADS)))

@@ -9,7 +9,7 @@ output row i sees input row p when p = i*s0 + a for some 0 <= a < h.
 """
 from numba import cuda
 
-from . import KERNEL, launch
+from . import KERNEL, launch, unravel
 from .rules import negative_part, paired_ratios, positive_part, stabilize
 
 
@@ -18,10 +18,7 @@ def _forward(X, W, B, s0, s1, Y):
     N, Ho, Wo, K = Y.shape
     h, w, D, _ = W.shape
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
-        k = e % K
-        j = (e // K) % Wo
-        i = (e // (K * Wo)) % Ho
-        n = e // (K * Wo * Ho)
+        n, i, j, k = unravel(e, Y.shape)
         acc = B[k]
         for a in range(h):
             for b in range(w):
@@ -45,10 +42,7 @@ def _gather(X, V, S, s0, s1, multiply, Rx):
     h, w, _, K = V.shape
     Ho, Wo = S.shape[1], S.shape[2]
     for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
-        c = e % D
-        q = (e // D) % Wd
-        p = (e // (D * Wd)) % H
-        n = e // (D * Wd * H)
+        n, p, q, c = unravel(e, Rx.shape)
         x = X[n, p, q, c]
         acc = x - x
         for a in range(h):
@@ -70,10 +64,7 @@ def _paired_ratios(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Sa, Sb):
     N, Ho, Wo, K = R.shape
     h, w, D, _ = A.shape
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
-        k = e % K
-        j = (e // K) % Wo
-        i = (e // (K * Wo)) % Ho
-        n = e // (K * Wo * Ho)
+        n, i, j, k = unravel(e, R.shape)
         za = Ba[k]
         zb = Bb[k]
         for a in range(h):
@@ -98,10 +89,7 @@ def _paired_gather(X, A, Bm, Sa, Sb, s0, s1, Rx):
     h, w, _, K = A.shape
     Ho, Wo = Sa.shape[1], Sa.shape[2]
     for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
-        c = e % D
-        q = (e // D) % Wd
-        p = (e // (D * Wd)) % H
-        n = e // (D * Wd * H)
+        n, p, q, c = unravel(e, Rx.shape)
         x = X[n, p, q, c]
         acc = x - x
         for a in range(h):

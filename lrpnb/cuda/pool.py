@@ -6,22 +6,14 @@ holds input row p when p = i*s0 + a for some 0 <= a < hp).
 """
 from numba import cuda
 
-from . import KERNEL, launch
+from . import KERNEL, launch, unravel
 from .rules import negative_part, positive_part, stabilize
-
-
-@cuda.jit(device=True, inline=True)
-def _unravel(e, shape):
-    D = shape[3]
-    W = shape[2]
-    H = shape[1]
-    return e // (D * W * H), (e // (D * W)) % H, (e // D) % W, e % D
 
 
 @cuda.jit(**KERNEL)
 def _sumpool_forward(X, hp, wp, s0, s1, scale, Y):
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
-        n, i, j, c = _unravel(e, Y.shape)
+        n, i, j, c = unravel(e, Y.shape)
         acc = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
         for a in range(hp):
             for b in range(wp):
@@ -32,7 +24,7 @@ def _sumpool_forward(X, hp, wp, s0, s1, scale, Y):
 @cuda.jit(**KERNEL)
 def _maxpool_forward(X, hp, wp, s0, s1, Y):
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
-        n, i, j, c = _unravel(e, Y.shape)
+        n, i, j, c = unravel(e, Y.shape)
         top = X[n, i * s0, j * s1, c]
         for a in range(hp):
             for b in range(wp):
@@ -44,7 +36,7 @@ def _maxpool_forward(X, hp, wp, s0, s1, Y):
 def _epsilon_ratios(X, R, hp, wp, s0, s1, epsilon, S):
     """S = R / (window sum + eps sgn(window sum))."""
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
-        n, i, j, c = _unravel(e, R.shape)
+        n, i, j, c = unravel(e, R.shape)
         total = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
         for a in range(hp):
             for b in range(wp):
@@ -55,7 +47,7 @@ def _epsilon_ratios(X, R, hp, wp, s0, s1, epsilon, S):
 @cuda.jit(**KERNEL)
 def _alphabeta_ratios(X, R, hp, wp, s0, s1, alpha, beta, tiny, Sp, Sn):
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
-        n, i, j, c = _unravel(e, R.shape)
+        n, i, j, c = unravel(e, R.shape)
         zp = tiny
         zn = -tiny
         for a in range(hp):
@@ -71,7 +63,7 @@ def _alphabeta_ratios(X, R, hp, wp, s0, s1, alpha, beta, tiny, Sp, Sn):
 def _winner_ratios(X, Y, R, hp, wp, s0, s1, S):
     """S = R / (number of inputs equal to the window's maximum)."""
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
-        n, i, j, c = _unravel(e, R.shape)
+        n, i, j, c = unravel(e, R.shape)
         count = 0
         for a in range(hp):
             for b in range(wp):
@@ -88,7 +80,7 @@ def _gather(X, Y, Sp, Sn, hp, wp, s0, s1, mode, scale, Rx):
     windows whose maximum (Y) it equals (max pool)."""
     Ho, Wo = Sp.shape[1], Sp.shape[2]
     for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
-        n, p, q, c = _unravel(e, Rx.shape)
+        n, p, q, c = unravel(e, Rx.shape)
         x = X[n, p, q, c]
         acc = x - x
         for a in range(hp):

@@ -30,11 +30,18 @@ from numba import njit, prange
 from . import JIT, PARALLEL
 from .rules import negative_part, paired_ratios, positive_part, stabilize
 
-#: inputs with at most this many channels (images: 1 to 3) take the direct
-#: loops, which run along an output row; matrix products with so few
-#: columns per patch leave BLAS far from its peak (measured on LeNet-5's
-#: first layer: 6 GFLOP/s through BLAS, several times more direct)
+#: inputs with at most this many channels (images: 1 to 3) take direct loops
+#: along an output row in the forward pass and the sign-paired rules;
+#: matrix products with so few columns per patch leave BLAS far from its
+#: peak (LeNet-5's first layer: forward 35 ms through BLAS, 27 ms direct;
+#: alpha-beta 147 ms and 92 ms; the epsilon rule gained too little, 28 ms
+#: and 26 ms, to pay for compiling a second version of it)
 DIRECT_MAX_CHANNELS = 4
+
+#: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios), as
+#: int64 values rather than literals: numba would compile _paired once per
+#: literal otherwise
+ALPHABETA_MODE, GAMMA_MODE = np.int64(0), np.int64(1)
 
 #: elements of one chunk's patch matrix (about 1 MiB of float32): small
 #: enough for the products of a chunk to run from cache
@@ -163,39 +170,6 @@ def _forward_direct_sample(X, W, B, s0, s1, Y, n):
 
 
 @njit(**PARALLEL)
-def _epsilon_direct(X, W, Y, R, s0, s1, epsilon):
-    """conv_relevance_epsilon for few input channels (see _forward_direct);
-    each sample adds its rows in order, so results are deterministic."""
-    Rx = np.zeros_like(X)
-    for n in prange(R.shape[0]):
-        _epsilon_direct_sample(X, W, Y, R, s0, s1, epsilon, Rx, n)
-    return Rx
-
-
-@njit(**JIT)
-def _epsilon_direct_sample(X, W, Y, R, s0, s1, epsilon, Rx, n):
-    N, Ho, Wo, K = R.shape
-    h, w, D, _ = W.shape
-    S = np.empty((K, Wo), dtype=X.dtype)
-    acc = np.empty(Wo, dtype=X.dtype)
-    for i in range(Ho):
-        for j in range(Wo):
-            for k in range(K):
-                S[k, j] = R[n, i, j, k] / stabilize(Y[n, i, j, k], epsilon)
-        for a in range(h):
-            for b in range(w):
-                for c in range(D):
-                    acc[:] = 0
-                    for k in range(K):
-                        weight = W[a, b, c, k]
-                        for j in range(Wo):
-                            acc[j] += weight * S[k, j]
-                    for j in range(Wo):
-                        Rx[n, i * s0 + a, j * s1 + b, c] += acc[j]
-    Rx[n] *= X[n]
-
-
-@njit(**PARALLEL)
 def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """_paired for few input channels (see _forward_direct)."""
     Rx = np.zeros_like(X)
@@ -257,7 +231,7 @@ def _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx
     Rx[n] *= X[n]
 
 
-@njit(**PARALLEL)
+@njit(**JIT)
 def conv_forward(X, W, B, s0, s1):
     """``Y[n,i,j,k] = b_k + sum_{a,b,c} X[n, i*s0+a, j*s1+b, c] W[a,b,c,k]``."""
     if X.shape[3] <= DIRECT_MAX_CHANNELS:
@@ -266,24 +240,34 @@ def conv_forward(X, W, B, s0, s1):
     h, w, d, K = W.shape
     Ho = (H - h) // s0 + 1
     Wo = (Wd - w) // s1 + 1
-    W2 = W.reshape(h * w * d, K)
     Y = np.empty((N, Ho, Wo, K), dtype=X.dtype)
-    Y2 = Y.reshape(N * Ho * Wo, K)
-    step = _chunk_rows(Wo, h * w * d, 1, 1)
-    for chunk in prange((N * Ho + step - 1) // step):
-        r0 = chunk * step
-        r1 = min(r0 + step, N * Ho)
-        P = np.empty(((r1 - r0) * Wo, h * w * d), dtype=X.dtype)
-        _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, False)
-        out = Y2[r0 * Wo:r1 * Wo]
-        np.dot(P, W2, out)
-        for row in range(out.shape[0]):
-            for k in range(K):
-                out[row, k] += B[k]
+    _forward_chunks(X, W.reshape(h * w * d, K), B, Ho, Wo, h, w, s0, s1,
+                    _chunk_rows(Wo, h * w * d, 1, 1), Y.reshape(N * Ho * Wo, K))
     return Y
 
 
+# The parallel loops below only hand chunks to plain functions: numba's
+# parallel lowering is slow to compile large loop bodies, and LLVM optimizes
+# the chunk functions better on their own.
 @njit(**PARALLEL)
+def _forward_chunks(X, W2, B, Ho, Wo, h, w, s0, s1, step, Y2):
+    rows = X.shape[0] * Ho
+    for chunk in prange((rows + step - 1) // step):
+        _forward_chunk(X, W2, B, chunk * step, min(chunk * step + step, rows), Ho, Wo, h, w, s0, s1, Y2)
+
+
+@njit(**JIT)
+def _forward_chunk(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, Y2):
+    P = np.empty(((r1 - r0) * Wo, W2.shape[0]), dtype=X.dtype)
+    _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, False)
+    out = Y2[r0 * Wo:r1 * Wo]
+    np.dot(P, W2, out)
+    for row in range(out.shape[0]):
+        for k in range(W2.shape[1]):
+            out[row, k] += B[k]
+
+
+@njit(**JIT)
 def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     """Epsilon rule (Bach et al., PLoS ONE 10(7), 2015, eq. 58):
 
@@ -293,32 +277,37 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     ``Y`` is this layer's forward output (z_ijk). The toolbox's 'simple' rule
     is this rule with epsilon = 1e-16.
     """
-    if X.shape[3] <= DIRECT_MAX_CHANNELS:
-        return _epsilon_direct(X, W, Y, R, s0, s1, epsilon)
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
-    W2T = W.reshape(h * w * d, K).T
-    R2 = R.reshape(N * Ho * Wo, K)
-    Y2 = Y.reshape(N * Ho * Wo, K)
     Rx = np.zeros_like(X)
-    step = _chunk_rows(Wo, h * w * d, h, s0)
-    chunks = (N * Ho + step - 1) // step
-    for phase in range(2):
-        for half in prange((chunks + 1 - phase) // 2):
-            r0 = (2 * half + phase) * step
-            r1 = min(r0 + step, N * Ho)
-            m = (r1 - r0) * Wo
-            S = np.empty((m, K), dtype=X.dtype)
-            for row in range(m):
-                for k in range(K):
-                    S[row, k] = R2[r0 * Wo + row, k] / stabilize(Y2[r0 * Wo + row, k], epsilon)
-            Col = np.dot(S, W2T)
-            _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, False)
+    _epsilon_chunks(X, W.reshape(h * w * d, K).T, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K),
+                    Ho, Wo, h, w, s0, s1, epsilon, _chunk_rows(Wo, h * w * d, h, s0), Rx)
     _multiply(Rx, X)
     return Rx
 
 
 @njit(**PARALLEL)
+def _epsilon_chunks(X, W2T, Y2, R2, Ho, Wo, h, w, s0, s1, epsilon, step, Rx):
+    rows = X.shape[0] * Ho
+    chunks = (rows + step - 1) // step
+    for phase in range(2):
+        for half in prange((chunks + 1 - phase) // 2):
+            r0 = (2 * half + phase) * step
+            _epsilon_chunk(X, W2T, Y2, R2, r0, min(r0 + step, rows), Ho, Wo, h, w, s0, s1, epsilon, Rx)
+
+
+@njit(**JIT)
+def _epsilon_chunk(X, W2T, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, epsilon, Rx):
+    m = (r1 - r0) * Wo
+    K = R2.shape[1]
+    S = np.empty((m, K), dtype=X.dtype)
+    for row in range(m):
+        for k in range(K):
+            S[row, k] = R2[r0 * Wo + row, k] / stabilize(Y2[r0 * Wo + row, k], epsilon)
+    _col2im_add(np.dot(S, W2T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, False)
+
+
+@njit(**JIT)
 def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """The sign-paired rules (alpha-beta, gamma) of a convolution.
 
@@ -354,29 +343,37 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
             if signed:
                 Wq[size + e, k] = B2[e, k]
                 Wq[size + e, K + k] = A2[e, k]
-    WqT = Wq.T
-    R2 = R.reshape(N * Ho * Wo, K)
-    Y2 = Y.reshape(N * Ho * Wo, K)
     Rx = np.zeros_like(X)
-    step = _chunk_rows(Wo, rows, h, s0)
-    chunks = (N * Ho + step - 1) // step
+    _paired_chunks(X, Wq, Ba, Bb, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K), Ho, Wo, h, w,
+                   s0, s1, mode, p1, p2, tiny, signed, _chunk_rows(Wo, rows, h, s0), Rx)
+    _multiply(Rx, X)
+    return Rx
+
+
+@njit(**PARALLEL)
+def _paired_chunks(X, Wq, Ba, Bb, Y2, R2, Ho, Wo, h, w, s0, s1, mode, p1, p2, tiny, signed, step, Rx):
+    rows = X.shape[0] * Ho
+    chunks = (rows + step - 1) // step
     for phase in range(2):
         for half in prange((chunks + 1 - phase) // 2):
             r0 = (2 * half + phase) * step
-            r1 = min(r0 + step, N * Ho)
-            m = (r1 - r0) * Wo
-            P = np.empty((m, rows), dtype=X.dtype)
-            _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, signed)
-            Z = np.dot(P, Wq)
-            for row in range(m):
-                for k in range(K):
-                    Z[row, k], Z[row, K + k] = paired_ratios(
-                        Z[row, k] + Ba[k], Z[row, K + k] + Bb[k], R2[r0 * Wo + row, k],
-                        Y2[r0 * Wo + row, k], mode, p1, p2, tiny)
-            Col = np.dot(Z, WqT)
-            _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed)
-    _multiply(Rx, X)
-    return Rx
+            _paired_chunk(X, Wq, Ba, Bb, Y2, R2, r0, min(r0 + step, rows), Ho, Wo, h, w, s0, s1,
+                          mode, p1, p2, tiny, signed, Rx)
+
+
+@njit(**JIT)
+def _paired_chunk(X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, mode, p1, p2, tiny, signed, Rx):
+    m = (r1 - r0) * Wo
+    K = R2.shape[1]
+    P = np.empty((m, Wq.shape[0]), dtype=X.dtype)
+    _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, signed)
+    Z = np.dot(P, Wq)
+    for row in range(m):
+        for k in range(K):
+            Z[row, k], Z[row, K + k] = paired_ratios(
+                Z[row, k] + Ba[k], Z[row, K + k] + Bb[k], R2[r0 * Wo + row, k],
+                Y2[r0 * Wo + row, k], mode, p1, p2, tiny)
+    _col2im_add(np.dot(Z, Wq.T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed)
 
 
 @njit(**JIT)
@@ -405,7 +402,7 @@ def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
     """
     Wp, Wn = _sign_split(W)
     Bp, Bn = _sign_split(B)
-    return _paired(X, Wp, Wn, Bp, Bn, R, R, s0, s1, 0, alpha, beta, tiny)
+    return _paired(X, Wp, Wn, Bp, Bn, R, R, s0, s1, ALPHABETA_MODE, alpha, beta, tiny)
 
 
 @njit(**JIT)
@@ -424,7 +421,7 @@ def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
     Wp, Wn = _sign_split(W)
     Bp, Bn = _sign_split(B)
     return _paired(X, W + gamma * Wp, W + gamma * Wn, B + gamma * Bp, B + gamma * Bn, Y, R,
-                   s0, s1, 1, tiny, tiny, tiny)
+                   s0, s1, GAMMA_MODE, tiny, tiny, tiny)
 
 
 @njit(**JIT)
@@ -477,25 +474,27 @@ def conv_relevance_flat(X, W, R, s0, s1):
     return Rx
 
 
-@njit(**PARALLEL)
+@njit(**JIT)
 def _transpose(X, V, G, s0, s1):
     """``out[n,p,q,c] = sum_{ijk} V[a,b,c,k] G[n,i,j,k]`` over the outputs
     whose patch holds (p, q): the adjoint of the convolution (shaped like X)."""
     N, Ho, Wo, K = G.shape
     h, w, d, _ = V.shape
-    size = h * w * d
-    VT = V.reshape(size, K).T
-    G2 = G.reshape(N * Ho * Wo, K)
     out = np.zeros_like(X)
-    step = _chunk_rows(Wo, size, h, s0)
-    chunks = (N * Ho + step - 1) // step
+    _transpose_chunks(X, V.reshape(h * w * d, K).T, G.reshape(N * Ho * Wo, K), Ho, Wo, h, w, s0, s1,
+                      _chunk_rows(Wo, h * w * d, h, s0), out)
+    return out
+
+
+@njit(**PARALLEL)
+def _transpose_chunks(X, VT, G2, Ho, Wo, h, w, s0, s1, step, out):
+    rows = X.shape[0] * Ho
+    chunks = (rows + step - 1) // step
     for phase in range(2):
         for half in prange((chunks + 1 - phase) // 2):
             r0 = (2 * half + phase) * step
-            r1 = min(r0 + step, N * Ho)
-            Col = np.dot(G2[r0 * Wo:r1 * Wo], VT)
-            _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
-    return out
+            r1 = min(r0 + step, rows)
+            _col2im_add(np.dot(G2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
 
 
 @njit(**JIT)

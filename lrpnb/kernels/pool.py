@@ -11,7 +11,7 @@ adds its windows' relevance in a fixed order: deterministic, no atomics.
 import numpy as np
 from numba import njit, prange
 
-from . import JIT, PARALLEL
+from . import PARALLEL
 from .rules import negative_part, positive_part, stabilize
 
 
@@ -174,14 +174,12 @@ def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
     return Rx
 
 
-@njit(**JIT)
 def sumpool_backward(X, G, hp, wp, s0, s1, scale):
     """Gradient of the sum pool: ``dL/dx_pqc = scale * sum_{ij} dL/dy_ijc`` over
     the windows that contain (p, q)."""
-    return pool_relevance_uniform(X, G, hp, wp, s0, s1) * (scale * np.float32(hp * wp))
+    return pool_relevance_uniform(X, G, hp, wp, s0, s1) * X.dtype.type(scale * hp * wp)
 
 
-@njit(**JIT)
 def maxpool_backward(X, Y, G, hp, wp, s0, s1):
     """Gradient of the max pool, to the window's maxima, split evenly on ties
     (as its relevance)."""
