@@ -171,3 +171,26 @@ def test_random_networks(seed, dtype, rule, depth):
     actual = net.explain(X, target=target, rule=rule[0], param=rule[1])
     assert actual.dtype == dtype
     assert relative_error(actual, expected) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.5), ("alphabeta", 2.0), ("ww", None),
+                                         ("gamma", 0.25), ("zb", (-3.0, 3.0))])
+@pytest.mark.parametrize("signed", [True, False])
+def test_many_chunks_match_reference(rule, param, stride, signed):
+    """Inputs large enough for the matrix-product kernels to split the
+    output rows into several chunks, run in two phases (see kernels/conv.py)."""
+    from lrpnb.kernels.conv import CHUNK_ELEMENTS
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(10, 41, 40, 8))
+    X = X if signed else np.abs(X)
+    layer = lrpnb.Convolution(rng.normal(size=(3, 3, 8, 4)), rng.normal(size=4), stride=stride)
+    Y = layer.forward(X)
+    rows_per_chunk = CHUNK_ELEMENTS // (Y.shape[2] * 72)
+    assert Y.shape[0] * Y.shape[1] > 2 * rows_per_chunk  # at least three chunks
+    R = rng.normal(size=Y.shape)
+    name, value = lrpnb.rules.resolve(rule, param)
+    expected = naive.conv_lrp(X, layer.W, layer.B, R, stride, name, value)
+    assert relative_error(layer.relevance(X, Y, R, name, value), expected) <= 1e-10
+    np.testing.assert_allclose(Y, naive.conv_forward(X, layer.W, layer.B, stride), rtol=1e-12, atol=1e-12)
