@@ -41,8 +41,12 @@ def single_threaded_blas():
     """
     global _blas_controller
     if _blas_controller is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba calls)
+        import importlib
+
         from threadpoolctl import ThreadpoolController
+
+        # load the BLAS that numba's np.dot calls, so the controller finds it
+        importlib.import_module("scipy.linalg.cython_blas")
 
         _blas_controller = ThreadpoolController()
     with _blas_controller.limit(limits=1, user_api="blas"):

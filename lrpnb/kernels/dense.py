@@ -6,73 +6,74 @@ z_ij = x_i w_ij, z_j = sum_i z_ij + b_j, and every rule redistributes the
 relevance R_j of output j onto the inputs: R_i = sum_j q_ij R_j.
 
 A dense layer is a 1x1 convolution of a 1x1 image with m channels, and its
-rules are exactly the convolution's; these functions reshape and call the
-convolution kernels in ``conv.py``, where each rule is written once. They are
-plain Python: compiling them would compile the convolution kernels' code a
-second time for nothing.
+rules are exactly the convolution's: these functions reshape and call a
+backend's convolution kernels, where each rule is written once. They are
+plain Python (compiling them would compile the convolution kernels' code a
+second time for nothing), and ``dense_functions`` builds them for either
+backend: ``lrpnb.cuda.dense`` is the same code over ``lrpnb.cuda.conv``.
 """
-from .conv import (conv_backward, conv_forward, conv_relevance_alphabeta, conv_relevance_epsilon,
-                   conv_relevance_flat, conv_relevance_gamma, conv_relevance_ww, conv_relevance_zbox)
+from . import conv as cpu_conv
 
 
-def _image(A):
-    return A.reshape(A.shape[0], 1, 1, A.shape[1])
+def dense_functions(conv):
+    """The dense-layer functions over the convolution module ``conv``."""
+
+    def image(A):
+        return A.reshape(A.shape[0], 1, 1, A.shape[1])
+
+    def filters(W):
+        return W.reshape(1, 1, W.shape[0], W.shape[1])
+
+    def dense_forward(X, W, B):
+        """``Y = X W + B``: (N, m) @ (m, n) + (n,) -> (N, n)."""
+        return conv.conv_forward(image(X), filters(W), B, 1, 1).reshape(X.shape[0], W.shape[1])
+
+    def dense_relevance_epsilon(X, W, Y, R, epsilon):
+        """Epsilon rule: ``R_i = sum_j z_ij / (z_j + eps sgn(z_j)) R_j``.
+
+        ``Y`` is this layer's forward output (z_j). With epsilon = 1e-16 this
+        is the toolbox's 'simple' rule.
+        """
+        return conv.conv_relevance_epsilon(image(X), filters(W), image(Y), image(R), 1, 1,
+                                           epsilon).reshape(X.shape)
+
+    def dense_relevance_alphabeta(X, W, B, R, alpha, beta, tiny):
+        """Alpha-beta rule (the toolbox sets ``beta = 1 - alpha``):
+
+        ``R_i = sum_j (alpha z_ij+ / (sum_i z_ij+ + b_j+ + tiny)
+                     + beta z_ij- / (sum_i z_ij- + b_j- - tiny)) R_j``
+
+        with ``tiny = 1e-16`` in the toolbox.
+        """
+        return conv.conv_relevance_alphabeta(image(X), filters(W), B, image(R), 1, 1, alpha, beta,
+                                             tiny).reshape(X.shape)
+
+    def dense_relevance_flat(X, W, R):
+        """Flat rule: ``R_i = sum_j R_j / m``, every input of j gets an equal share."""
+        return conv.conv_relevance_flat(image(X), filters(W), image(R), 1, 1).reshape(X.shape)
+
+    def dense_relevance_ww(X, W, R):
+        """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
+        ``R_i = sum_j w_ij^2 / (sum_i' w_i'j^2) R_j``."""
+        return conv.conv_relevance_ww(image(X), filters(W), image(R), 1, 1).reshape(X.shape)
+
+    def dense_relevance_gamma(X, W, B, Y, R, gamma, tiny):
+        """Generalized gamma rule (zennit's ``Gamma``); see conv_relevance_gamma."""
+        return conv.conv_relevance_gamma(image(X), filters(W), B, image(Y), image(R), 1, 1, gamma,
+                                         tiny).reshape(X.shape)
+
+    def dense_relevance_zbox(X, W, R, low, high, tiny):
+        """z^B rule (zennit's ``ZBox``) with per-input bounds; see conv_relevance_zbox."""
+        return conv.conv_relevance_zbox(image(X), filters(W), image(R), 1, 1, low, high,
+                                        tiny).reshape(X.shape)
+
+    def dense_backward(X, W, G):
+        """Gradient with respect to the input: ``G W^T``."""
+        return conv.conv_backward(image(X), filters(W), image(G), 1, 1).reshape(X.shape)
+
+    return (dense_forward, dense_relevance_epsilon, dense_relevance_alphabeta, dense_relevance_flat,
+            dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward)
 
 
-def _filters(W):
-    return W.reshape(1, 1, W.shape[0], W.shape[1])
-
-
-def dense_forward(X, W, B):
-    """``Y = X W + B``: (N, m) @ (m, n) + (n,) -> (N, n)."""
-    return conv_forward(_image(X), _filters(W), B, 1, 1).reshape(X.shape[0], W.shape[1])
-
-
-def dense_relevance_epsilon(X, W, Y, R, epsilon):
-    """Epsilon rule: ``R_i = sum_j z_ij / (z_j + eps sgn(z_j)) R_j``.
-
-    ``Y`` is this layer's forward output (z_j). With epsilon = 1e-16 this is
-    the toolbox's 'simple' rule.
-    """
-    return conv_relevance_epsilon(_image(X), _filters(W), _image(Y), _image(R), 1, 1,
-                                  epsilon).reshape(X.shape)
-
-
-def dense_relevance_alphabeta(X, W, B, R, alpha, beta, tiny):
-    """Alpha-beta rule (the toolbox sets ``beta = 1 - alpha``):
-
-    ``R_i = sum_j (alpha z_ij+ / (sum_i z_ij+ + b_j+ + tiny)
-                 + beta z_ij- / (sum_i z_ij- + b_j- - tiny)) R_j``
-
-    with ``tiny = 1e-16`` in the toolbox.
-    """
-    return conv_relevance_alphabeta(_image(X), _filters(W), B, _image(R), 1, 1, alpha, beta,
-                                    tiny).reshape(X.shape)
-
-
-def dense_relevance_flat(X, W, R):
-    """Flat rule: ``R_i = sum_j R_j / m``, every input of j gets an equal share."""
-    return conv_relevance_flat(_image(X), _filters(W), _image(R), 1, 1).reshape(X.shape)
-
-
-def dense_relevance_ww(X, W, R):
-    """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
-    ``R_i = sum_j w_ij^2 / (sum_i' w_i'j^2) R_j``."""
-    return conv_relevance_ww(_image(X), _filters(W), _image(R), 1, 1).reshape(X.shape)
-
-
-def dense_relevance_gamma(X, W, B, Y, R, gamma, tiny):
-    """Generalized gamma rule (zennit's ``Gamma``); see conv_relevance_gamma."""
-    return conv_relevance_gamma(_image(X), _filters(W), B, _image(Y), _image(R), 1, 1, gamma,
-                                tiny).reshape(X.shape)
-
-
-def dense_relevance_zbox(X, W, R, low, high, tiny):
-    """z^B rule (zennit's ``ZBox``) with per-input bounds; see conv_relevance_zbox."""
-    return conv_relevance_zbox(_image(X), _filters(W), _image(R), 1, 1, low, high,
-                               tiny).reshape(X.shape)
-
-
-def dense_backward(X, W, G):
-    """Gradient with respect to the input: ``G W^T``."""
-    return conv_backward(_image(X), _filters(W), _image(G), 1, 1).reshape(X.shape)
+(dense_forward, dense_relevance_epsilon, dense_relevance_alphabeta, dense_relevance_flat,
+ dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward) = dense_functions(cpu_conv)
