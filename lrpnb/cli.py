@@ -16,6 +16,10 @@ def _explain(args):
     data = read_data(args.data)
     if data.dtype.kind not in "biuf":
         raise ValueError(f"{args.data}: data must be numeric, got dtype {data.dtype}")
+    if args.out.lower().endswith(".txt") and data.ndim > 2:
+        # checked now rather than after explaining everything
+        raise ValueError(f"{args.out}: a .txt file holds at most 2 dimensions, and the relevance "
+                         f"will have shape {data.shape}; write .npy, .npz or .mat")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     parts = [net.explain(data[start:start + args.batch_size], rule=args.rule, param=args.param)

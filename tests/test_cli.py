@@ -48,17 +48,18 @@ def test_explain_text_data(tmp_path):
     (["--rule", "magic"], "unknown LRP rule 'magic'"),
     (["--rule", "epsilon"], "needs a parameter"),
     (["--data", str(EXAMPLES / "mlp_inputs.txt")], r"layer 0 \(Convolution 3 3 1 4 1 1\)"),
+    (["--out", "relevance.txt"], r"relevance.txt: a .txt file holds at most 2 dimensions"),
 ])
 def test_explain_errors(tmp_path, args, message):
     base = {"--model": str(EXAMPLES / "tiny_cnn.txt"), "--data": str(EXAMPLES / "tiny_cnn_inputs.npy"),
             "--out": str(tmp_path / "r.npy")}
     for flag, value in zip(args[::2], args[1::2]):
-        base[flag] = value
+        base[flag] = str(tmp_path / value) if flag == "--out" else value
     result = run("explain", *[item for pair in base.items() for item in pair])
     assert result.returncode == 1
     assert "lrpnb explain: error:" in result.stderr
     assert __import__("re").search(message, result.stderr), result.stderr
-    assert not (tmp_path / "r.npy").exists()
+    assert not (tmp_path / "r.npy").exists() and not (tmp_path / "relevance.txt").exists()
 
 
 def test_help():
