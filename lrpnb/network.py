@@ -514,10 +514,11 @@ class Network:
         if rule is None and param is None:
             return [resolve(layer.lrp_var, layer.lrp_param) for layer in layers], None
         name, value = resolve(rule, param)
-        method = name if name in GRADIENT_METHODS else None
-        return [(LAYER_MODE.get(name, name), value)] * len(layers), method
+        return [(name, value)] * len(layers), (name if name in GRADIENT_METHODS else None)
 
     def _backward(self, activations, R, layers, rules):
+        # a gradient method's layers all pass the gradient (or deconvnet's or
+        # guided backprop's signal) back: LAYER_MODE names which
         with single_threaded_blas():
             for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
                                                   activations[-2::-1], activations[::-1]):
@@ -528,8 +529,9 @@ class Network:
         """The last step of a gradient method: the norm over channels for
         sensitivity, the product with the input for gradient x input."""
         if method == "sensitivity":
-            return self._backend.activations.channel_norm(G) if G.ndim > 2 else \
-                self._backend.activations.channel_norm(G.reshape(G.shape + (1,))).reshape(G.shape)
+            if G.ndim == 2:  # vectors have no channel axis: each value is its own norm
+                return self._backend.activations.channel_norm(G.reshape(G.shape + (1,))).reshape(G.shape)
+            return self._backend.activations.channel_norm(G)
         if method == "gradient_x_input":
             return self._backend.activations.times_input(X, G)
         return G
