@@ -1,37 +1,101 @@
 """Element-wise activation layers: forward passes and gradients (Rect, Tanh
-and SoftMax pass relevance through unchanged, as in the LRP Toolbox)."""
+and SoftMax pass relevance through unchanged, as in the LRP Toolbox).
+
+Each function splits its elements (or rows) into blocks that run in
+parallel (``parallel_map``) through a nogil kernel.
+"""
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import PARALLEL
+from . import JIT, blocks, parallel_map
+
+#: how rect_backward treats the ReLU
+GRADIENT, DECONVNET, GUIDED = 0, 1, 2
 
 
-@njit(**PARALLEL)
+def _elementwise(kernel, out_shape, *arrays, extra=()):
+    """out = kernel over the flat views of ``arrays``, in parallel blocks."""
+    flats = [a.reshape(-1) for a in arrays]
+    out = np.empty(flats[0].size, dtype=arrays[-1].dtype)
+    parallel_map(kernel, [(*flats, *extra, out, e0, e1) for e0, e1 in blocks(out.size, 1 << 15)])
+    return out.reshape(out_shape)
+
+
+@njit(**JIT)
+def _rect(X, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = X[e] if X[e] > 0 else X[e] - X[e]
+
+
+@njit(**JIT)
+def _tanh(X, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = np.tanh(X[e])
+
+
+@njit(**JIT)
+def _rect_backward(X, G, mode, out, e0, e1):
+    for e in range(e0, e1):
+        g = G[e]
+        zero = g - g
+        if mode == 1:
+            out[e] = g if g > 0 else zero
+        elif mode == 2:
+            out[e] = g if (g > 0 and X[e] > 0) else zero
+        else:
+            out[e] = g if X[e] > 0 else zero
+
+
+@njit(**JIT)
+def _tanh_backward(Y, G, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = G[e] - G[e] * Y[e] * Y[e]
+
+
+@njit(**JIT)
+def _times(X, G, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = X[e] * G[e]
+
+
 def rect_forward(X):
     """``max(x, 0)`` element-wise."""
-    flat = X.reshape(-1)
-    Y = np.empty_like(flat)
-    for i in prange(flat.size):
-        Y[i] = flat[i] if flat[i] > 0 else flat[i] - flat[i]
-    return Y.reshape(X.shape)
+    return _elementwise(_rect, X.shape, X)
 
 
-@njit(**PARALLEL)
 def tanh_forward(X):
     """``tanh(x)`` element-wise."""
-    flat = X.reshape(-1)
-    Y = np.empty_like(flat)
-    for i in prange(flat.size):
-        Y[i] = np.tanh(flat[i])
-    return Y.reshape(X.shape)
+    return _elementwise(_tanh, X.shape, X)
 
 
-@njit(**PARALLEL)
-def softmax_forward(X):
-    """``exp(x_j - max x) / sum_k exp(x_k - max x)`` along the last axis of (N, C)."""
-    N, C = X.shape
-    Y = np.empty_like(X)
-    for n in prange(N):
+def rect_backward(X, G, mode):
+    """Backward signal through a ReLU with forward input X.
+
+    mode GRADIENT: ``G [x > 0]``; DECONVNET (Zeiler & Fergus 2014): ``max(G, 0)``,
+    ignoring the forward mask; GUIDED (guided backprop, Springenberg et al.
+    2015): ``G [x > 0] [G > 0]``.
+    """
+    flat_x, flat_g = X.reshape(-1), G.reshape(-1)
+    out = np.empty_like(flat_g)
+    parallel_map(_rect_backward, [(flat_x, flat_g, mode, out, e0, e1)
+                                  for e0, e1 in blocks(out.size, 1 << 15)])
+    return out.reshape(X.shape)
+
+
+def tanh_backward(Y, G):
+    """``G (1 - y^2)`` with Y = tanh(x)."""
+    return _elementwise(_tanh_backward, Y.shape, Y, G)
+
+
+def times_input(X, G):
+    """Gradient times input, ``x * dy/dx`` element-wise."""
+    return _elementwise(_times, X.shape, X, G)
+
+
+@njit(**JIT)
+def _softmax_rows(X, Y, n0, n1):
+    C = X.shape[1]
+    for n in range(n0, n1):
         top = X[n, 0]
         for j in range(C):
             top = max(top, X[n, j])
@@ -41,82 +105,47 @@ def softmax_forward(X):
             total += Y[n, j]
         for j in range(C):
             Y[n, j] /= total
-    return Y
 
 
-#: how rect_backward treats the ReLU
-GRADIENT, DECONVNET, GUIDED = 0, 1, 2
-
-
-@njit(**PARALLEL)
-def rect_backward(X, G, mode):
-    """Backward signal through a ReLU with forward input X.
-
-    mode GRADIENT: ``G [x > 0]``; DECONVNET (Zeiler & Fergus 2014): ``max(G, 0)``,
-    ignoring the forward mask; GUIDED (guided backprop, Springenberg et al.
-    2015): ``G [x > 0] [G > 0]``.
-    """
-    flat = X.reshape(-1)
-    grad = G.reshape(-1)
-    out = np.empty_like(grad)
-    for e in prange(flat.size):
-        g = grad[e]
-        zero = g - g
-        if mode == 1:
-            out[e] = g if g > 0 else zero
-        elif mode == 2:
-            out[e] = g if (g > 0 and flat[e] > 0) else zero
-        else:
-            out[e] = g if flat[e] > 0 else zero
-    return out.reshape(X.shape)
-
-
-@njit(**PARALLEL)
-def tanh_backward(Y, G):
-    """``G (1 - y^2)`` with Y = tanh(x)."""
-    flat = Y.reshape(-1)
-    grad = G.reshape(-1)
-    out = np.empty_like(grad)
-    for e in prange(flat.size):
-        out[e] = grad[e] - grad[e] * flat[e] * flat[e]
-    return out.reshape(Y.shape)
-
-
-@njit(**PARALLEL)
-def softmax_backward(Y, G):
-    """``y_j (g_j - sum_k g_k y_k)`` along the last axis, Y the softmax output."""
-    N, C = Y.shape
-    out = np.empty_like(G)
-    for n in prange(N):
+@njit(**JIT)
+def _softmax_backward_rows(Y, G, out, n0, n1):
+    C = Y.shape[1]
+    for n in range(n0, n1):
         total = G[n, 0] - G[n, 0]
         for k in range(C):
             total += G[n, k] * Y[n, k]
         for j in range(C):
             out[n, j] = Y[n, j] * (G[n, j] - total)
+
+
+@njit(**JIT)
+def _norm_rows(G, out, n0, n1):
+    D = G.shape[1]
+    for e in range(n0, n1):
+        total = G[e, 0] - G[e, 0]
+        for c in range(D):
+            total += G[e, c] * G[e, c]
+        out[e] = np.sqrt(total)
+
+
+def softmax_forward(X):
+    """``exp(x_j - max x) / sum_k exp(x_k - max x)`` along the last axis of (N, C)."""
+    Y = np.empty_like(X)
+    parallel_map(_softmax_rows, [(X, Y, n0, n1) for n0, n1 in blocks(X.shape[0], 256)])
+    return Y
+
+
+def softmax_backward(Y, G):
+    """``y_j (g_j - sum_k g_k y_k)`` along the last axis, Y the softmax output."""
+    out = np.empty_like(G)
+    parallel_map(_softmax_backward_rows, [(Y, G, out, n0, n1) for n0, n1 in blocks(Y.shape[0], 256)])
     return out
 
 
-@njit(**PARALLEL)
 def channel_norm(G):
     """Sensitivity (Simonyan et al. 2014): the L2 norm of the gradient over the
     last (channel) axis, kept as an axis of length 1: (N, ..., D) -> (N, ..., 1)."""
-    D = G.shape[-1]
-    flat = G.reshape(-1, D)
-    out = np.empty((flat.shape[0], 1), dtype=G.dtype)
-    for e in prange(flat.shape[0]):
-        total = flat[e, 0] - flat[e, 0]
-        for c in range(D):
-            total += flat[e, c] * flat[e, c]
-        out[e, 0] = np.sqrt(total)
+    rows = G.reshape(-1, G.shape[-1])
+    out = np.empty(rows.shape[0], dtype=G.dtype)
+    parallel_map(_norm_rows, [(rows, out, n0, n1) for n0, n1 in blocks(rows.shape[0], 1 << 12)])
     return out.reshape(G.shape[:-1] + (1,))
-
-
-@njit(**PARALLEL)
-def times_input(X, G):
-    """Gradient times input, ``x * dy/dx`` element-wise."""
-    flat = X.reshape(-1)
-    grad = G.reshape(-1)
-    out = np.empty_like(grad)
-    for e in prange(flat.size):
-        out[e] = flat[e] * grad[e]
-    return out.reshape(X.shape)

@@ -14,10 +14,10 @@ redistribution of a rule is (ratios) @ W^T, whose rows are then added back
 onto the patches they came from ("col2im"). No (N, H, W, h, w, d, n) array of
 contributions is ever formed.
 
-Chunks run in parallel (``prange``), each calling BLAS on its own small
-matrices; BLAS itself must then run single-threaded, or the two thread
-pools oversubscribe the cores: ``Network`` limits it (see
-``lrpnb.kernels.single_threaded_blas``). Forward chunks write disjoint
+Chunks run in parallel on a pool of threads (``parallel_map``; the chunk
+kernels release the GIL), each calling BLAS on its own small matrices; BLAS
+itself must then run single-threaded, or the two thread pools oversubscribe
+the cores: ``Network`` limits it (see ``lrpnb.kernels.single_threaded_blas``). Forward chunks write disjoint
 outputs. Relevance chunks add onto input rows that neighbouring chunks also
 touch, so they run in two phases, even chunks and then odd chunks; a chunk
 spans at least h/s0 output rows, so chunks of one phase never touch the
@@ -25,9 +25,9 @@ same input. Every input thus receives its sums in a fixed order, whatever
 the number of threads: results are deterministic.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import JIT, PARALLEL
+from . import JIT, blocks, parallel_map, workers
 from .rules import negative_part, paired_ratios, positive_part, stabilize
 
 #: inputs with at most this many channels (images: 1 to 3) take direct loops
@@ -38,10 +38,8 @@ from .rules import negative_part, paired_ratios, positive_part, stabilize
 #: and 26 ms, to pay for compiling a second version of it)
 DIRECT_MAX_CHANNELS = 4
 
-#: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios), as
-#: int64 values rather than literals: numba would compile _paired once per
-#: literal otherwise
-ALPHABETA_MODE, GAMMA_MODE = np.int64(0), np.int64(1)
+#: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios)
+ALPHABETA_MODE, GAMMA_MODE = 0, 1
 
 #: elements of one chunk's patch matrix (about 1 MiB of float32): small
 #: enough for the products of a chunk to run from cache
@@ -111,15 +109,6 @@ def _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed):
                             Rx[n, p, q, c] += Col[row, base + c]
 
 
-@njit(**PARALLEL)
-def _multiply(Rx, X):
-    """``Rx *= X`` element-wise (the x_i factor of the ratio rules)."""
-    flat = Rx.reshape(-1)
-    source = X.reshape(-1)
-    for e in prange(flat.size):
-        flat[e] *= source[e]
-
-
 @njit(**JIT)
 def _input_row(X, n, p, b, c, s1, out):
     """``out[j] = X[n, p, j*s1 + b, c]``: one strided input row, made contiguous."""
@@ -127,23 +116,41 @@ def _input_row(X, n, p, b, c, s1, out):
         out[j] = X[n, p, j * s1 + b, c]
 
 
-@njit(**PARALLEL)
-def _forward_direct(X, W, B, s0, s1):
-    """conv_forward for few input channels: one sample per ``prange``
-    iteration, each output row computed as (n, Wo) rows of multiply-adds
-    that vectorize along the row.
+def _multiply(Rx, X):
+    """``Rx *= X`` (the x factor of the ratio rules), in parallel blocks."""
+    flat, source = Rx.reshape(-1), X.reshape(-1)
+    size = max(1 << 16, flat.size // (4 * workers()) + 1)
+    parallel_map(_multiply_block, [(flat, source, e0, min(e0 + size, flat.size))
+                                   for e0 in range(0, flat.size, size)])
 
-    The per-sample work sits in its own function: LLVM vectorizes it better
-    there than inside the parallel loop's body (measured 1.8x faster).
-    """
+
+@njit(**JIT)
+def _multiply_block(flat, source, e0, e1):
+    for e in range(e0, e1):
+        flat[e] *= source[e]
+
+
+def _sample_blocks(N):
+    """(first, last) sample ranges: a few per thread."""
+    size = max(1, N // (4 * workers()))
+    return [(n0, min(n0 + size, N)) for n0 in range(0, N, size)]
+
+
+def _forward_direct(X, W, B, s0, s1):
+    """conv_forward for few input channels: blocks of samples in parallel,
+    each output row computed as (n, Wo) rows of multiply-adds that
+    vectorize along the row."""
     N, H, Wd, D = X.shape
     h, w, d, K = W.shape
-    Ho = (H - h) // s0 + 1
-    Wo = (Wd - w) // s1 + 1
-    Y = np.empty((N, Ho, Wo, K), dtype=X.dtype)
-    for n in prange(N):
-        _forward_direct_sample(X, W, B, s0, s1, Y, n)
+    Y = np.empty((N, (H - h) // s0 + 1, (Wd - w) // s1 + 1, K), dtype=X.dtype)
+    parallel_map(_forward_direct_block, [(X, W, B, s0, s1, Y, n0, n1) for n0, n1 in _sample_blocks(N)])
     return Y
+
+
+@njit(**JIT)
+def _forward_direct_block(X, W, B, s0, s1, Y, n0, n1):
+    for n in range(n0, n1):
+        _forward_direct_sample(X, W, B, s0, s1, Y, n)
 
 
 @njit(**JIT)
@@ -169,13 +176,18 @@ def _forward_direct_sample(X, W, B, s0, s1, Y, n):
                 Y[n, i, j, k] = T[k, j]
 
 
-@njit(**PARALLEL)
 def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """_paired for few input channels (see _forward_direct)."""
     Rx = np.zeros_like(X)
-    for n in prange(R.shape[0]):
-        _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n)
+    parallel_map(_paired_direct_block, [(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n0, n1)
+                                        for n0, n1 in _sample_blocks(X.shape[0])])
     return Rx
+
+
+@njit(**JIT)
+def _paired_direct_block(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n0, n1):
+    for n in range(n0, n1):
+        _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n)
 
 
 @njit(**JIT)
@@ -231,7 +243,19 @@ def _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx
     Rx[n] *= X[n]
 
 
-@njit(**JIT)
+def _row_chunks(rows, step):
+    return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
+
+
+def _two_phases(function, rows, step, arguments):
+    """Run ``function(*arguments(r0, r1))`` for the chunks (r0, r1) of
+    ``rows`` output rows: the even chunks in parallel, then the odd ones
+    (see the module's docstring)."""
+    chunks = _row_chunks(rows, step)
+    for phase in (0, 1):
+        parallel_map(function, [arguments(r0, r1) for r0, r1 in chunks[phase::2]])
+
+
 def conv_forward(X, W, B, s0, s1):
     """``Y[n,i,j,k] = b_k + sum_{a,b,c} X[n, i*s0+a, j*s1+b, c] W[a,b,c,k]``."""
     if X.shape[3] <= DIRECT_MAX_CHANNELS:
@@ -241,19 +265,10 @@ def conv_forward(X, W, B, s0, s1):
     Ho = (H - h) // s0 + 1
     Wo = (Wd - w) // s1 + 1
     Y = np.empty((N, Ho, Wo, K), dtype=X.dtype)
-    _forward_chunks(X, W.reshape(h * w * d, K), B, Ho, Wo, h, w, s0, s1,
-                    _chunk_rows(Wo, h * w * d, 1, 1), Y.reshape(N * Ho * Wo, K))
+    W2, Y2 = W.reshape(h * w * d, K), Y.reshape(N * Ho * Wo, K)
+    parallel_map(_forward_chunk, [(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, Y2)
+                                  for r0, r1 in _row_chunks(N * Ho, _chunk_rows(Wo, h * w * d, 1, 1))])
     return Y
-
-
-# The parallel loops below only hand chunks to plain functions: numba's
-# parallel lowering is slow to compile large loop bodies, and LLVM optimizes
-# the chunk functions better on their own.
-@njit(**PARALLEL)
-def _forward_chunks(X, W2, B, Ho, Wo, h, w, s0, s1, step, Y2):
-    rows = X.shape[0] * Ho
-    for chunk in prange((rows + step - 1) // step):
-        _forward_chunk(X, W2, B, chunk * step, min(chunk * step + step, rows), Ho, Wo, h, w, s0, s1, Y2)
 
 
 @njit(**JIT)
@@ -267,7 +282,6 @@ def _forward_chunk(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, Y2):
             out[row, k] += B[k]
 
 
-@njit(**JIT)
 def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     """Epsilon rule (Bach et al., PLoS ONE 10(7), 2015, eq. 58):
 
@@ -280,20 +294,11 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
     Rx = np.zeros_like(X)
-    _epsilon_chunks(X, W.reshape(h * w * d, K).T, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K),
-                    Ho, Wo, h, w, s0, s1, epsilon, _chunk_rows(Wo, h * w * d, h, s0), Rx)
+    W2T, Y2, R2 = W.reshape(h * w * d, K).T, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K)
+    _two_phases(_epsilon_chunk, N * Ho, _chunk_rows(Wo, h * w * d, h, s0),
+                lambda r0, r1: (X, W2T, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, epsilon, Rx))
     _multiply(Rx, X)
     return Rx
-
-
-@njit(**PARALLEL)
-def _epsilon_chunks(X, W2T, Y2, R2, Ho, Wo, h, w, s0, s1, epsilon, step, Rx):
-    rows = X.shape[0] * Ho
-    chunks = (rows + step - 1) // step
-    for phase in range(2):
-        for half in prange((chunks + 1 - phase) // 2):
-            r0 = (2 * half + phase) * step
-            _epsilon_chunk(X, W2T, Y2, R2, r0, min(r0 + step, rows), Ho, Wo, h, w, s0, s1, epsilon, Rx)
 
 
 @njit(**JIT)
@@ -307,7 +312,6 @@ def _epsilon_chunk(X, W2T, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, epsilon, Rx):
     _col2im_add(np.dot(S, W2T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, False)
 
 
-@njit(**JIT)
 def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """The sign-paired rules (alpha-beta, gamma) of a convolution.
 
@@ -331,34 +335,17 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     N, Ho, Wo, K = R.shape
     h, w, d, _ = A.shape
     size = h * w * d
-    signed = X.min() < 0
-    rows = 2 * size if signed else size
-    A2 = A.reshape(size, K)
-    B2 = Bm.reshape(size, K)
-    Wq = np.empty((rows, 2 * K), dtype=A.dtype)
-    for e in range(size):
-        for k in range(K):
-            Wq[e, k] = A2[e, k]
-            Wq[e, K + k] = B2[e, k]
-            if signed:
-                Wq[size + e, k] = B2[e, k]
-                Wq[size + e, K + k] = A2[e, k]
+    signed = bool(X.min() < 0)
+    A2, B2 = A.reshape(size, K), Bm.reshape(size, K)
+    Wq = np.block([[A2, B2], [B2, A2]]) if signed else np.concatenate([A2, B2], axis=1)
+    Wq = np.ascontiguousarray(Wq)
+    Y2, R2 = Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K)
     Rx = np.zeros_like(X)
-    _paired_chunks(X, Wq, Ba, Bb, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K), Ho, Wo, h, w,
-                   s0, s1, mode, p1, p2, tiny, signed, _chunk_rows(Wo, rows, h, s0), Rx)
+    _two_phases(_paired_chunk, N * Ho, _chunk_rows(Wo, Wq.shape[0], h, s0),
+                lambda r0, r1: (X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, mode, p1, p2,
+                                tiny, signed, Rx))
     _multiply(Rx, X)
     return Rx
-
-
-@njit(**PARALLEL)
-def _paired_chunks(X, Wq, Ba, Bb, Y2, R2, Ho, Wo, h, w, s0, s1, mode, p1, p2, tiny, signed, step, Rx):
-    rows = X.shape[0] * Ho
-    chunks = (rows + step - 1) // step
-    for phase in range(2):
-        for half in prange((chunks + 1 - phase) // 2):
-            r0 = (2 * half + phase) * step
-            _paired_chunk(X, Wq, Ba, Bb, Y2, R2, r0, min(r0 + step, rows), Ho, Wo, h, w, s0, s1,
-                          mode, p1, p2, tiny, signed, Rx)
 
 
 @njit(**JIT)
@@ -376,19 +363,12 @@ def _paired_chunk(X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, mode, p1,
     _col2im_add(np.dot(Z, Wq.T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed)
 
 
-@njit(**JIT)
 def _sign_split(W):
-    """(W+, W-) element-wise."""
-    Wp = np.empty_like(W)
-    Wn = np.empty_like(W)
-    flat, positive, negative = W.reshape(-1), Wp.reshape(-1), Wn.reshape(-1)
-    for e in range(flat.size):
-        positive[e] = positive_part(flat[e])
-        negative[e] = negative_part(flat[e])
-    return Wp, Wn
+    """(W+, W-) element-wise, in W's dtype."""
+    zero = W.dtype.type(0)
+    return np.maximum(W, zero), np.minimum(W, zero)
 
 
-@njit(**JIT)
 def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
     """Alpha-beta rule (Bach et al. 2015, eq. 60; the toolbox sets beta = 1-alpha):
 
@@ -405,7 +385,6 @@ def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
     return _paired(X, Wp, Wn, Bp, Bn, R, R, s0, s1, ALPHABETA_MODE, alpha, beta, tiny)
 
 
-@njit(**JIT)
 def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
     """Generalized gamma rule, as zennit's ``Gamma`` (Montavon et al. 2019;
     Andéol et al. 2021). Where z_ijk > 0:
@@ -424,7 +403,6 @@ def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
                    s0, s1, GAMMA_MODE, tiny, tiny, tiny)
 
 
-@njit(**JIT)
 def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
     """z^B rule for bounded inputs (Montavon et al., Pattern Recognition 65,
     2017), as zennit's ``ZBox``: with per-channel bounds l <= x <= h,
@@ -437,9 +415,8 @@ def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
     """
     L = np.empty_like(X)
     H = np.empty_like(X)
-    for c in range(X.shape[3]):
-        L[:, :, :, c] = low[c]
-        H[:, :, :, c] = high[c]
+    L[...] = low
+    H[...] = high
     Wp, Wn = _sign_split(W)
     zero = np.zeros(W.shape[3], dtype=W.dtype)
     Z = conv_forward(X, W, zero, s0, s1) - conv_forward(L, Wp, zero, s0, s1) \
@@ -449,18 +426,26 @@ def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
             - conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
 
 
-@njit(**PARALLEL)
 def conv_relevance_flat(X, W, R, s0, s1):
     """Flat rule: ``R_pqc = sum_{ijk} R_ijk / (h w d)`` over the patches that
     contain (p, q): every input of a neuron gets the same share.
 
-    One sample per ``prange`` iteration, its patches added in a fixed order.
+    Blocks of samples run in parallel, each sample's patches added in a fixed order.
     """
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
-    count = np.float32(h * w * d)
     Rx = np.zeros_like(X)
-    for n in prange(N):
+    parallel_map(_conv_relevance_flat_block,
+                 [(X, W, R, s0, s1, Rx, n0, n1) for n0, n1 in blocks(N)])
+    return Rx
+
+
+@njit(**JIT)
+def _conv_relevance_flat_block(X, W, R, s0, s1, Rx, n0, n1):
+    N, Ho, Wo, K = R.shape
+    h, w, d, _ = W.shape
+    count = np.float32(h * w * d)
+    for n in range(n0, n1):
         for i in range(Ho):
             for j in range(Wo):
                 total = R[n, i, j, 0] - R[n, i, j, 0]
@@ -471,53 +456,33 @@ def conv_relevance_flat(X, W, R, s0, s1):
                     for b in range(w):
                         for c in range(d):
                             Rx[n, i * s0 + a, j * s1 + b, c] += share
-    return Rx
 
 
-@njit(**JIT)
 def _transpose(X, V, G, s0, s1):
     """``out[n,p,q,c] = sum_{ijk} V[a,b,c,k] G[n,i,j,k]`` over the outputs
     whose patch holds (p, q): the adjoint of the convolution (shaped like X)."""
     N, Ho, Wo, K = G.shape
     h, w, d, _ = V.shape
     out = np.zeros_like(X)
-    _transpose_chunks(X, V.reshape(h * w * d, K).T, G.reshape(N * Ho * Wo, K), Ho, Wo, h, w, s0, s1,
-                      _chunk_rows(Wo, h * w * d, h, s0), out)
+    VT, G2 = V.reshape(h * w * d, K).T, G.reshape(N * Ho * Wo, K)
+    _two_phases(_transpose_chunk, N * Ho, _chunk_rows(Wo, h * w * d, h, s0),
+                lambda r0, r1: (X, VT, G2, r0, r1, Ho, Wo, h, w, s0, s1, out))
     return out
 
 
-@njit(**PARALLEL)
-def _transpose_chunks(X, VT, G2, Ho, Wo, h, w, s0, s1, step, out):
-    rows = X.shape[0] * Ho
-    chunks = (rows + step - 1) // step
-    for phase in range(2):
-        for half in prange((chunks + 1 - phase) // 2):
-            r0 = (2 * half + phase) * step
-            r1 = min(r0 + step, rows)
-            _col2im_add(np.dot(G2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
-
-
 @njit(**JIT)
+def _transpose_chunk(X, VT, G2, r0, r1, Ho, Wo, h, w, s0, s1, out):
+    _col2im_add(np.dot(G2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
+
+
 def conv_relevance_ww(X, W, R, s0, s1):
     """w^2 rule (Montavon et al., Pattern Recognition 65, 2017):
     ``R_pqc = sum_{ijk} w_abck^2 / (sum_{a'b'c'} w_a'b'c'k^2) R_ijk``."""
-    h, w, d, K = W.shape
     V = W * W
-    norm = np.zeros(K, dtype=W.dtype)
-    for a in range(h):
-        for b in range(w):
-            for c in range(d):
-                for k in range(K):
-                    norm[k] += V[a, b, c, k]
-    for a in range(h):
-        for b in range(w):
-            for c in range(d):
-                for k in range(K):
-                    V[a, b, c, k] /= norm[k]
+    V /= V.sum(axis=(0, 1, 2))
     return _transpose(X, V, R, s0, s1)
 
 
-@njit(**JIT)
 def conv_backward(X, W, G, s0, s1):
     """Gradient with respect to the input: ``dL/dx_pqc = sum_{ijk} w_abck dL/dy_ijk``."""
     return _transpose(X, W, G, s0, s1)

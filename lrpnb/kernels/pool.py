@@ -5,17 +5,17 @@ Layouts as in the LRP Toolbox: X (N, H, W, D), window (hp, wp), strides
 Pooling acts on each channel separately, so output neuron (i, j, c) has the
 inputs (i*s0+a, j*s1+b, c) for a < hp, b < wp.
 
-As in the convolution kernels, each sample is one ``prange`` iteration and
-adds its windows' relevance in a fixed order: deterministic, no atomics.
+As in the convolution kernels, blocks of samples run in parallel
+(``parallel_map``), each sample adding its windows' relevance in a fixed
+order: deterministic, no atomics.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import PARALLEL
+from . import JIT, blocks, parallel_map
 from .rules import negative_part, positive_part, stabilize
 
 
-@njit(**PARALLEL)
 def sumpool_forward(X, hp, wp, s0, s1, scale):
     """``Y[n,i,j,c] = scale * sum_{a,b} X[n, i*s0+a, j*s1+b, c]``.
 
@@ -26,7 +26,17 @@ def sumpool_forward(X, hp, wp, s0, s1, scale):
     Ho = (H - hp) // s0 + 1
     Wo = (W - wp) // s1 + 1
     Y = np.zeros((N, Ho, Wo, D), dtype=X.dtype)
-    for n in prange(N):
+    parallel_map(_sumpool_forward_block,
+                 [(X, hp, wp, s0, s1, scale, Y, n0, n1) for n0, n1 in blocks(N)])
+    return Y
+
+
+@njit(**JIT)
+def _sumpool_forward_block(X, hp, wp, s0, s1, scale, Y, n0, n1):
+    N, H, W, D = X.shape
+    Ho = (H - hp) // s0 + 1
+    Wo = (W - wp) // s1 + 1
+    for n in range(n0, n1):
         for i in range(Ho):
             for j in range(Wo):
                 for a in range(hp):
@@ -35,10 +45,8 @@ def sumpool_forward(X, hp, wp, s0, s1, scale):
                             Y[n, i, j, c] += X[n, i * s0 + a, j * s1 + b, c]
                 for c in range(D):
                     Y[n, i, j, c] *= scale
-    return Y
 
 
-@njit(**PARALLEL)
 def sumpool_relevance_epsilon(X, R, hp, wp, s0, s1, epsilon):
     """Epsilon rule on a sum pool, shares proportional to the inputs:
 
@@ -48,7 +56,15 @@ def sumpool_relevance_epsilon(X, R, hp, wp, s0, s1, epsilon):
     """
     N, Ho, Wo, D = R.shape
     Rx = np.zeros_like(X)
-    for n in prange(N):
+    parallel_map(_sumpool_relevance_epsilon_block,
+                 [(X, R, hp, wp, s0, s1, epsilon, Rx, n0, n1) for n0, n1 in blocks(N)])
+    return Rx
+
+
+@njit(**JIT)
+def _sumpool_relevance_epsilon_block(X, R, hp, wp, s0, s1, epsilon, Rx, n0, n1):
+    N, Ho, Wo, D = R.shape
+    for n in range(n0, n1):
         S = np.empty(D, dtype=X.dtype)
         for i in range(Ho):
             for j in range(Wo):
@@ -64,10 +80,8 @@ def sumpool_relevance_epsilon(X, R, hp, wp, s0, s1, epsilon):
                         for c in range(D):
                             Rx[n, i * s0 + a, j * s1 + b, c] += S[c]
         Rx[n] *= X[n]
-    return Rx
 
 
-@njit(**PARALLEL)
 def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
     """Alpha-beta rule on a sum pool (the toolbox sets beta = 1 - alpha):
 
@@ -78,7 +92,15 @@ def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
     """
     N, Ho, Wo, D = R.shape
     Rx = np.zeros_like(X)
-    for n in prange(N):
+    parallel_map(_sumpool_relevance_alphabeta_block,
+                 [(X, R, hp, wp, s0, s1, alpha, beta, tiny, Rx, n0, n1) for n0, n1 in blocks(N)])
+    return Rx
+
+
+@njit(**JIT)
+def _sumpool_relevance_alphabeta_block(X, R, hp, wp, s0, s1, alpha, beta, tiny, Rx, n0, n1):
+    N, Ho, Wo, D = R.shape
+    for n in range(n0, n1):
         Sp = np.empty(D, dtype=X.dtype)
         Sn = np.empty(D, dtype=X.dtype)
         for i in range(Ho):
@@ -104,35 +126,49 @@ def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
                             elif x < 0:
                                 Rx[n, i * s0 + a, j * s1 + b, c] += Sn[c]
         Rx[n] *= X[n]
-    return Rx
 
 
-@njit(**PARALLEL)
 def pool_relevance_uniform(X, R, hp, wp, s0, s1):
     """Flat and w^2 rules on a pooling layer: ``R_pqc = sum_{ij} R_ijc / (hp wp)``
     over the windows that contain (p, q). (A pooling window's weights are all
     equal, so w^2 and flat agree.)"""
     N, Ho, Wo, D = R.shape
-    count = np.float32(hp * wp)
     Rx = np.zeros_like(X)
-    for n in prange(N):
+    parallel_map(_pool_relevance_uniform_block,
+                 [(X, R, hp, wp, s0, s1, Rx, n0, n1) for n0, n1 in blocks(N)])
+    return Rx
+
+
+@njit(**JIT)
+def _pool_relevance_uniform_block(X, R, hp, wp, s0, s1, Rx, n0, n1):
+    N, Ho, Wo, D = R.shape
+    count = np.float32(hp * wp)
+    for n in range(n0, n1):
         for i in range(Ho):
             for j in range(Wo):
                 for a in range(hp):
                     for b in range(wp):
                         for c in range(D):
                             Rx[n, i * s0 + a, j * s1 + b, c] += R[n, i, j, c] / count
-    return Rx
 
 
-@njit(**PARALLEL)
 def maxpool_forward(X, hp, wp, s0, s1):
     """``Y[n,i,j,c] = max_{a,b} X[n, i*s0+a, j*s1+b, c]``."""
     N, H, W, D = X.shape
     Ho = (H - hp) // s0 + 1
     Wo = (W - wp) // s1 + 1
     Y = np.empty((N, Ho, Wo, D), dtype=X.dtype)
-    for n in prange(N):
+    parallel_map(_maxpool_forward_block,
+                 [(X, hp, wp, s0, s1, Y, n0, n1) for n0, n1 in blocks(N)])
+    return Y
+
+
+@njit(**JIT)
+def _maxpool_forward_block(X, hp, wp, s0, s1, Y, n0, n1):
+    N, H, W, D = X.shape
+    Ho = (H - hp) // s0 + 1
+    Wo = (W - wp) // s1 + 1
+    for n in range(n0, n1):
         for i in range(Ho):
             for j in range(Wo):
                 for c in range(D):
@@ -141,10 +177,8 @@ def maxpool_forward(X, hp, wp, s0, s1):
                     for b in range(wp):
                         for c in range(D):
                             Y[n, i, j, c] = max(Y[n, i, j, c], X[n, i * s0 + a, j * s1 + b, c])
-    return Y
 
 
-@njit(**PARALLEL)
 def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
     """Winner-take-all: ``R_pqc = sum_{ij} [x_pqc = y_ijc] / #{maxima} R_ijc``.
 
@@ -154,7 +188,15 @@ def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
     """
     N, Ho, Wo, D = R.shape
     Rx = np.zeros_like(X)
-    for n in prange(N):
+    parallel_map(_maxpool_relevance_winners_block,
+                 [(X, Y, R, hp, wp, s0, s1, Rx, n0, n1) for n0, n1 in blocks(N)])
+    return Rx
+
+
+@njit(**JIT)
+def _maxpool_relevance_winners_block(X, Y, R, hp, wp, s0, s1, Rx, n0, n1):
+    N, Ho, Wo, D = R.shape
+    for n in range(n0, n1):
         share = np.empty(D, dtype=X.dtype)
         for i in range(Ho):
             for j in range(Wo):
@@ -171,7 +213,6 @@ def maxpool_relevance_winners(X, Y, R, hp, wp, s0, s1):
                         for c in range(D):
                             if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
                                 Rx[n, i * s0 + a, j * s1 + b, c] += share[c]
-    return Rx
 
 
 def sumpool_backward(X, G, hp, wp, s0, s1, scale):
