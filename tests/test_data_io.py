@@ -51,3 +51,15 @@ def test_errors(tmp_path):
     scipy.io.savemat(tmp_path / "other.mat", {"images": np.ones(3)})
     with pytest.raises(ValueError, match=r"no variable 'data' \(found \['images'\]\)"):
         lrpnb.read_data(tmp_path / "other.mat")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        lrpnb.write_data(np.ones((2, 2)), tmp_path / "a.npy")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.npy").st_mode) == 0o644
