@@ -50,3 +50,15 @@ def paired_ratios(Za, Zb, relevance, z, mode, p1, p2, tiny):
     if z < 0:
         return zero, relevance / (Zb + tiny if Zb >= 0 else Zb - tiny)
     return zero, zero
+
+
+def relu_backward(x, g, mode):
+    """The backward signal a ReLU with input x passes on for signal g:
+    mode 0 (gradient) ``g [x > 0]``; 1 (deconvnet, Zeiler & Fergus 2014)
+    ``max(g, 0)``, ignoring x; 2 (guided backprop, Springenberg et al. 2015)
+    ``g [x > 0] [g > 0]``."""
+    if mode == 1:
+        return g if g > 0 else g - g
+    if mode == 2:
+        return g if (g > 0 and x > 0) else g - g
+    return g if x > 0 else g - g

@@ -4,6 +4,7 @@ import math
 from numba import cuda
 
 from . import KERNEL, launch
+from .rules import relu_backward
 
 
 @cuda.jit(**KERNEL)
@@ -59,14 +60,7 @@ def softmax_forward(X):
 @cuda.jit(**KERNEL)
 def _rect_backward(X, G, mode, out):
     for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
-        g = G[e]
-        zero = g - g
-        if mode == 1:
-            out[e] = g if g > 0 else zero
-        elif mode == 2:
-            out[e] = g if (g > 0 and X[e] > 0) else zero
-        else:
-            out[e] = g if X[e] > 0 else zero
+        out[e] = relu_backward(X[e], G[e], mode)
 
 
 @cuda.jit(**KERNEL)

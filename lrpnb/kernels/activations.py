@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
+from .rules import relu_backward
 
 #: how rect_backward treats the ReLU
 GRADIENT, DECONVNET, GUIDED = 0, 1, 2
@@ -36,14 +37,7 @@ def _tanh(X, out, e0, e1):
 @njit(**JIT)
 def _rect_backward(X, G, mode, out, e0, e1):
     for e in range(e0, e1):
-        g = G[e]
-        zero = g - g
-        if mode == 1:
-            out[e] = g if g > 0 else zero
-        elif mode == 2:
-            out[e] = g if (g > 0 and X[e] > 0) else zero
-        else:
-            out[e] = g if X[e] > 0 else zero
+        out[e] = relu_backward(X[e], G[e], mode)
 
 
 @njit(**JIT)

@@ -27,7 +27,7 @@ the number of threads: results are deterministic.
 import numpy as np
 from numba import njit
 
-from . import JIT, blocks, parallel_map, workers
+from . import JIT, blocks, parallel_map
 from .rules import negative_part, paired_ratios, positive_part, stabilize
 
 #: inputs with at most this many channels (images: 1 to 3) take direct loops
@@ -119,21 +119,13 @@ def _input_row(X, n, p, b, c, s1, out):
 def _multiply(Rx, X):
     """``Rx *= X`` (the x factor of the ratio rules), in parallel blocks."""
     flat, source = Rx.reshape(-1), X.reshape(-1)
-    size = max(1 << 16, flat.size // (4 * workers()) + 1)
-    parallel_map(_multiply_block, [(flat, source, e0, min(e0 + size, flat.size))
-                                   for e0 in range(0, flat.size, size)])
+    parallel_map(_multiply_block, [(flat, source, e0, e1) for e0, e1 in blocks(flat.size, 1 << 16)])
 
 
 @njit(**JIT)
 def _multiply_block(flat, source, e0, e1):
     for e in range(e0, e1):
         flat[e] *= source[e]
-
-
-def _sample_blocks(N):
-    """(first, last) sample ranges: a few per thread."""
-    size = max(1, N // (4 * workers()))
-    return [(n0, min(n0 + size, N)) for n0 in range(0, N, size)]
 
 
 def _forward_direct(X, W, B, s0, s1):
@@ -143,7 +135,7 @@ def _forward_direct(X, W, B, s0, s1):
     N, H, Wd, D = X.shape
     h, w, d, K = W.shape
     Y = np.empty((N, (H - h) // s0 + 1, (Wd - w) // s1 + 1, K), dtype=X.dtype)
-    parallel_map(_forward_direct_block, [(X, W, B, s0, s1, Y, n0, n1) for n0, n1 in _sample_blocks(N)])
+    parallel_map(_forward_direct_block, [(X, W, B, s0, s1, Y, n0, n1) for n0, n1 in blocks(N)])
     return Y
 
 
@@ -180,7 +172,7 @@ def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """_paired for few input channels (see _forward_direct)."""
     Rx = np.zeros_like(X)
     parallel_map(_paired_direct_block, [(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n0, n1)
-                                        for n0, n1 in _sample_blocks(X.shape[0])])
+                                        for n0, n1 in blocks(X.shape[0])])
     return Rx
 
 
