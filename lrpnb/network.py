@@ -163,6 +163,11 @@ class _Weighted(Layer):
         return self._casts[key]
 
 
+    def parameter_gradient(self, X, G, backend=CPU):
+        """(dL/dW, dL/dB) for this layer's input ``X`` and output gradient ``G``."""
+        raise NotImplementedError
+
+
 class Linear(_Weighted):
     """Dense layer ``Y = X W + B`` with W of shape (m, n) and B of shape (n,)."""
 
@@ -192,6 +197,9 @@ class Linear(_Weighted):
     def forward(self, X, backend=CPU):
         W, B = self.weights(X.dtype, backend)
         return backend.dense.dense_forward(X, W, B)
+
+    def parameter_gradient(self, X, G, backend=CPU):
+        return backend.dense.dense_weight_gradient(X, G)
 
     def relevance(self, X, Y, R, rule, param, backend=CPU):
         W, B = self.weights(X.dtype, backend)
@@ -240,6 +248,9 @@ class Convolution(_Weighted):
     def forward(self, X, backend=CPU):
         W, B = self.weights(X.dtype, backend)
         return backend.conv.conv_forward(X, W, B, *self.stride)
+
+    def parameter_gradient(self, X, G, backend=CPU):
+        return backend.conv.conv_weight_gradient(X, G, *self.W.shape[:2], *self.stride)
 
     def relevance(self, X, Y, R, rule, param, backend=CPU):
         W, B = self.weights(X.dtype, backend)
@@ -634,6 +645,49 @@ class Network:
         if target is None or not isinstance(target, (str, tuple)):
             relevance = relevance.reshape((N,) + tuple(relevance.shape[2:]))
         return self._output(relevance, kind)
+
+    # ------------------------------------------------------------ training
+    def parameter_gradients(self, X, loss):
+        """Gradients of a loss with respect to every weight and bias.
+
+        Parameters
+        ----------
+        X : array (N, ...)
+            Input batch.
+        loss : callable
+            ``loss(scores) -> (value, dL/dscores)`` on the host, where scores
+            are the outputs before a final SoftMax layer (if there is one).
+
+        Returns
+        -------
+        value, [(layer, dW, dB)] for every Linear and Convolution layer in
+        order, dW and dB as numpy arrays in X's float dtype.
+        """
+        X, _ = self._input(X)
+        layers = self.layers
+        if layers and isinstance(layers[-1], SoftMax):
+            layers = layers[:-1]
+        activations = self._trace(X, layers)
+        value, G = loss(self._host(activations[-1]))
+        G = self._backend.put(np.ascontiguousarray(G, dtype=X.dtype))
+        gradients = []
+        with single_threaded_blas():
+            for k in range(len(layers) - 1, -1, -1):
+                layer, inputs = layers[k], activations[k]
+                if isinstance(layer, _Weighted):
+                    dW, dB = layer.parameter_gradient(inputs, G, self._backend)
+                    gradients.append((layer, self._host(dW), self._host(dB)))
+                if k > 0:
+                    G = layer.relevance(inputs, activations[k + 1], G, "gradient", None, self._backend)
+        return value, gradients[::-1]
+
+    def train(self, X, Y, Xval=None, Yval=None, **options):
+        """Mini-batch SGD on the softmax cross-entropy, as the toolbox's
+        ``Sequential.train``; see :func:`lrpnb.training.train` for the options.
+        Returns the training history."""
+        from .training import train
+
+        return train(self, X, Y, Xval, Yval, **options)
 
     def _repeat(self, array, times):
         """Each sample ``times`` times in a row (on the GPU through the host)."""

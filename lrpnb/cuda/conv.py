@@ -256,6 +256,43 @@ def conv_backward(X, W, G, s0, s1):
     return Rx
 
 
+@cuda.jit(**KERNEL)
+def _weight_gradient(X, G, s0, s1, dW):
+    """dW[a,b,c,k] = sum over n, i, j of X[n, i*s0+a, j*s1+b, c] G[n,i,j,k]:
+    one weight per loop iteration, summed in a fixed order."""
+    N, Ho, Wo, K = G.shape
+    for e in range(cuda.grid(1), dW.size, cuda.gridsize(1)):
+        a, b, c, k = unravel(e, dW.shape)
+        acc = dW[a, b, c, k] - dW[a, b, c, k]
+        for n in range(N):
+            for i in range(Ho):
+                for j in range(Wo):
+                    acc += X[n, i * s0 + a, j * s1 + b, c] * G[n, i, j, k]
+        dW[a, b, c, k] = acc
+
+
+@cuda.jit(**KERNEL)
+def _bias_gradient(G2, dB):
+    """dB[k] = sum of column k of G2 (rows: every output position)."""
+    for k in range(cuda.grid(1), dB.size, cuda.gridsize(1)):
+        acc = dB[k] - dB[k]
+        for row in range(G2.shape[0]):
+            acc += G2[row, k]
+        dB[k] = acc
+
+
+def conv_weight_gradient(X, G, h, w, s0, s1):
+    """Gradients of the weights and bias for output gradient ``G``:
+    ``dW[a,b,c,k] = sum_{n,i,j} X[n, i*s0+a, j*s1+b, c] G[n,i,j,k]``,
+    ``dB[k] = sum_{n,i,j} G[n,i,j,k]``."""
+    N, Ho, Wo, K = G.shape
+    dW = cuda.device_array((h, w, X.shape[3], K), dtype=X.dtype)
+    dB = cuda.device_array(K, dtype=X.dtype)
+    launch(_weight_gradient, dW.size)(X, G, s0, s1, dW)
+    launch(_bias_gradient, K)(G.reshape(N * Ho * Wo, K), dB)
+    return dW, dB
+
+
 #: kernel -> argument kinds, for compiling every kernel to PTX in the tests:
 #: 'A<n>' an n-d C-contiguous array of the float dtype, 'F' a float of that
 #: dtype, 'I' an int64, 'B' a boolean
@@ -270,4 +307,6 @@ SIGNATURES = {
     _subtract3: "A1 A1 A1 A1",
     _ww_weights: "A4 A4",
     _fill: "A1 F",
+    _weight_gradient: "A4 A4 I I A4",
+    _bias_gradient: "A2 A1",
 }

@@ -7,4 +7,5 @@ from ..kernels.dense import dense_functions
 from . import conv
 
 (dense_forward, dense_relevance_epsilon, dense_relevance_alphabeta, dense_relevance_flat,
- dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward) = dense_functions(conv)
+ dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward,
+ dense_weight_gradient) = dense_functions(conv)

@@ -478,3 +478,36 @@ def conv_relevance_ww(X, W, R, s0, s1):
 def conv_backward(X, W, G, s0, s1):
     """Gradient with respect to the input: ``dL/dx_pqc = sum_{ijk} w_abck dL/dy_ijk``."""
     return _transpose(X, W, G, s0, s1)
+
+
+def conv_weight_gradient(X, G, h, w, s0, s1):
+    """Gradients of the weights and bias for output gradient ``G``:
+
+    ``dW[a,b,c,k] = sum_{n,i,j} X[n, i*s0+a, j*s1+b, c] G[n,i,j,k]``,
+    ``dB[k] = sum_{n,i,j} G[n,i,j,k]``
+
+    (the backward pass of the toolbox's ``Convolution``, used by training).
+    Each chunk of output rows adds up its own partial sums (patch matrix^T @
+    G rows); the partials are added in chunk order, so the result does not
+    depend on the number of threads.
+    """
+    N, Ho, Wo, K = G.shape
+    d = X.shape[3]
+    G2 = G.reshape(N * Ho * Wo, K)
+    chunks = _row_chunks(N * Ho, _chunk_rows(Wo, h * w * d, 1, 1))
+    dW = np.zeros((len(chunks), h * w * d, K), dtype=X.dtype)
+    dB = np.zeros((len(chunks), K), dtype=X.dtype)
+    parallel_map(_weight_gradient_chunk, [(X, G2, r0, r1, Ho, Wo, h, w, s0, s1, dW[c], dB[c])
+                                          for c, (r0, r1) in enumerate(chunks)])
+    return dW.sum(axis=0).reshape(h, w, d, K), dB.sum(axis=0)
+
+
+@njit(**JIT)
+def _weight_gradient_chunk(X, G2, r0, r1, Ho, Wo, h, w, s0, s1, dW, dB):
+    P = np.empty(((r1 - r0) * Wo, dW.shape[0]), dtype=X.dtype)
+    _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, False)
+    rows = G2[r0 * Wo:r1 * Wo]
+    np.dot(P.T, rows, dW)
+    for row in range(rows.shape[0]):
+        for k in range(rows.shape[1]):
+            dB[k] += rows[row, k]

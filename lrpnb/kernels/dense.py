@@ -71,9 +71,16 @@ def dense_functions(conv):
         """Gradient with respect to the input: ``G W^T``."""
         return conv.conv_backward(image(X), filters(W), image(G), 1, 1).reshape(X.shape)
 
+    def dense_weight_gradient(X, G):
+        """Gradients of the weights and bias: ``dW = X^T G`` (m x n), ``dB = sum_n G``."""
+        dW, dB = conv.conv_weight_gradient(image(X), image(G), 1, 1, 1, 1)
+        return dW.reshape(X.shape[1], G.shape[1]), dB
+
     return (dense_forward, dense_relevance_epsilon, dense_relevance_alphabeta, dense_relevance_flat,
-            dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward)
+            dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward,
+            dense_weight_gradient)
 
 
 (dense_forward, dense_relevance_epsilon, dense_relevance_alphabeta, dense_relevance_flat,
- dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward) = dense_functions(cpu_conv)
+ dense_relevance_ww, dense_relevance_gamma, dense_relevance_zbox, dense_backward,
+ dense_weight_gradient) = dense_functions(cpu_conv)

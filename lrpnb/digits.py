@@ -1,0 +1,171 @@
+"""Synthetic handwriting-like digits, drawn from the fonts matplotlib ships.
+
+lrpnb cannot ship MNIST, so its demo model learns from digits it draws
+itself: the glyphs 0-9 of the DejaVu fonts in matplotlib's data folder
+(Sans, Sans Mono and Serif, in their regular, bold, oblique and italic
+faces), each at a random position, height, rotation, slant and stroke width,
+with pixel noise. Images look like the LRP Toolbox's MNIST input: 28x28,
+white digit on black, scaled to [-1, 1] and padded to 32x32 with -1.
+
+Each digit comes with its ink mask (the pixels the glyph covers at least
+half), so that tests can ask whether an explanation points at the digit.
+Everything is seeded; nothing is downloaded.
+"""
+import functools
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Digits", "synthetic_digits", "FONTS"]
+
+#: the font files used (in matplotlib's ``fonts/ttf`` folder)
+FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+         "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+         "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
+         "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf")
+
+#: side of the square the glyphs are first drawn in; a glyph is 48 pixels tall there
+_BANK_SIZE, _GLYPH_HEIGHT = 64, 48
+#: stroke width changes, in pixels of the 64-pixel drawing (about 0.4 px at 28x28 each)
+_STROKES = (-2, -1, 0, 1, 2, 3)
+
+
+class Digits(NamedTuple):
+    """A batch of synthetic digits."""
+
+    images: np.ndarray  #: (N, 32, 32, 1) in [-1, 1] (or (N, 28, 28, 1) unpadded)
+    labels: np.ndarray  #: (N,) int64, the digit drawn
+    masks: np.ndarray   #: (N, 32, 32) bool: the glyph's ink (or (N, 28, 28))
+
+
+def _rasterize(path, size, supersample=4):
+    """Coverage (0..1) of a glyph's outline on a size x size grid, by the
+    even-odd rule: a point is ink when it lies inside an odd number of the
+    outline's closed curves (so the hole of an 8 stays open)."""
+    from matplotlib.path import Path
+
+    n = size * supersample
+    centres = (np.arange(n) + 0.5) / supersample
+    xx, yy = np.meshgrid(centres, centres)
+    points = np.column_stack([xx.ravel(), yy.ravel()])
+    inside = np.zeros(len(points), dtype=bool)
+    for polygon in path.to_polygons(closed_only=True):
+        inside ^= Path(polygon).contains_points(points)
+    return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+
+
+def _components(mask, disk):
+    """(pieces of ink, pieces of background wider than about 7 pixels): the
+    glyph's topology, as far as it survives drawing at 28x28."""
+    from scipy import ndimage
+
+    return ndimage.label(mask)[1], ndimage.label(~ndimage.binary_dilation(mask, disk[3]))[1]
+
+
+def _restroke(ink, stroke, disk):
+    """The glyph ``ink`` with strokes widened (stroke > 0) or thinned by up to
+    ``|stroke|`` pixels: as far as the glyph keeps its topology, so no hole
+    of a 0, 6, 8 or 9 closes and no stroke breaks."""
+    from scipy import ndimage
+
+    topology = _components(ink, disk)
+    for radius in range(abs(stroke), 0, -1):
+        if stroke > 0:
+            shape = ndimage.binary_dilation(ink, disk[radius])
+        else:
+            shape = ndimage.binary_erosion(ink, disk[radius])
+        if _components(shape, disk) == topology:
+            return shape
+    return ink
+
+
+@functools.lru_cache(maxsize=1)
+def _glyph_bank():
+    """(fonts * 10 digits, strokes, 64, 64) float32: every glyph, centred,
+    48 px tall, at every stroke width, smoothed for sampling down to 28x28."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextPath
+    from matplotlib.transforms import Affine2D
+    from scipy import ndimage
+
+    folder = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+    disk = {r: np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r + 0.3 for r in range(1, 4)}
+    bank = np.empty((len(FONTS) * 10, len(_STROKES), _BANK_SIZE, _BANK_SIZE), np.float32)
+    for f, font in enumerate(FONTS):
+        prop = FontProperties(fname=os.path.join(folder, font))
+        for digit in range(10):
+            path = TextPath((0, 0), str(digit), size=1, prop=prop)
+            (x0, y0), (x1, y1) = path.get_extents().get_points()
+            scale = _GLYPH_HEIGHT / (y1 - y0)
+            # centre the glyph and flip y: image rows grow downwards
+            placed = path.transformed(Affine2D().translate(-(x0 + x1) / 2, -(y0 + y1) / 2)
+                                      .scale(scale, -scale).translate(_BANK_SIZE / 2, _BANK_SIZE / 2))
+            ink = _rasterize(placed, _BANK_SIZE) >= 0.5
+            for s, stroke in enumerate(_STROKES):
+                shape = _restroke(ink, stroke, disk)
+                bank[f * 10 + digit, s] = ndimage.gaussian_filter(shape.astype(np.float32), 1.0)
+    return bank
+
+
+def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
+    """Draw ``count`` random digits.
+
+    Parameters
+    ----------
+    count : int
+        How many digits; their labels are uniform over 0..9.
+    seed : int
+        Seeds everything: the same seed gives the same digits.
+    pad : bool
+        Pad the 28x28 images to 32x32 with -1 (the toolbox's LeNet-5 input).
+    noise : float
+        Upper bound of the Gaussian pixel noise's standard deviation (each
+        image draws its own from [0, noise]), on the [-1, 1] scale.
+    dtype : numpy float dtype of the images.
+
+    Returns
+    -------
+    Digits(images (N, 32, 32, 1), labels (N,), masks (N, 32, 32)); 28 instead
+    of 32 without ``pad``.
+
+    Each digit is one font's glyph, 14 to 22 pixels tall, rotated by up to
+    15 degrees, slanted by up to 0.3 (x shift per unit of height), stroke
+    width changed by up to -0.8 or +1.3 pixels (as far as no hole closes and no
+    stroke breaks), and moved up to 2.5 pixels from the
+    centre.
+    """
+    from scipy import ndimage
+
+    if not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"count must be an integer >= 0, got {count!r}")
+    bank = _glyph_bank()
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count)
+    fonts = rng.integers(0, len(FONTS), size=count)
+    strokes = rng.integers(0, len(_STROKES), size=count)
+    heights = rng.uniform(14, 22, size=count)
+    angles = np.radians(rng.uniform(-15, 15, size=count))
+    slants = rng.uniform(-0.3, 0.3, size=count)
+    shifts = rng.uniform(-2.5, 2.5, size=(count, 2))
+    sigmas = rng.uniform(0, noise, size=count)
+    coverage = np.empty((count, 28, 28), np.float32)
+    centre_in, centre_out = (_BANK_SIZE - 1) / 2, 13.5
+    for n in range(count):
+        scale = heights[n] / _GLYPH_HEIGHT
+        cos, sin = np.cos(angles[n]), np.sin(angles[n])
+        # output (row, col) = centre + shift + scale * rotation @ slant @ (input - centre)
+        forward = scale * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, 0.0], [-slants[n], 1.0]])
+        inverse = np.linalg.inv(forward)
+        offset = centre_in - inverse @ (centre_out + shifts[n])
+        coverage[n] = ndimage.affine_transform(bank[fonts[n] * 10 + labels[n], strokes[n]], inverse,
+                                               offset=offset, output_shape=(28, 28), order=1)
+    images = 2 * np.clip(coverage, 0, 1) - 1
+    images += sigmas[:, None, None] * rng.standard_normal(images.shape).astype(np.float32)
+    images = np.clip(images, -1, 1).astype(dtype)
+    masks = coverage >= 0.5
+    if pad:
+        images = np.pad(images, ((0, 0), (2, 2), (2, 2)), constant_values=-1)
+        masks = np.pad(masks, ((0, 0), (2, 2), (2, 2)))
+    return Digits(images[..., None], labels.astype(np.int64), masks)

@@ -1,0 +1,62 @@
+"""Train the LeNet-5 that ``lrpnb demo`` explains, on lrpnb's synthetic digits.
+
+Run from the repository root:  python scripts/train_demo_model.py
+
+It draws the training and held-out digits with fixed seeds, trains with
+lrpnb's own SGD (Network.train), and writes lrpnb/data/lenet5_synthetic.txt
+(the toolbox's text format). With the LRP Toolbox's MNIST test digits at
+../shared/formats/data (or $LRPNB_SHARED/formats/data) it also reports the
+accuracy there. The same seeds and settings give the same model on the same
+machine (the sums run in a fixed order; BLAS builds may differ in the last bits).
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+import lrpnb
+from lrpnb.digits import synthetic_digits
+from lrpnb.training import accuracy, lenet5
+
+#: everything that decides the model
+SETTINGS = dict(train_count=40000, train_seed=1, heldout_count=5000, heldout_seed=2, init_seed=0,
+                batchsize=64, iters=6000, lrate=0.01, momentum=0.9, status=500, sgd_seed=3)
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "lrpnb", "data", "lenet5_synthetic.txt")
+
+
+def mnist_accuracy(net):
+    shared = os.environ.get("LRPNB_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    folder = os.path.join(shared, "formats", "data")
+    if not os.path.isdir(folder):
+        return None
+    digits = lrpnb.read_data(os.path.join(folder, "test_images.mat"))
+    labels = lrpnb.read_data(os.path.join(folder, "test_labels.npy")).reshape(-1).astype(int)
+    X = np.pad(digits.reshape(-1, 28, 28, 1) / np.float32(127.5) - 1, ((0, 0), (2, 2), (2, 2), (0, 0)),
+               constant_values=-1).astype(np.float32)
+    return accuracy(net, X, labels)
+
+
+def main():
+    s = SETTINGS
+    started = time.perf_counter()
+    train = synthetic_digits(s["train_count"], seed=s["train_seed"])
+    heldout = synthetic_digits(s["heldout_count"], seed=s["heldout_seed"])
+    print(f"drew {s['train_count']} + {s['heldout_count']} digits in {time.perf_counter() - started:.1f} s")
+    net = lenet5(seed=s["init_seed"])
+    net.train(train.images, train.labels, heldout.images, heldout.labels, batchsize=s["batchsize"],
+              iters=s["iters"], lrate=s["lrate"], momentum=s["momentum"], status=s["status"],
+              seed=s["sgd_seed"])
+    synthetic = accuracy(net, heldout.images, heldout.labels)
+    print(f"held-out synthetic accuracy: {100 * synthetic:.2f}%")
+    mnist = mnist_accuracy(net)
+    if mnist is not None:
+        print(f"MNIST test accuracy (10,000 toolbox digits): {100 * mnist:.2f}%")
+    lrpnb.save(net, OUT)
+    print(f"wrote {os.path.normpath(OUT)} after {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
