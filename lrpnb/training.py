@@ -112,6 +112,9 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
     if X.ndim < 2 or len(X) == 0:
         raise ValueError(f"X must be a batch (N, ...) with N >= 1, got shape {X.shape}")
     shapes = net.output_shapes((1,) + X.shape[1:])
+    if len(shapes[-1]) != 2:
+        raise ValueError(f"train() needs a network that outputs class scores (N, C); this one "
+                         f"outputs shape {shapes[-1]} (add a Flatten layer?)")
     classes = shapes[-1][-1]
     labels = _labels(Y, len(X), classes, "Y")
     if (Xval is None) != (Yval is None):
@@ -143,10 +146,13 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
     for step in range(1, iters + 1):
         chosen = rng.choice(len(X), size=batchsize, replace=False)
         batch = X[chosen] if transform is None else transform(X[chosen])
-        loss, gradients = net.parameter_gradients(
-            batch, lambda scores: softmax_cross_entropy(scores, labels[chosen]))
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at iteration {step}; lower lrate")
+        def loss_of(scores, step=step, chosen=chosen):
+            if not np.isfinite(scores).all():
+                raise FloatingPointError(f"the scores became infinite or NaN at iteration {step}; "
+                                         f"lower lrate")
+            return softmax_cross_entropy(scores, labels[chosen])
+
+        loss, gradients = net.parameter_gradients(batch, loss_of)
         losses.append(loss)
         rate = lrate * factor
         for layer, dW, dB in gradients:
@@ -198,10 +204,11 @@ def lenet5(seed=0, dtype=np.float32):
 
     rng = np.random.default_rng(seed)
     layers = []
-    for h, d, n in ((5, 1, 10), (5, 10, 25), (4, 25, 100), (1, 100, 10)):
-        std = np.sqrt(2 / (h * h * d)) * (0.5 if layers else 1.0)
+    shapes = ((5, 1, 10), (5, 10, 25), (4, 25, 100), (1, 100, 10))
+    for k, (h, d, n) in enumerate(shapes):
+        std = np.sqrt(2 / (h * h * d)) * (0.5 if k else 1.0)
         W = rng.normal(0, std, size=(h, h, d, n)).astype(dtype)
         layers.append(Convolution(W, np.zeros(n, dtype)))
-        if n != 10:
+        if k < len(shapes) - 1:
             layers += [Rect(), SumPool((2, 2), (2, 2))]
     return Network(layers + [Flatten()])

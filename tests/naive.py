@@ -276,3 +276,13 @@ def network_gradient(layers, acts, G, mode="gradient"):
         elif kind == "flatten":
             G = G.reshape(x.shape)
     return G
+
+
+def conv_weight_gradient(X, Wshape, G, stride):
+    """dW[a,b,c,k] = sum_{n,i,j} X[n, i*s0+a, j*s1+b, c] G[n,i,j,k]; dB[k] = sum G[..., k]."""
+    N, H, Wd, D = X.shape
+    h, w, d, n = Wshape
+    dW = np.zeros(Wshape)
+    for i, j, si, sj in _windows(H, Wd, h, w, *stride):
+        dW += np.einsum("nabc,nk->abck", X[:, si, sj, :], G[:, i, j, :])
+    return dW, G.sum(axis=(0, 1, 2))

@@ -14,6 +14,7 @@ assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUD
 from numba import cuda  # noqa: E402
 
 import lrpnb  # noqa: E402
+import lrpnb.training  # noqa: E402
 from lrpnb.backends import CPU, backend  # noqa: E402
 from lrpnb.cuda.arrays import is_gpu_array  # noqa: E402
 
@@ -128,3 +129,20 @@ def test_composites_and_many_targets_on_the_gpu():
         close(gpu.explain(X, composite=composite), cpu.explain(X, composite=composite), np.float64)
     close(gpu.explain(X, target="all", rule="epsilon", param=0.1),
           cpu.explain(X, target="all", rule="epsilon", param=0.1), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_gradients_match_cpu(dtype):
+    net = small_net().drop_softmax_output_layer()
+    X = np.random.default_rng(6).normal(size=(3, 8, 8, 1)).astype(dtype)
+    labels = np.array([0, 2, 1])
+
+    def loss(scores):
+        return lrpnb.training.softmax_cross_entropy(scores, labels)
+
+    value, expected = net.parameter_gradients(X, loss)
+    gpu_value, actual = net.to("cuda").parameter_gradients(X, loss)
+    assert gpu_value == pytest.approx(value, rel=TOLERANCE[dtype])
+    for (_, dW, dB), (_, gW, gB) in zip(expected, actual):
+        close(gW, dW, dtype)
+        close(gB, dB, dtype)
