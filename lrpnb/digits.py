@@ -133,7 +133,7 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
     Each digit is one font's glyph, 14 to 22 pixels tall, rotated by up to
     15 degrees, slanted by up to 0.3 (x shift per unit of height), stroke
     width changed by up to -0.8 or +1.3 pixels (as far as no hole closes and no
-    stroke breaks), and moved up to 2.5 pixels from the
+    stroke breaks), bent by a smooth random displacement of up to 2 pixels, and moved up to 2.5 pixels from the
     centre.
     """
     from scipy import ndimage
@@ -150,17 +150,24 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
     slants = rng.uniform(-0.3, 0.3, size=count)
     shifts = rng.uniform(-2.5, 2.5, size=(count, 2))
     sigmas = rng.uniform(0, noise, size=count)
+    warps = rng.uniform(0, 2.0, size=count)
+    fields = rng.uniform(-1, 1, size=(count, 2, 28, 28))
     coverage = np.empty((count, 28, 28), np.float32)
     centre_in, centre_out = (_BANK_SIZE - 1) / 2, 13.5
+    grid = np.mgrid[0:28, 0:28].reshape(2, -1).astype(np.float64)
     for n in range(count):
         scale = heights[n] / _GLYPH_HEIGHT
         cos, sin = np.cos(angles[n]), np.sin(angles[n])
-        # output (row, col) = centre + shift + scale * rotation @ slant @ (input - centre)
+        # output (row, col) = centre + shift + scale * rotation @ slant @ (input - centre),
+        # then bent by a smooth random displacement (elastic distortion as in
+        # Simard et al., ICDAR 2003) of up to warps[n] pixels
         forward = scale * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, 0.0], [-slants[n], 1.0]])
-        inverse = np.linalg.inv(forward)
-        offset = centre_in - inverse @ (centre_out + shifts[n])
-        coverage[n] = ndimage.affine_transform(bank[fonts[n] * 10 + labels[n], strokes[n]], inverse,
-                                               offset=offset, output_shape=(28, 28), order=1)
+        field = ndimage.gaussian_filter(fields[n], sigma=(0, 4, 4))
+        field *= warps[n] / max(np.abs(field).max(), 1e-12)
+        points = grid + field.reshape(2, -1) - (centre_out + shifts[n])[:, None]
+        source = np.linalg.solve(forward, points) + centre_in
+        coverage[n] = ndimage.map_coordinates(bank[fonts[n] * 10 + labels[n], strokes[n]], source,
+                                              order=1).reshape(28, 28)
     images = 2 * np.clip(coverage, 0, 1) - 1
     images += sigmas[:, None, None] * rng.standard_normal(images.shape).astype(np.float32)
     images = np.clip(images, -1, 1).astype(dtype)

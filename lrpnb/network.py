@@ -586,7 +586,7 @@ class Network:
         relevance = self._backward(self._activations, R, self.layers, rules)
         return self._output(self._finish(method, self._activations[0], relevance), kind)
 
-    def explain(self, X, target=None, rule=None, param=None, composite=None):
+    def explain(self, X, target=None, rule=None, param=None, composite=None, return_scores=False):
         """Relevance of every input element for the score of a target class.
 
         Parameters
@@ -604,11 +604,14 @@ class Network:
             the layer presets.
         composite : lrpnb composite, optional
             A rule per layer instead of ``rule``.
+        return_scores : bool
+            Also return the class scores (N, C) of the forward pass (before
+            a final SoftMax), as a numpy array.
 
         Returns
         -------
         array shaped like X, or (N, T) + X.shape[1:] for T targets per
-        sample. LRP starts from the score of the target class (before a final
+        sample (and the scores, with ``return_scores``). LRP starts from the score of the target class (before a final
         SoftMax), all other outputs zero; the gradient methods start from 1
         there. No state is kept on the network, so several threads may call
         this at once.
@@ -644,6 +647,8 @@ class Network:
         relevance = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         if target is None or not isinstance(target, (str, tuple)):
             relevance = relevance.reshape((N,) + tuple(relevance.shape[2:]))
+        if return_scores:
+            return self._output(relevance, kind), scores
         return self._output(relevance, kind)
 
     # ------------------------------------------------------------ training

@@ -21,7 +21,7 @@ from lrpnb.training import accuracy, lenet5
 
 #: everything that decides the model
 SETTINGS = dict(train_count=40000, train_seed=1, heldout_count=5000, heldout_seed=2, init_seed=0,
-                batchsize=64, iters=4000, lrate=0.01, momentum=0.9, status=500, sgd_seed=3)
+                batchsize=64, iters=6000, lrate=0.01, momentum=0.9, status=500, sgd_seed=3)
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "lrpnb", "data", "lenet5_synthetic.txt")
 

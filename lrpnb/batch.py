@@ -1,0 +1,317 @@
+"""Explaining whole data sets: reading samples in batches, writing results.
+
+The pieces the ``lrpnb`` command is made of, usable from Python too:
+
+- :func:`input_shape` reads the input a model expects off its layers;
+- :class:`ImageSource`, :class:`ArraySource` and :class:`HDF5Source` give
+  samples batch by batch (images are loaded, resized and scaled on the way);
+- :class:`HDF5Writer` writes results batch by batch into an HDF5 file that
+  appears under its name only when complete, and resumes an interrupted run.
+"""
+import json
+import os
+
+import numpy as np
+
+from ._atomic import atomic_path
+from .data_io import read_data
+
+__all__ = ["input_shape", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
+           "IMAGE_EXTENSIONS", "load_image"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_HDF5_EXTENSIONS = (".h5", ".hdf5")
+_LIST_EXTENSIONS = (".lst", ".list")
+
+
+def input_shape(net):
+    """The shape of one input sample the network expects, or None.
+
+    A network starting with a dense layer takes vectors (m,). One starting
+    with a convolution (or pooling) takes images: the smallest square size
+    for which every layer fits and the output is a vector of class scores
+    (LeNet-5: 32 x 32 x 1).
+    """
+    from .network import Convolution, Linear
+
+    first = next((layer for layer in net.layers if hasattr(layer, "W")), None)
+    if first is None:
+        return None
+    if isinstance(first, Linear) and not any(isinstance(layer, Convolution) for layer in net.layers):
+        return (first.m,)
+    channels = first.W.shape[2]
+    for size in range(1, 1025):
+        try:
+            shapes = net.output_shapes((1, size, size, channels))
+        except ValueError:
+            continue
+        if len(shapes[-1]) == 2:
+            return (size, size, channels)
+    return None
+
+
+def load_image(path, size, channels, input_range):
+    """One image file as an (H, W, channels) float32 array: converted to grey
+    (1 channel) or RGB (3), resized to ``size`` (H, W) and scaled from
+    0..255 to ``input_range``. Raises ValueError naming the file when it
+    cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise ValueError(f"images give 1 (grey) or 3 (RGB) channels; the model expects {channels}")
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("L" if channels == 1 else "RGB")
+            if size is not None and picture.size != (size[1], size[0]):
+                picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            pixels = np.asarray(picture, dtype=np.float32)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: cannot read the image ({error})") from None
+    low, high = input_range
+    pixels = pixels / np.float32(255) * np.float32(high - low) + np.float32(low)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+class ArraySource:
+    """Samples of an in-memory array (read from .npy, .npz, .mat, .txt)."""
+
+    def __init__(self, data, name):
+        if data.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: data must be numeric, got dtype {data.dtype}")
+        if data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"{name}: holds no samples (shape {data.shape})")
+        self.data, self.name = data, name
+        self.names = None
+
+    def __len__(self):
+        return len(self.data)
+
+    @property
+    def sample_shape(self):
+        return self.data.shape[1:]
+
+    def batch(self, start, stop):
+        """(samples, problems, kept) for samples start..stop-1: the samples
+        that could be read, (index, message) for those that could not, and
+        the indices of the ones read."""
+        return self.data[start:stop], [], list(range(start, stop))
+
+
+class HDF5Source(ArraySource):
+    """Samples of a dataset in an HDF5 file, read batch by batch."""
+
+    def __init__(self, path, dataset):
+        import h5py
+
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as error:
+            raise ValueError(f"{path}: cannot open as HDF5 ({error})") from None
+        names = []
+        self._file.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
+        if dataset is None:
+            if len(names) != 1:
+                raise ValueError(f"{path}: name the dataset to read (--dataset or {path}:NAME); "
+                                 f"it holds {names}")
+            dataset = names[0]
+        if dataset not in names:
+            raise ValueError(f"{path}: no dataset {dataset!r} (found {names})")
+        data = self._file[dataset]
+        if data.dtype.kind not in "biuf" or data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"{path}:{dataset}: needs a numeric (N, ...) dataset, got "
+                             f"{data.dtype} {data.shape}")
+        self.data, self.name, self.names = data, f"{path}:{dataset}", None
+
+    def batch(self, start, stop):
+        return np.asarray(self.data[start:stop]), [], list(range(start, stop))
+
+
+class ImageSource:
+    """Image files (a folder's .png/.jpg/.jpeg files, or the paths in a list
+    file), loaded batch by batch. An image that cannot be read is reported
+    with its file (and list line) and left out."""
+
+    def __init__(self, paths, sample_shape, input_range, lines=None):
+        if sample_shape is None or len(sample_shape) != 3:
+            raise ValueError("images need a model that takes images (H, W, C), or --size")
+        self.paths, self.lines = list(paths), lines
+        if not self.paths:
+            raise ValueError("no images to explain")
+        self.sample_shape, self.input_range = tuple(sample_shape), input_range
+        self.names = [os.path.basename(p) for p in self.paths]
+        self.name = "images"
+
+    def __len__(self):
+        return len(self.paths)
+
+    def batch(self, start, stop):
+        samples, problems, kept = [], [], []
+        for k in range(start, stop):
+            try:
+                samples.append(load_image(self.paths[k], self.sample_shape[:2], self.sample_shape[2],
+                                          self.input_range))
+                kept.append(k)
+            except ValueError as error:
+                where = f" (line {self.lines[k]})" if self.lines else ""
+                problems.append((k, f"{error}{where}"))
+        data = np.stack(samples) if samples else np.zeros((0,) + self.sample_shape, np.float32)
+        return data, problems, kept
+
+
+def _list_file(path):
+    """(image paths, line numbers) of a list file: a path per line, relative
+    to the list's folder; blank lines and lines starting with # are skipped;
+    anything after the path (a toolbox target) is ignored."""
+    folder = os.path.dirname(os.path.abspath(path))
+    paths, lines = [], []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            paths.append(os.path.join(folder, text.split()[0]))
+            lines.append(lineno)
+    return paths, lines
+
+
+def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
+    """The sample source for ``path``: a folder of images, a list file
+    (.lst/.list) of images, an HDF5 file (.h5/.hdf5, with ``dataset`` or
+    ``FILE.h5:NAME``) or a data file (.npy, .npz, .mat, .txt)."""
+    path = os.fspath(path)
+    base, _, suffix = path.rpartition(":")
+    if base and os.path.splitext(base)[1].lower() in _HDF5_EXTENSIONS and not os.path.exists(path):
+        path, dataset = base, suffix
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+        return ImageSource([os.path.join(path, f) for f in files], sample_shape, input_range)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data not found: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _LIST_EXTENSIONS:
+        paths, lines = _list_file(path)
+        if not paths:
+            raise ValueError(f"{path}: the list names no images")
+        return ImageSource(paths, sample_shape, input_range, lines)
+    if ext in IMAGE_EXTENSIONS:
+        return ImageSource([path], sample_shape, input_range)
+    if ext in _HDF5_EXTENSIONS:
+        return HDF5Source(path, dataset)
+    return ArraySource(read_data(path), path)
+
+
+class HDF5Writer:
+    """Results written batch by batch into ``path``, resumably.
+
+    The file is built as ``path + '.partial'`` and renamed to ``path`` when
+    the last batch is in, so a file under the final name is always complete.
+    The partial file records the settings of its run and how many samples
+    are done (attribute ``done``, updated after each batch is flushed); a
+    new writer with the same settings continues from there.
+
+    Datasets: ``relevance`` (N, ...) or (N, T, ...), ``prediction`` (N,),
+    ``scores`` (N, C), ``target`` (N,) or (N, T), and for images ``source``
+    (the file names); chunked by batch and gzip-compressed. While running,
+    ``ok`` (N,) marks the rows that hold results; rows of samples that could
+    not be read are dropped when the file is finished.
+    """
+
+    def __init__(self, path, count, settings, overwrite=False):
+        import h5py
+
+        self.path = os.fspath(path)
+        self.partial = self.path + ".partial"
+        self.count, self.settings = count, json.dumps(settings, sort_keys=True)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot write {self.path}: folder {folder} does not exist")
+        if os.path.exists(self.path) and not overwrite:
+            raise ValueError(f"{self.path} exists; remove it or pass --overwrite")
+        self.done = 0
+        if os.path.exists(self.partial):
+            if overwrite:
+                os.remove(self.partial)
+            else:
+                self.done = self._resumable()
+        if not os.path.exists(self.partial):
+            self.file = h5py.File(self.partial, "w")
+            self.file.attrs["settings"] = self.settings
+            self.file.attrs["done"] = 0
+            self.file.attrs["count"] = count
+        else:
+            self.file = h5py.File(self.partial, "a")
+
+    def _resumable(self):
+        import h5py
+
+        try:
+            with h5py.File(self.partial, "r") as handle:
+                settings, done = handle.attrs.get("settings"), int(handle.attrs.get("done", 0))
+                count = int(handle.attrs.get("count", -1))
+        except (OSError, ValueError, TypeError) as error:
+            raise ValueError(f"{self.partial}: an unfinished earlier run left this file and it cannot "
+                             f"be read ({error}); remove it or pass --overwrite") from None
+        if settings != self.settings or count != self.count:
+            raise ValueError(f"{self.partial}: an unfinished earlier run with other settings left "
+                             f"this file; run that command again to finish it, or pass --overwrite")
+        return done
+
+    def _dataset(self, name, rows, dtype):
+        if name in self.file:
+            return self.file[name]
+        shape = (self.count,) + rows.shape[1:]
+        if dtype == "str":
+            import h5py
+
+            return self.file.create_dataset(name, shape=shape, dtype=h5py.string_dtype())
+        chunks = (max(1, min(len(rows), self.count)),) + rows.shape[1:]
+        return self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
+                                        compression="gzip", compression_opts=4)
+
+    def write(self, start, results):
+        """Store ``results`` (name -> rows) as samples start.. and mark them done."""
+        for name, rows in results.items():
+            rows = np.asarray(rows, dtype=object if name == "source" else None)
+            dataset = self._dataset(name, rows, "str" if name == "source" else rows.dtype)
+            dataset[start:start + len(rows)] = rows
+        self.done = start + len(next(iter(results.values())))
+        self.file.attrs["done"] = self.done
+        self.file.flush()
+
+    def finish(self):
+        """Close and move the file to its final name, keeping only the rows
+        marked ``ok`` (samples that could not be read are left out)."""
+        import h5py
+
+        ok = self.file["ok"][...] if "ok" in self.file else None
+        self.file.close()
+        if ok is not None and not ok.all():
+            with atomic_path(self.path, suffix=".h5") as tmp:
+                with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
+                    for name in source:
+                        if name == "ok":
+                            continue
+                        data = source[name][...][ok]
+                        if name == "source":
+                            target.create_dataset(name, data=data.astype(object),
+                                                  dtype=h5py.string_dtype())
+                        else:
+                            target.create_dataset(name, data=data, compression="gzip",
+                                                  compression_opts=4)
+            os.remove(self.partial)
+            return
+        with h5py.File(self.partial, "a") as handle:
+            if "ok" in handle:
+                del handle["ok"]
+            for key in ("done", "count", "settings"):
+                del handle.attrs[key]
+        os.replace(self.partial, self.path)
+
+    def close(self):
+        """Close without finishing (an interrupted run: the partial file stays)."""
+        if self.file.id.valid:
+            self.file.close()
