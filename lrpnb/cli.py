@@ -1,61 +1,466 @@
-"""The ``lrpnb`` command."""
+"""The ``lrpnb`` command: explain, demo, info, convert, toolbox."""
 import argparse
+import os
 import sys
+import time
 
 import numpy as np
 
 from . import __version__
-from .data_io import read_data, write_data
-from .model_io import load
-from .rules import resolve
+
+#: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
+COMPOSITE_NAMES = ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
+                   "EpsilonGammaBox")
+
+
+class Failure(Exception):
+    """Some samples could not be explained; the others were written."""
+
+
+def _composite(spec, input_range):
+    from . import composites
+
+    if spec.lower().startswith("formula:"):
+        number = spec.split(":", 1)[1]
+        if not number.lstrip("-").isdigit():
+            raise ValueError(f"--composite formula:N needs an integer N, got {spec!r}")
+        return composites.formula_type(int(number))
+    for name in COMPOSITE_NAMES:
+        if spec.lower() == name.lower():
+            if name == "EpsilonGammaBox":
+                return composites.EpsilonGammaBox(low=float(input_range[0]), high=float(input_range[1]))
+            return getattr(composites, name)()
+    raise ValueError(f"unknown composite {spec!r}; use one of {', '.join(COMPOSITE_NAMES)} or formula:N")
+
+
+def _method(args, input_range):
+    """Keyword arguments of explain() for --rule/--param or --composite."""
+    from .rules import resolve
+
+    if args.composite is not None:
+        if args.rule is not None or args.param is not None:
+            raise ValueError("give either --rule (with --param) or --composite, not both")
+        return dict(composite=_composite(args.composite, input_range))
+    resolve(args.rule, args.param)  # fail before reading any data
+    return dict(rule=args.rule, param=args.param)
+
+
+def _method_text(args):
+    if args.composite is not None:
+        return f"the {args.composite} composite"
+    param = "" if args.param is None else f" {args.param:g}"
+    return f"the {args.rule or 'simple'}{param} rule"
+
+
+def _targets(spec, count):
+    """(kind, value) for --target: pred, label:FILE, K, all, top:K."""
+    from .data_io import read_data
+
+    if spec == "pred":
+        return "pred", None
+    if spec == "all":
+        return "all", None
+    if spec.startswith("top:"):
+        k = spec[4:]
+        if not k.isdigit() or int(k) < 1:
+            raise ValueError(f"--target top:K needs an integer K >= 1, got {spec!r}")
+        return "top", int(k)
+    if spec.startswith("label:"):
+        path = spec[6:]
+        labels = np.asarray(read_data(path))
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = np.argmax(labels, axis=1)  # one-hot rows, as the toolbox stores them
+        labels = labels.reshape(-1)
+        if labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0):
+            raise ValueError(f"{path}: labels must be class indices or one-hot rows")
+        if len(labels) != count:
+            raise ValueError(f"{path}: holds {len(labels)} labels for {count} samples")
+        return "label", labels.astype(np.int64)
+    if spec.lstrip("-").isdigit():
+        if int(spec) < 0:
+            raise ValueError(f"--target class must be >= 0, got {spec}")
+        return "class", int(spec)
+    raise ValueError(f"--target must be pred, label:FILE, a class K, all or top:K; got {spec!r}")
+
+
+def _target_argument(kind, value, kept):
+    if kind == "pred":
+        return None
+    if kind == "all":
+        return "all"
+    if kind == "top":
+        return ("topk", value)
+    if kind == "label":
+        return value[kept]
+    return value
+
+
+def _chosen(kind, value, scores, kept):
+    """The classes explained, (N,) or (N, T), as explain() chose them."""
+    if kind == "pred":
+        return np.argmax(scores, axis=1)
+    if kind == "all":
+        return np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    if kind == "top":
+        return np.argsort(-scores, axis=1, kind="stable")[:, :value]
+    if kind == "label":
+        return value[kept]
+    return np.full(len(scores), value)
+
+
+def _progress(total, description):
+    from tqdm import tqdm
+
+    # shown on a terminal only; the summary line says the same afterwards
+    return tqdm(total=total, unit="samples", desc=description, disable=None, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _sample_shape(net, size):
+    from .batch import input_shape
+
+    expected = input_shape(net)
+    if size is None:
+        return expected
+    channels = expected[2] if expected is not None and len(expected) == 3 else 1
+    return (size[0], size[1], channels)
+
+
+def _png_name(source, index):
+    if source.names is not None:
+        return os.path.splitext(source.names[index])[0] + ".png"
+    return f"{index:06d}.png"
+
+
+def _write_pngs(folder, source, kept, X, relevance, input_range, cmap):
+    from . import render
+
+    for row, index in enumerate(kept):
+        heat = relevance[row]
+        maps = heat if heat.ndim == X.ndim else heat[None]   # (T, ...) or one map
+        if X[row].ndim != 3:  # vectors cannot be drawn as pictures
+            raise ValueError("--png needs image inputs (H, W, C); these samples are vectors")
+        pictures = [render.image(X[row][None], input_range=input_range)[0]]
+        pictures += list(render.heatmap(np.asarray(maps), cmap=cmap))
+        render.save_image(pictures, os.path.join(folder, _png_name(source, index)))
 
 
 def _explain(args):
-    net = load(args.model)
-    resolve(args.rule, args.param)  # fail before reading data
-    data = read_data(args.data)
-    if data.dtype.kind not in "biuf":
-        raise ValueError(f"{args.data}: data must be numeric, got dtype {data.dtype}")
-    if args.out.lower().endswith(".txt") and data.ndim > 2:
-        # checked now rather than after explaining everything
-        raise ValueError(f"{args.out}: a .txt file holds at most 2 dimensions, and the relevance "
-                         f"will have shape {data.shape}; write .npy, .npz or .mat")
+    from .batch import HDF5Writer, open_source
+    from .data_io import write_data
+    from .model_io import load
+
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    parts = [net.explain(data[start:start + args.batch_size], rule=args.rule, param=args.param)
-             for start in range(0, len(data), args.batch_size)]
-    if not parts:
-        raise ValueError(f"{args.data}: holds no samples")
-    relevance = np.concatenate(parts)
-    write_data(relevance, args.out)
-    rule = args.rule or "simple"
-    param = "" if args.param is None else f" {args.param:g}"
-    print(f"explained {len(relevance)} samples of shape {relevance.shape[1:]} "
-          f"with the {rule}{param} rule; relevance written to {args.out}")
+    out_ext = os.path.splitext(args.out)[1].lower()
+    if out_ext not in (".h5", ".hdf5", ".npy", ".npz", ".mat", ".txt"):
+        raise ValueError(f"{args.out}: write .h5/.hdf5 (relevance, prediction, scores, target) or "
+                         f".npy/.npz/.mat/.txt (relevance only)")
+    if args.png is not None and not os.path.isdir(args.png):
+        raise FileNotFoundError(f"--png folder does not exist: {args.png}")
+    input_range = tuple(args.input_range)
+    method = _method(args, input_range)
+    net = load(args.model, device=args.device)
+    source = open_source(args.data, args.dataset, _sample_shape(net, args.size), input_range)
+    N = len(source)
+    kind, value = _targets(args.target, N)
+    if out_ext == ".txt" and (len(source.sample_shape) > 1 or kind in ("all", "top")):
+        raise ValueError(f"{args.out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
+    settings = dict(model=os.path.abspath(args.model), data=os.path.abspath(args.data),
+                    method=_method_text(args), target=args.target, size=args.size,
+                    input_range=input_range, dataset=args.dataset)
+    writer = HDF5Writer(args.out, N, settings, args.overwrite) if out_ext in (".h5", ".hdf5") else None
+    parts, kept_all, failures = [], [], 0
+    start = writer.done if writer is not None else 0
+    if start:
+        print(f"resuming {args.out}: {start} of {N} samples were done", file=sys.stderr)
+    began, explained = time.perf_counter(), 0
+    bar = _progress(N, "explaining")
+    bar.update(start)
+    try:
+        for first in range(start, N, args.batch_size):
+            last = min(first + args.batch_size, N)
+            X, problems, kept = source.batch(first, last)
+            for index, message in problems:
+                failures += 1
+                print(f"lrpnb explain: skipped sample {index}: {message}", file=sys.stderr)
+            results = None
+            if len(kept):
+                X = np.asarray(X)
+                relevance, scores = net.explain(X, target=_target_argument(kind, value, kept),
+                                                return_scores=True, **method)
+                relevance = np.asarray(relevance)
+                if args.png is not None:
+                    _write_pngs(args.png, source, kept, X, relevance, input_range, args.cmap)
+                results = dict(relevance=relevance, prediction=np.argmax(scores, axis=1),
+                               scores=scores, target=_chosen(kind, value, scores, kept))
+                explained += len(kept)
+            if writer is not None:
+                rows = _full_rows(results, kept, first, last, source)
+                writer.write(first, rows)
+            elif results is not None:
+                parts.append(results["relevance"])
+                kept_all.extend(kept)
+            bar.update(last - first)
+    except KeyboardInterrupt:
+        bar.close()
+        if writer is not None:
+            writer.close()
+            print(f"lrpnb explain: interrupted after {writer.done} of {N} samples; they are kept in "
+                  f"{writer.partial}; run the same command again to resume", file=sys.stderr)
+        else:
+            print("lrpnb explain: interrupted; nothing written (write .h5 to keep finished batches)",
+                  file=sys.stderr)
+        raise
+    except BaseException:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        raise
+    bar.close()
+    if writer is not None:
+        if explained == 0 and start == 0:
+            writer.close()
+            os.remove(writer.partial)
+            raise ValueError(f"{args.data}: no sample could be explained")
+        writer.finish()
+    else:
+        if not parts:
+            raise ValueError(f"{args.data}: no sample could be explained")
+        write_data(np.concatenate(parts), args.out)
+    seconds = time.perf_counter() - began
+    rate = explained / seconds if seconds > 0 else float("inf")
+    print(f"explained {explained} samples with {_method_text(args)} in {seconds:.2f} s "
+          f"({rate:,.0f} samples/s); results written to {args.out}")
+    if failures:
+        raise Failure(f"{failures} of {N} samples could not be read and were left out")
+
+
+def _full_rows(results, kept, first, last, source):
+    """Rows first..last-1 for the HDF5 file: results where samples were
+    read, zeros and ok=False where not."""
+    count = last - first
+    ok = np.zeros(count, dtype=bool)
+    ok[np.asarray(kept, dtype=np.int64) - first] = True
+    rows = {"ok": ok}
+    if source.names is not None:
+        rows["source"] = np.array(source.names[first:last], dtype=object)
+    if results is None:  # nothing read: the rows stay empty and are dropped at the end
+        return rows
+    for name, array in results.items():
+        full = np.zeros((count,) + array.shape[1:], dtype=array.dtype)
+        full[ok] = array
+        rows[name] = full
+    return rows
+
+
+# ---------------------------------------------------------------- info, convert
+def _info(args):
+    from .batch import input_shape
+    from .model_io import load
+
+    net = load(args.model)
+    shape = input_shape(net)
+    print(f"model: {args.model}")
+    if shape is None:
+        print("input: unknown (no layer fixes it)")
+        shapes = [None] * len(net.layers)
+    else:
+        what = "vectors of" if len(shape) == 1 else "images of"
+        print(f"input: {what} {' x '.join(map(str, shape))}")
+        shapes = net.output_shapes((1,) + shape)
+    print(f"{'#':>3}  {'layer':<32} {'output':<16} {'parameters':>10}")
+    total = 0
+    for k, (layer, out) in enumerate(zip(net.layers, shapes)):
+        count = int(layer.W.size + layer.B.size) if hasattr(layer, "W") else 0
+        total += count
+        text = "" if out is None else " x ".join(map(str, out[1:]))
+        print(f"{k:>3}  {layer.describe():<32} {text:<16} {count:>10,}")
+    print(f"total parameters: {total:,}")
+    if shapes and shapes[-1] is not None:
+        print(f"classes: {shapes[-1][-1]}")
+
+
+def _convert(args):
+    from .model_io import load, save
+
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise ValueError("convert needs two different files")
+    net = load(args.input)
+    save(net, args.output)
+    print(f"wrote {args.output}: {len(net.layers)} layers from {args.input}")
+
+
+# ---------------------------------------------------------------- demo
+def _demo(args):
+    from . import render
+    from .batch import input_shape, open_source
+    from .digits import synthetic_digits
+    from .model_io import load
+
+    started = time.perf_counter()
+    model = args.model or _embedded_model()
+    net = load(model)
+    shape = input_shape(net)
+    input_range = tuple(args.input_range)
+    method = _method(args, input_range)
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, got {args.count}")
+    labels = None
+    if args.data is None:
+        digits = synthetic_digits(args.count, seed=args.seed)
+        X, labels = digits.images, digits.labels
+        origin = f"{args.count} synthetic digits (seed {args.seed})"
+    else:
+        source = open_source(args.data, None, shape, input_range)
+        X, problems, _ = source.batch(0, min(args.count, len(source)))
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
+        X = _as_model_input(np.asarray(X), shape, input_range, args.data)
+        origin = f"the first {len(X)} samples of {args.data}"
+        if args.labels is not None:
+            from .data_io import read_data
+
+            labels = np.asarray(read_data(args.labels)).reshape(-1)[:len(X)].astype(np.int64)
+    if args.rule is None and args.composite is None:
+        method = dict(rule="epsilon", param=0.01 if args.param is None else args.param)
+        args.rule, args.param = "epsilon", method["param"]
+    X = X.astype(np.float32)
+    before = time.perf_counter()
+    relevance, scores = net.explain(X, return_scores=True, **method)
+    seconds = time.perf_counter() - before
+    probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    predicted = np.argmax(scores, axis=1)
+    print(f"lrpnb demo: {os.path.basename(model)} on {origin}, explained with {_method_text(args)}")
+    for n in range(len(X)):
+        known = "" if labels is None else f"  (drawn: {labels[n]})" if args.data is None else \
+            f"  (label: {labels[n]})"
+        print(f"  sample {n:3d}: predicted {predicted[n]} with confidence {probabilities[n, predicted[n]]:6.1%}"
+              f"{known}")
+    if labels is not None:
+        print(f"  {np.mean(predicted == labels[:len(X)]):.1%} right")
+    pictures = render.compose(X, relevance, enlarge=4, input_range=input_range)
+    out = args.out or os.getcwd()
+    path = os.path.join(out, "lrpnb_demo.png") if os.path.isdir(out) else out
+    render.save_image(list(pictures), path, columns=min(4, len(pictures)), border=4)
+    print(f"wrote {path}: each input (left) beside its relevance (red: for the prediction, "
+          f"blue: against)")
+    print(f"explained {len(X)} samples in {seconds:.2f} s ({len(X) / seconds:,.0f} samples/s, "
+          f"compilation included on a first run); {time.perf_counter() - started:.1f} s in all")
+
+
+def _embedded_model():
+    from importlib import resources
+
+    return str(resources.files("lrpnb") / "data" / "lenet5_synthetic.txt")
+
+
+def _as_model_input(X, shape, input_range, name):
+    """The toolbox's MNIST files hold 0..255 vectors of 784 pixels; a
+    LeNet-5 takes 32 x 32 images in [-1, 1] (the digit padded with -1)."""
+    if shape is None or X.shape[1:] == shape:
+        return X
+    size = int(np.prod(X.shape[1:]))
+    if len(shape) == 3 and shape[2] == 1 and int(np.sqrt(size)) ** 2 == size:
+        side = int(np.sqrt(size))
+        low, high = input_range
+        if X.dtype == np.uint8 or X.max() > high:
+            X = X / 255.0 * (high - low) + low
+        X = X.reshape(len(X), side, side, 1)
+        pad = shape[0] - side
+        if pad >= 0 and pad % 2 == 0 and shape[0] == shape[1]:
+            return np.pad(X, ((0, 0), (pad // 2, pad // 2), (pad // 2, pad // 2), (0, 0)),
+                          constant_values=low)
+    raise ValueError(f"{name}: samples of shape {X.shape[1:]} do not fit the model's input {shape}")
+
+
+# ---------------------------------------------------------------- parser
+def _add_method(parser, default_text="simple"):
+    parser.add_argument("--rule", default=None,
+                        help=f"LRP rule or gradient method (default {default_text}): simple, epsilon, "
+                             "alphabeta, flat, ww, zplus, gamma, zb, gradient, sensitivity, "
+                             "deconvnet, guided_backprop, gradient_x_input")
+    parser.add_argument("--param", type=float, default=None,
+                        help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, gamma "
+                             "for gamma)")
+    parser.add_argument("--composite", default=None,
+                        help=f"a rule per layer instead: {', '.join(COMPOSITE_NAMES)} (box bounds "
+                             f"from --input-range), or formula:N (the Caffe toolbox's formula type N)")
 
 
 def build_parser():
+    from .toolbox_mode import add_parser as add_toolbox
+
     parser = argparse.ArgumentParser(
         prog="lrpnb", description="Layer-wise Relevance Propagation with compiled kernels.")
     parser.add_argument("--version", action="version", version=f"lrpnb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    demo = commands.add_parser(
+        "demo", help="explain digits with the embedded LeNet-5 and draw the heatmaps",
+        description="Explain the predicted class of a few digits and write a PNG of the inputs "
+                    "and heatmaps. By default: lrpnb's own LeNet-5 (trained on synthetic digits) "
+                    "on freshly drawn synthetic digits; --model/--data give others, e.g. the "
+                    "toolbox's LeNet-5.nn and test_images.mat.")
+    demo.add_argument("--model", default=None, help="model file (default: the embedded LeNet-5)")
+    demo.add_argument("--data", default=None,
+                      help="data to explain instead of synthetic digits (784-pixel 0..255 rows, "
+                           "as the toolbox's MNIST files, are reshaped and padded to 32 x 32)")
+    demo.add_argument("--labels", default=None, help="labels of --data, to count the right answers")
+    demo.add_argument("--count", type=int, default=8, help="how many samples (default 8)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic digits")
+    _add_method(demo, "epsilon 0.01")
+    demo.add_argument("--input-range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
+                      help="the model's input range (default -1 1)")
+    demo.add_argument("--out", default=None,
+                      help="PNG file or folder to write lrpnb_demo.png into (default: the current folder)")
+    demo.set_defaults(run=_demo)
+
     explain = commands.add_parser(
-        "explain", help="explain the predicted class of every sample in a data file",
-        description="Explain each sample's predicted class and write the relevance maps.")
+        "explain", help="explain every sample of a data file or image folder",
+        description="Explain the samples of a data file (.npy, .npz, .mat, .txt, .h5) or of "
+                    "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
+                    "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
+                    "relevance alone (.npy, .npz, .mat, .txt).")
     explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat)")
     explain.add_argument("--data", required=True,
-                         help="data file (.npy, .npz, .mat, .txt) shaped as the model's input")
-    explain.add_argument("--out", required=True, help="output file for the relevance (.npy, .npz, .mat, .txt)")
-    explain.add_argument("--rule", default=None,
-                         help="LRP rule or gradient method: simple (default), epsilon, alphabeta, flat, "
-                              "ww, zplus, gamma, gradient, sensitivity, deconvnet, guided_backprop, "
-                              "gradient_x_input")
-    explain.add_argument("--param", type=float, default=None,
-                         help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, "
-                              "gamma for gamma)")
+                         help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
+    explain.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")
+    explain.add_argument("--out", required=True, help="output: .h5/.hdf5, or .npy/.npz/.mat/.txt")
+    _add_method(explain)
+    explain.add_argument("--target", default="pred",
+                         help="class to explain: pred (each sample's prediction, default), "
+                              "label:FILE (labels from a data file), K (class K), all, top:K")
+    explain.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                         help="where the kernels run (default cpu)")
     explain.add_argument("--batch-size", type=int, default=256, help="samples per pass (default 256)")
+    explain.add_argument("--png", default=None, metavar="DIR",
+                         help="also write a PNG per sample (input beside heatmaps) into DIR")
+    explain.add_argument("--cmap", default="bwr", help="colormap of the PNG heatmaps (default bwr)")
+    explain.add_argument("--input-range", type=float, nargs=2, default=(-1.0, 1.0),
+                         metavar=("LOW", "HIGH"),
+                         help="images' pixels 0..255 are scaled to this range (default -1 1)")
+    explain.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                         help="resize images to H x W (default: the model's input size)")
+    explain.add_argument("--overwrite", action="store_true",
+                         help="replace an existing output (and an unfinished earlier run's file)")
     explain.set_defaults(run=_explain)
+
+    info = commands.add_parser("info", help="layers, shapes and parameter counts of a model",
+                               description="Print the layers, output shapes, parameter counts and "
+                                           "the input shape a model expects.")
+    info.add_argument("model", help="model file (.txt, .nn, .pickle, .mat)")
+    info.set_defaults(run=_info)
+
+    convert = commands.add_parser("convert", help="convert a model file to another format",
+                                  description="Read a model (.txt, .nn, .pickle, .mat) and write it "
+                                              "as .txt or .nn/.pickle (the format from the extension).")
+    convert.add_argument("input", help="model file to read")
+    convert.add_argument("output", help="model file to write (.txt, .nn, .pickle)")
+    convert.set_defaults(run=_convert)
+
+    add_toolbox(commands)
     return parser
 
 
@@ -63,7 +468,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError, TypeError) as error:
+    except Failure as failure:
+        print(f"lrpnb {args.command}: {failure}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, TypeError, RuntimeError) as error:
         print(f"lrpnb {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Digits", "synthetic_digits", "FONTS"]
+__all__ = ["Digits", "synthetic_digits", "augmenter", "FONTS"]
 
 #: the font files used (in matplotlib's ``fonts/ttf`` folder)
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
@@ -176,3 +176,32 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
         images = np.pad(images, ((0, 0), (2, 2), (2, 2)), constant_values=-1)
         masks = np.pad(masks, ((0, 0), (2, 2), (2, 2)))
     return Digits(images[..., None], labels.astype(np.int64), masks)
+
+
+def augmenter(seed=0, noise=0.3, salt=0.03, shift=3):
+    """A ``transform`` for ``Network.train`` that makes the background an
+    unreliable cue: each image of a batch (in [-1, 1], background -1) gets
+    Gaussian noise of a standard deviation drawn from [0, noise], a share
+    drawn from [0, salt] of its pixels set to 1 (white specks), and a shift
+    by up to ``shift`` pixels in each direction (filled with -1).
+
+    Without it, a LeNet-5 trained on the clean font digits learns much from
+    where the ink is *not* (LRP-epsilon put 29% of the positive relevance
+    on the ink, against 40% with it, 18% of the image being ink).
+    """
+    rng = np.random.default_rng(seed)
+
+    def transform(X):
+        N = len(X)
+        sigma = rng.uniform(0, noise, size=(N,) + (1,) * (X.ndim - 1))
+        X = X + (sigma * rng.standard_normal(X.shape)).astype(X.dtype)
+        X[rng.random(X.shape) < rng.uniform(0, salt, size=(N,) + (1,) * (X.ndim - 1))] = 1
+        X = np.clip(X, -1, 1)
+        out = np.full_like(X, -1)
+        H, W = X.shape[1:3]
+        for n, (dy, dx) in enumerate(rng.integers(-shift, shift + 1, size=(N, 2))):
+            part = X[n, max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
+            out[n, max(0, dy):max(0, dy) + part.shape[0], max(0, dx):max(0, dx) + part.shape[1]] = part
+        return out
+
+    return transform

@@ -69,7 +69,7 @@ def accuracy(net, X, labels, batch_size=1024):
 
 
 def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.005,
-          lrate_decay=None, momentum=0.9, status=250, convergence=-1, transform=None, seed=None,
+          lrate_decay=None, momentum=0.9, weight_decay=0.0, status=250, convergence=-1, transform=None, seed=None,
           verbose=True):
     """Train ``net`` in place with mini-batch SGD on the softmax cross-entropy.
 
@@ -89,6 +89,9 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
         ``lrate * (1 - acc**2)`` ('sublinear') or ``lrate * (1 - acc)``.
     momentum : float
         0 <= momentum < 1; 0 is plain SGD.
+    weight_decay : float
+        L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not the
+        biases), added to the loss; 0 (the toolbox's) has none.
     status : int
         Evaluate (and print, with ``verbose``) every ``status`` steps; 0
         evaluates only at the end.
@@ -132,6 +135,8 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
         raise ValueError(f"batchsize {batchsize} exceeds the {len(X)} training samples")
     if not lrate > 0:
         raise ValueError(f"lrate must be > 0, got {lrate!r}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
     if lrate_decay not in (None, "none", "sublinear", "linear"):
@@ -158,7 +163,7 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
         for layer, dW, dB in gradients:
             vW, vB = velocity[id(layer)]
             vW *= momentum
-            vW -= rate * dW
+            vW -= rate * (dW + weight_decay * layer.W if weight_decay else dW)
             vB *= momentum
             vB -= rate * dB
             layer.W = layer.W + vW

@@ -1,0 +1,238 @@
+"""``lrpnb toolbox``: the Caffe LRP Toolbox's standalone batch mode.
+
+    lrpnb toolbox -c CONFIG -f FILELIST -p PATHPREFIX
+
+CONFIG holds pairs of lines, a key and then its value (the toolbox's syntax;
+blank lines between pairs are allowed, lines starting with # are comments):
+
+    model_file                  the model (.txt, .nn, .pickle, .mat; relative
+                                to the config file's folder)
+    relpropformulatype          the formula type (lrpnb.formula_type)
+    epsstab                     epsilon of the epsilon rules (default 0.01)
+    alphabeta_beta              beta of the alpha-beta rules (default 1)
+    auxiliaryvariable_maxlayerindexforflatdistinconv
+                                layer index k of the flat formula types
+    standalone_outpath          folder the results go to
+    standalone_rootpath         the part of each image path not repeated
+                                below standalone_outpath
+    input_size                  H W the images are resized to (default: the
+                                model's input size)
+    input_range                 LOW HIGH pixels 0..255 are scaled to
+                                (default -1 1)
+    colormap                    of the heatmap PNGs (default black-firered)
+
+FILELIST has an image path (appended to PATHPREFIX) and a target per line:
+-1 the top class, -2 the five top classes (all, with fewer), k >= 0 class k.
+
+For every image it writes, below standalone_outpath at the image's path
+relative to standalone_rootpath: ``<name>_rawhm.txt`` (see
+formats/README.md), ``<name>_heatmap.png``, ``<name>_as_inputted_into_the_dnn.png``
+and ``<name>_toptenscores.txt``; for -2 one rawhm and heatmap per class,
+named ``<name>_class<k>_rawhm.txt`` and ``<name>_class<k>_heatmap.png``.
+"""
+import os
+import sys
+
+import numpy as np
+
+from ._atomic import atomic_path
+
+__all__ = ["read_config", "read_filelist", "write_rawhm", "read_rawhm", "add_parser"]
+
+_KEYS = ("model_file", "relpropformulatype", "epsstab", "alphabeta_beta",
+         "auxiliaryvariable_maxlayerindexforflatdistinconv", "standalone_outpath",
+         "standalone_rootpath", "input_size", "input_range", "colormap")
+_REQUIRED = ("model_file", "relpropformulatype", "standalone_outpath")
+
+
+def _numbers(path, lineno, key, text, count, kind=float):
+    parts = text.split()
+    try:
+        values = [kind(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise ValueError(f"{path}:{lineno}: {key} needs {count} {kind.__name__} value(s), got {text!r}")
+    return values if count > 1 else values[0]
+
+
+def read_config(path):
+    """The settings of a toolbox config file, checked: a dict with every
+    key of the module docstring (defaults filled in)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        lines = [(k, line.strip()) for k, line in enumerate(handle, 1)]
+    lines = [(k, text) for k, text in lines if text and not text.startswith("#")]
+    if len(lines) % 2:
+        k, text = lines[-1]
+        raise ValueError(f"{path}:{k}: key {text!r} has no value line after it")
+    raw, where = {}, {}
+    for (k, key), (vk, value) in zip(lines[::2], lines[1::2]):
+        if key not in _KEYS:
+            raise ValueError(f"{path}:{k}: unknown key {key!r}; known keys: {', '.join(_KEYS)}")
+        if key in raw:
+            raise ValueError(f"{path}:{k}: key {key!r} given twice (first on line {where[key]})")
+        raw[key], where[key] = value, vk
+    for key in _REQUIRED:
+        if key not in raw:
+            raise ValueError(f"{path}: missing key {key!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    config = dict(model_file=os.path.join(folder, raw["model_file"]),
+                  standalone_outpath=os.path.join(folder, raw["standalone_outpath"]),
+                  standalone_rootpath=raw.get("standalone_rootpath"),
+                  colormap=raw.get("colormap", "black-firered"))
+    config["relpropformulatype"] = _numbers(path, where["relpropformulatype"], "relpropformulatype",
+                                            raw["relpropformulatype"], 1, int)
+    config["epsstab"] = _numbers(path, where.get("epsstab"), "epsstab", raw.get("epsstab", "0.01"), 1)
+    config["alphabeta_beta"] = _numbers(path, where.get("alphabeta_beta"), "alphabeta_beta",
+                                        raw.get("alphabeta_beta", "1"), 1)
+    key = "auxiliaryvariable_maxlayerindexforflatdistinconv"
+    config[key] = _numbers(path, where[key], key, raw[key], 1, int) if key in raw else None
+    config["input_size"] = (_numbers(path, where["input_size"], "input_size", raw["input_size"], 2, int)
+                            if "input_size" in raw else None)
+    config["input_range"] = tuple(_numbers(path, where.get("input_range"), "input_range",
+                                           raw.get("input_range", "-1 1"), 2))
+    return config
+
+
+def read_filelist(path, prefix):
+    """[(image path, target, line number)] of a file list; bad lines are
+    returned as (None, message, line number)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file list not found: {path}")
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            name, _, target = text.rpartition(" ")
+            name = name.strip()
+            if not name or not target.lstrip("-").isdigit() or int(target) < -2:
+                entries.append((None, f"{path}:{lineno}: expected 'path target' with target -1, -2 "
+                                      f"or a class >= 0, got {text!r}", lineno))
+                continue
+            entries.append((os.path.join(prefix, name), int(target), lineno))
+    return entries
+
+
+def write_rawhm(relevance, path):
+    """Write an (H, W, C) relevance map in the toolbox's rawhm text format:
+    C on the first line, H W on the second, then H rows of W values for
+    every channel in turn. Atomic."""
+    relevance = np.asarray(relevance, dtype=np.float64)
+    if relevance.ndim == 2:
+        relevance = relevance[..., None]
+    H, W, C = relevance.shape
+    with atomic_path(path, suffix=".txt") as tmp:
+        with open(tmp, "w", encoding="ascii") as handle:
+            handle.write(f"{C}\n{H} {W}\n")
+            for c in range(C):
+                np.savetxt(handle, relevance[:, :, c], fmt="%.9g")
+
+
+def read_rawhm(path):
+    """Read a rawhm text file back as an (H, W, C) float64 array."""
+    with open(path, encoding="ascii") as handle:
+        try:
+            C = int(handle.readline())
+            H, W = (int(v) for v in handle.readline().split())
+            values = np.loadtxt(handle, ndmin=2)
+        except ValueError as error:
+            raise ValueError(f"{path}: not a rawhm file ({error})") from None
+    if values.shape != (C * H, W):
+        raise ValueError(f"{path}: header says {C} x {H} x {W}, found {values.shape} values")
+    return values.reshape(C, H, W).transpose(1, 2, 0)
+
+
+def _write_text(path, text):
+    with atomic_path(path, suffix=".txt") as tmp:
+        with open(tmp, "w", encoding="ascii") as handle:
+            handle.write(text)
+
+
+def _out_base(image, config, prefix):
+    """The output path (without suffixes) of an image: its path below
+    standalone_rootpath (or below PATHPREFIX) repeated under standalone_outpath."""
+    root = config["standalone_rootpath"] or prefix or os.path.dirname(image)
+    relative = os.path.relpath(os.path.abspath(image), os.path.abspath(root))
+    if relative.startswith(os.pardir):
+        relative = os.path.basename(image)
+    return os.path.join(config["standalone_outpath"], os.path.splitext(relative)[0])
+
+
+def _run(args):
+    from . import render
+    from .batch import input_shape, load_image
+    from .composites import formula_type
+    from .model_io import load
+
+    config = read_config(args.config)
+    net = load(config["model_file"])
+    composite = formula_type(config["relpropformulatype"], epsstab=config["epsstab"],
+                             alphabeta_beta=config["alphabeta_beta"],
+                             layer_index=config["auxiliaryvariable_maxlayerindexforflatdistinconv"])
+    composite.rules(net.layers)  # check the layer index against this network now
+    shape = input_shape(net)
+    if config["input_size"] is not None:
+        shape = tuple(config["input_size"]) + ((shape[2],) if shape and len(shape) == 3 else (1,))
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"{config['model_file']}: the toolbox mode explains images, and this model "
+                         f"does not take images (set input_size?)")
+    classes = net.output_shapes((1,) + tuple(shape))[-1][-1]
+    entries = read_filelist(args.filelist, args.pathprefix)
+    failures, done = 0, 0
+    for image_path, target, lineno in entries:
+        if image_path is None:
+            failures += 1
+            print(f"lrpnb toolbox: {target}", file=sys.stderr)
+            continue
+        try:
+            X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
+            base = _out_base(image_path, config, args.pathprefix)
+            os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+            if target == -2:
+                top = min(5, classes)
+                relevance, scores = net.explain(X, target=("topk", top), composite=composite,
+                                                return_scores=True)
+                maps = relevance[0]
+                names = [f"{base}_class{k}" for k in np.argsort(-scores[0], kind="stable")[:top]]
+            else:
+                relevance, scores = net.explain(X, target=None if target == -1 else target,
+                                                composite=composite, return_scores=True)
+                maps, names = relevance, [base]
+            for name, relevance_map in zip(names, maps):
+                write_rawhm(relevance_map, name + "_rawhm.txt")
+                render.save_image(render.heatmap(relevance_map[None], cmap=config["colormap"])[0],
+                                  name + "_heatmap.png", border=0)
+            render.save_image(render.image(X, input_range=config["input_range"])[0],
+                              base + "_as_inputted_into_the_dnn.png", border=0)
+            order = np.argsort(-scores[0], kind="stable")[:10]
+            _write_text(base + "_toptenscores.txt",
+                        "".join(f"{k} {scores[0, k]:.9g}\n" for k in order))
+            done += 1
+        except (ValueError, OSError) as error:
+            failures += 1
+            print(f"lrpnb toolbox: {args.filelist}:{lineno}: {error}", file=sys.stderr)
+    print(f"explained {done} of {len(entries)} images with formula type "
+          f"{config['relpropformulatype']}; results in {config['standalone_outpath']}")
+    if failures:
+        from .cli import Failure
+
+        raise Failure(f"{failures} of {len(entries)} entries failed (see above)")
+
+
+def add_parser(commands):
+    toolbox = commands.add_parser(
+        "toolbox", help="the Caffe LRP Toolbox's batch mode (config file + file list)",
+        description="Explain the images of a file list as the Caffe LRP Toolbox's standalone "
+                    "executable does, driven by its config file; writes <name>_rawhm.txt, "
+                    "<name>_heatmap.png, <name>_as_inputted_into_the_dnn.png and "
+                    "<name>_toptenscores.txt per image.")
+    toolbox.add_argument("-c", "--config", required=True, help="config file (key line, value line)")
+    toolbox.add_argument("-f", "--filelist", required=True,
+                         help="file list: image path and target (-1 top class, -2 top 5, k class k)")
+    toolbox.add_argument("-p", "--pathprefix", default="",
+                         help="prefix joined to every image path of the list")
+    toolbox.set_defaults(run=_run)
