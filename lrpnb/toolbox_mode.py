@@ -12,9 +12,11 @@ blank lines between pairs are allowed, lines starting with # are comments):
     alphabeta_beta              beta of the alpha-beta rules (default 1)
     auxiliaryvariable_maxlayerindexforflatdistinconv
                                 layer index k of the flat formula types
-    standalone_outpath          folder the results go to
+    standalone_outpath          folder the results go to (relative to the
+                                config file's folder)
     standalone_rootpath         the part of each image path not repeated
-                                below standalone_outpath
+                                below standalone_outpath (relative to the
+                                config file's folder)
     input_size                  H W the images are resized to (default: the
                                 model's input size)
     input_range                 LOW HIGH pixels 0..255 are scaled to
@@ -80,7 +82,8 @@ def read_config(path):
     folder = os.path.dirname(os.path.abspath(path))
     config = dict(model_file=os.path.join(folder, raw["model_file"]),
                   standalone_outpath=os.path.join(folder, raw["standalone_outpath"]),
-                  standalone_rootpath=raw.get("standalone_rootpath"),
+                  standalone_rootpath=(os.path.join(folder, raw["standalone_rootpath"])
+                                       if "standalone_rootpath" in raw else None),
                   colormap=raw.get("colormap", "black-firered"))
     config["relpropformulatype"] = _numbers(path, where["relpropformulatype"], "relpropformulatype",
                                             raw["relpropformulatype"], 1, int)
