@@ -187,8 +187,12 @@ def _explain(args):
             results = None
             if len(kept):
                 X = np.asarray(X)
-                relevance, scores = net.explain(X, target=_target_argument(kind, value, kept),
-                                                return_scores=True, **method)
+                try:
+                    relevance, scores = net.explain(X, target=_target_argument(kind, value, kept),
+                                                    return_scores=True, **method)
+                except ValueError as error:
+                    # explain() counts samples within the batch
+                    raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
                 relevance = np.asarray(relevance)
                 if args.png is not None:
                     _write_pngs(args.png, source, kept, X, relevance, input_range, args.cmap)

@@ -295,3 +295,14 @@ def test_demo_with_the_toolbox_model_and_mnist(tmp_path):
     assert "100.0% right" in result.stdout
     assert (tmp_path / "mnist.png").exists()
     toolbox_digits(1)  # the same scaling as the parity tests
+
+
+def test_nan_sample_is_named_with_its_index(tmp_path):
+    X = np.load(TINY_DATA)
+    X[7, 3, 3, 0] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    result = run("explain", "--model", str(TINY), "--data", str(tmp_path / "x.npy"), "--out",
+                 str(tmp_path / "r.npy"), "--batch-size", "5")
+    assert result.returncode == 1
+    assert "samples 5..9: X contains NaN or infinite values (first in sample 2)" in result.stderr
+    assert not (tmp_path / "r.npy").exists()

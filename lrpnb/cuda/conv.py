@@ -263,7 +263,8 @@ def _weight_gradient(X, G, s0, s1, dW):
     N, Ho, Wo, K = G.shape
     for e in range(cuda.grid(1), dW.size, cuda.gridsize(1)):
         a, b, c, k = unravel(e, dW.shape)
-        acc = dW[a, b, c, k] - dW[a, b, c, k]
+        # a zero of the arrays' dtype (dW is uninitialised memory)
+        acc = G[0, 0, 0, k] - G[0, 0, 0, k]
         for n in range(N):
             for i in range(Ho):
                 for j in range(Wo):
@@ -275,7 +276,7 @@ def _weight_gradient(X, G, s0, s1, dW):
 def _bias_gradient(G2, dB):
     """dB[k] = sum of column k of G2 (rows: every output position)."""
     for k in range(cuda.grid(1), dB.size, cuda.gridsize(1)):
-        acc = dB[k] - dB[k]
+        acc = G2[0, k] - G2[0, k]
         for row in range(G2.shape[0]):
             acc += G2[row, k]
         dB[k] = acc
