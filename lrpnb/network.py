@@ -162,7 +162,6 @@ class _Weighted(Layer):
                                 backend.put(self._B.astype(dtype, copy=False)))
         return self._casts[key]
 
-
     def parameter_gradient(self, X, G, backend=CPU):
         """(dL/dW, dL/dB) for this layer's input ``X`` and output gradient ``G``."""
         raise NotImplementedError
@@ -611,8 +610,9 @@ class Network:
         Returns
         -------
         array shaped like X, or (N, T) + X.shape[1:] for T targets per
-        sample (and the scores, with ``return_scores``). LRP starts from the score of the target class (before a final
-        SoftMax), all other outputs zero; the gradient methods start from 1
+        sample (and the scores, with ``return_scores``). LRP starts from
+        the score of the target class (before a final SoftMax), all other
+        outputs zero; the gradient methods start from 1
         there. No state is kept on the network, so several threads may call
         this at once.
         """
