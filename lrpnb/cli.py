@@ -1,6 +1,7 @@
 """The ``lrpnb`` command: explain, demo, info, convert, toolbox."""
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -177,8 +178,14 @@ def _explain(args):
     began, explained = time.perf_counter(), 0
     bar = _progress(N, "explaining")
     bar.update(start)
+    # Ctrl-C sets a flag that is checked between batches: a KeyboardInterrupt
+    # raised at a random point can land in a callback that Python ignores
+    stop = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     try:
         for first in range(start, N, args.batch_size):
+            if stop:
+                raise KeyboardInterrupt
             last = min(first + args.batch_size, N)
             X, problems, kept = source.batch(first, last)
             for index, message in problems:
@@ -221,6 +228,8 @@ def _explain(args):
         if writer is not None:
             writer.close()
         raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     bar.close()
     if writer is not None:
         if explained == 0 and start == 0:
