@@ -109,7 +109,8 @@ def _glyph_bank():
     return bank
 
 
-def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
+def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32, height=(14, 22),
+                     aspect=(0.7, 1.4), slant=0.5, rotation=15, shift=2.5, bend=3.0):
     """Draw ``count`` random digits.
 
     Parameters
@@ -124,17 +125,27 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
         Upper bound of the Gaussian pixel noise's standard deviation (each
         image draws its own from [0, noise]), on the [-1, 1] scale.
     dtype : numpy float dtype of the images.
+    height : (low, high)
+        Glyph height in pixels of the 28x28 image.
+    aspect : (low, high)
+        Width factor (handwriting is narrower or wider than a font).
+    slant, rotation : float
+        Largest slant (x shift per unit of height) and rotation (degrees).
+    shift : float
+        Largest move of the glyph's centre from the image centre, in pixels.
+    bend : float
+        Largest smooth random displacement (elastic distortion as in Simard
+        et al., ICDAR 2003), in pixels.
 
     Returns
     -------
     Digits(images (N, 32, 32, 1), labels (N,), masks (N, 32, 32)); 28 instead
     of 32 without ``pad``.
 
-    Each digit is one font's glyph, 14 to 22 pixels tall, rotated by up to
-    15 degrees, slanted by up to 0.3 (x shift per unit of height), stroke
-    width changed by up to -0.8 or +1.3 pixels (as far as no hole closes and no
-    stroke breaks), bent by a smooth random displacement of up to 2 pixels, and moved up to 2.5 pixels from the
-    centre.
+    Each digit is one font's glyph at a height, width, rotation, slant,
+    position and bend drawn uniformly from the ranges above, with its stroke
+    width changed by up to -0.8 or +1.3 pixels (as far as no hole closes and
+    no stroke breaks).
     """
     from scipy import ndimage
 
@@ -145,12 +156,13 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
     labels = rng.integers(0, 10, size=count)
     fonts = rng.integers(0, len(FONTS), size=count)
     strokes = rng.integers(0, len(_STROKES), size=count)
-    heights = rng.uniform(14, 22, size=count)
-    angles = np.radians(rng.uniform(-15, 15, size=count))
-    slants = rng.uniform(-0.3, 0.3, size=count)
-    shifts = rng.uniform(-2.5, 2.5, size=(count, 2))
+    heights = rng.uniform(height[0], height[1], size=count)
+    angles = np.radians(rng.uniform(-rotation, rotation, size=count))
+    slants = rng.uniform(-slant, slant, size=count)
+    shifts = rng.uniform(-shift, shift, size=(count, 2))
     sigmas = rng.uniform(0, noise, size=count)
-    warps = rng.uniform(0, 2.0, size=count)
+    warps = rng.uniform(0, bend, size=count)
+    widths = rng.uniform(aspect[0], aspect[1], size=count)
     fields = rng.uniform(-1, 1, size=(count, 2, 28, 28))
     coverage = np.empty((count, 28, 28), np.float32)
     centre_in, centre_out = (_BANK_SIZE - 1) / 2, 13.5
@@ -161,7 +173,8 @@ def synthetic_digits(count, seed=0, pad=True, noise=0.08, dtype=np.float32):
         # output (row, col) = centre + shift + scale * rotation @ slant @ (input - centre),
         # then bent by a smooth random displacement (elastic distortion as in
         # Simard et al., ICDAR 2003) of up to warps[n] pixels
-        forward = scale * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, 0.0], [-slants[n], 1.0]])
+        forward = scale * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, 0.0], [-slants[n], 1.0]]) \
+            @ np.diag([1.0, widths[n]])
         field = ndimage.gaussian_filter(fields[n], sigma=(0, 4, 4))
         field *= warps[n] / max(np.abs(field).max(), 1e-12)
         points = grid + field.reshape(2, -1) - (centre_out + shifts[n])[:, None]

@@ -1,6 +1,6 @@
 """Train the LeNet-5 that ``lrpnb demo`` explains, on lrpnb's synthetic digits.
 
-Run from the repository root:  python scripts/train_demo_model.py
+Run from the repository root:  python scripts/train_demo_model.py [OUT]
 
 It draws the training and held-out digits with fixed seeds, trains with
 lrpnb's own SGD (Network.train), and writes lrpnb/data/lenet5_synthetic.txt
@@ -56,8 +56,9 @@ def main():
     mnist = mnist_accuracy(net)
     if mnist is not None:
         print(f"MNIST test accuracy (10,000 toolbox digits): {100 * mnist:.2f}%")
-    lrpnb.save(net, OUT)
-    print(f"wrote {os.path.normpath(OUT)} after {time.perf_counter() - started:.0f} s")
+    out = sys.argv[1] if len(sys.argv) > 1 else OUT
+    lrpnb.save(net, out)
+    print(f"wrote {os.path.normpath(out)} after {time.perf_counter() - started:.0f} s")
     return 0
 
 

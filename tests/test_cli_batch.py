@@ -309,3 +309,18 @@ def test_nan_sample_is_named_with_its_index(tmp_path):
     assert result.returncode == 1
     assert "samples 5..9: X contains NaN or infinite values (first in sample 2)" in result.stderr
     assert not (tmp_path / "r.npy").exists()
+
+
+def test_explain_toolbox_lenet5_on_mnist_digits(tmp_path):
+    model = need_shared(MODELS / "LeNet-5.nn")
+    X = toolbox_digits(40)
+    np.save(tmp_path / "digits.npy", X)
+    result = run("explain", "--model", str(model), "--data", str(tmp_path / "digits.npy"), "--out",
+                 str(tmp_path / "r.h5"), "--rule", "alphabeta", "--param", "2", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    out = read_h5(tmp_path / "r.h5")
+    net = lrpnb.load(model)
+    np.testing.assert_allclose(out["relevance"], net.explain(X, rule="alphabeta", param=2.0),
+                               rtol=1e-10, atol=1e-14)
+    labels = lrpnb.read_data(need_shared(MODELS.parent / "data" / "test_labels.npy")).reshape(-1)[:40]
+    assert np.mean(out["prediction"] == labels) >= 0.95
