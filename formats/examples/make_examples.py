@@ -5,6 +5,9 @@
 - mlp.txt: Linear 4x6, Tanh, Linear 6x3, SoftMax; mlp_legacy.txt: the same
   model in the legacy Linear variant (one line per weight row);
   mlp_inputs.txt: 5 samples of 4 features.
+- toolbox/digits/*.png: three synthetic digits (lrpnb.digits, seed 21, 32x32
+  grey PNGs named digit<k>_<label>.png) for the toolbox batch-mode example in
+  toolbox/ (config.txt and files.txt are written by hand).
 """
 import os
 
@@ -43,5 +46,25 @@ def main():
     np.savetxt(os.path.join(HERE, "mlp_inputs.txt"), rng.uniform(-1, 1, (5, 4)).round(3), fmt="%.3f")
 
 
+def toolbox_digits():
+    from PIL import Image
+
+    from lrpnb.digits import synthetic_digits
+
+    folder = os.path.join(HERE, "toolbox", "digits")
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".png"):
+            os.remove(os.path.join(folder, name))
+    digits = synthetic_digits(3, seed=21)
+    for k, (image, label) in enumerate(zip(digits.images, digits.labels)):
+        pixels = np.round((image[..., 0] + 1) * 127.5).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(folder, f"digit{k}_{label}.png"))
+    with open(os.path.join(HERE, "toolbox", "files.txt"), "w") as f:
+        for k, label in enumerate(digits.labels):
+            f.write(f"digit{k}_{label}.png {-2 if k == 1 else -1}\n")
+
+
 if __name__ == "__main__":
     main()
+    toolbox_digits()
