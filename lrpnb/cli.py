@@ -139,8 +139,6 @@ def _write_pngs(folder, source, kept, X, relevance, input_range, cmap):
     for row, index in enumerate(kept):
         heat = relevance[row]
         maps = heat if heat.ndim == X.ndim else heat[None]   # (T, ...) or one map
-        if X[row].ndim != 3:  # vectors cannot be drawn as pictures
-            raise ValueError("--png needs image inputs (H, W, C); these samples are vectors")
         pictures = [render.image(X[row][None], input_range=input_range)[0]]
         pictures += list(render.heatmap(np.asarray(maps), cmap=cmap))
         render.save_image(pictures, os.path.join(folder, _png_name(source, index)))
@@ -164,6 +162,9 @@ def _explain(args):
     net = load(args.model, device=args.device)
     source = open_source(args.data, args.dataset, _sample_shape(net, args.size), input_range)
     N = len(source)
+    if args.png is not None and len(source.sample_shape) != 3:
+        raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
+                         f"{tuple(source.sample_shape)}")
     kind, value = _targets(args.target, N)
     if out_ext == ".txt" and (len(source.sample_shape) > 1 or kind in ("all", "top")):
         raise ValueError(f"{args.out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")

@@ -324,3 +324,18 @@ def test_explain_toolbox_lenet5_on_mnist_digits(tmp_path):
                                rtol=1e-10, atol=1e-14)
     labels = lrpnb.read_data(need_shared(MODELS.parent / "data" / "test_labels.npy")).reshape(-1)[:40]
     assert np.mean(out["prediction"] == labels) >= 0.95
+
+
+def test_png_of_vectors_and_missing_gpu_are_clear_errors(tmp_path):
+    (tmp_path / "png").mkdir()
+    vectors = run("explain", "--model", str(EXAMPLES / "mlp.txt"), "--data", str(EXAMPLES / "mlp_inputs.txt"),
+                  "--out", str(tmp_path / "r.h5"), "--png", str(tmp_path / "png"))
+    assert vectors.returncode == 1 and "--png draws images" in vectors.stderr
+    assert not (tmp_path / "r.h5.partial").exists()
+    from lrpnb.cuda import unavailable_reason
+
+    if unavailable_reason() is None:
+        pytest.skip("a GPU is usable here")
+    gpu = run("explain", "--model", str(TINY), "--data", str(TINY_DATA), "--out", str(tmp_path / "g.npy"),
+              "--device", "cuda")
+    assert gpu.returncode == 1 and "lrpnb explain: error:" in gpu.stderr and "CUDA" in gpu.stderr
