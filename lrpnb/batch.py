@@ -284,7 +284,8 @@ class HDF5Writer:
 
     def finish(self):
         """Close and move the file to its final name, keeping only the rows
-        marked ``ok`` (samples that could not be read are left out)."""
+        marked ``ok`` (samples that could not be read are left out).
+        Returns how many rows were left out."""
         import h5py
 
         ok = self.file["ok"][...] if "ok" in self.file else None
@@ -303,13 +304,14 @@ class HDF5Writer:
                             target.create_dataset(name, data=data, compression="gzip",
                                                   compression_opts=4)
             os.remove(self.partial)
-            return
+            return int(np.sum(~ok))
         with h5py.File(self.partial, "a") as handle:
             if "ok" in handle:
                 del handle["ok"]
             for key in ("done", "count", "settings"):
                 del handle.attrs[key]
         os.replace(self.partial, self.path)
+        return 0
 
     def close(self):
         """Close without finishing (an interrupted run: the partial file stays)."""

@@ -3,6 +3,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -172,7 +173,7 @@ def _explain(args):
                     method=_method_text(args), target=args.target, size=args.size,
                     input_range=input_range, dataset=args.dataset)
     writer = HDF5Writer(args.out, N, settings, args.overwrite) if out_ext in (".h5", ".hdf5") else None
-    parts, kept_all, failures = [], [], 0
+    parts, failures = [], 0
     start = writer.done if writer is not None else 0
     if start:
         print(f"resuming {args.out}: {start} of {N} samples were done", file=sys.stderr)
@@ -182,7 +183,9 @@ def _explain(args):
     # Ctrl-C sets a flag that is checked between batches: a KeyboardInterrupt
     # raised at a random point can land in a callback that Python ignores
     stop = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum)) \
+        if in_main_thread else None
     try:
         for first in range(start, N, args.batch_size):
             if stop:
@@ -212,7 +215,6 @@ def _explain(args):
                 writer.write(first, rows)
             elif results is not None:
                 parts.append(results["relevance"])
-                kept_all.extend(kept)
             bar.update(last - first)
     except KeyboardInterrupt:
         bar.close()
@@ -230,14 +232,16 @@ def _explain(args):
             writer.close()
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     bar.close()
     if writer is not None:
         if explained == 0 and start == 0:
             writer.close()
             os.remove(writer.partial)
             raise ValueError(f"{args.data}: no sample could be explained")
-        writer.finish()
+        # rows of unreadable samples, from this run or an interrupted earlier one
+        failures = writer.finish()
     else:
         if not parts:
             raise ValueError(f"{args.data}: no sample could be explained")
