@@ -1,5 +1,6 @@
 """The ``lrpnb`` command: explain, demo, info, convert, toolbox."""
 import argparse
+import concurrent.futures
 import os
 import signal
 import sys
@@ -186,6 +187,8 @@ def _explain(args):
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum)) \
         if in_main_thread else None
+    writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrpnb-hdf5")
+    pending = None
     try:
         for first in range(start, N, args.batch_size):
             if stop:
@@ -211,14 +214,21 @@ def _explain(args):
                                scores=scores, target=_chosen(kind, value, scores, kept))
                 explained += len(kept)
             if writer is not None:
+                # the writer thread compresses and writes this batch while
+                # the next one is explained (the kernels release the GIL)
                 rows = _full_rows(results, kept, first, last, source)
-                writer.write(first, rows)
+                if pending is not None:
+                    pending.result()
+                pending = writes.submit(writer.write, first, rows)
             elif results is not None:
                 parts.append(results["relevance"])
             bar.update(last - first)
+        if pending is not None:
+            pending.result()
     except KeyboardInterrupt:
         bar.close()
         if writer is not None:
+            _settle(pending)
             writer.close()
             print(f"lrpnb explain: interrupted after {writer.done} of {N} samples; they are kept in "
                   f"{writer.partial}; run the same command again to resume", file=sys.stderr)
@@ -229,9 +239,11 @@ def _explain(args):
     except BaseException:
         bar.close()
         if writer is not None:
+            _settle(pending)
             writer.close()
         raise
     finally:
+        writes.shutdown()
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
     bar.close()
@@ -252,6 +264,16 @@ def _explain(args):
           f"({rate:,.0f} samples/s); results written to {args.out}")
     if failures:
         raise Failure(f"{failures} of {N} samples could not be read and were left out")
+
+
+def _settle(pending):
+    """Wait for a batch being written; a failed write has been reported by
+    the error that stopped the run, or is lost with the batch."""
+    if pending is not None:
+        try:
+            pending.result()
+        except Exception:  # noqa: BLE001 - the run is ending with another error
+            pass
 
 
 def _full_rows(results, kept, first, last, source):
