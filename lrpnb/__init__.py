@@ -10,6 +10,9 @@ from .data_io import read_data, write_data
 from .model_io import load, save
 from .network import (Convolution, Flatten, Layer, Linear, MaxPool, Network, Rect, SoftMax,
                       SumPool, Tanh)
+# submodules that import nothing heavy at module level (matplotlib, Pillow,
+# h5py and scipy are imported by the functions that use them)
+from . import batch, digits, render, training  # noqa: E402,I001
 
 __version__ = "0.1.0"
 
