@@ -27,7 +27,7 @@ SHARED = HERE.parent.parent / "shared" / "formats"
 
 import lrpnb  # noqa: E402
 from lrpnb.cli import _embedded_model, main as cli_main  # noqa: E402
-from lrpnb.digits import synthetic_digits  # noqa: E402
+from lrpnb.digits import mnist_images, synthetic_digits  # noqa: E402
 from lrpnb.training import lenet5  # noqa: E402
 
 
@@ -35,8 +35,7 @@ def inputs(count):
     model, images = SHARED / "models" / "LeNet-5.nn", SHARED / "data" / "test_images.mat"
     if model.exists() and images.exists():
         digits = lrpnb.read_data(images)[:count]
-        X = np.pad(digits.reshape(-1, 28, 28, 1) / np.float32(127.5) - 1, ((0, 0), (2, 2), (2, 2), (0, 0)),
-                   constant_values=-1).astype(np.float32)
+        X = mnist_images(digits)
         return str(model), X, "toolbox LeNet-5, MNIST test digits"
     return _embedded_model(), synthetic_digits(count, seed=7).images, "embedded LeNet-5, synthetic digits"
 
@@ -80,7 +79,7 @@ def training(iters):
     start = time.perf_counter()
     net.train(digits.images, digits.labels, batchsize=64, iters=iters, status=0, verbose=False, seed=1)
     lrpnb_rate = iters * 64 / (time.perf_counter() - start)
-    print(f"\ntraining LeNet-5 on synthetic digits, batch 64, SGD with momentum, float32:")
+    print("\ntraining LeNet-5 on synthetic digits, batch 64, SGD with momentum, float32:")
     print(f"  lrpnb net.train   {lrpnb_rate:>8,.0f} samples/s (the held-out evaluation at the end included)")
     try:
         import torch

@@ -19,4 +19,4 @@ __version__ = "0.1.0"
 __all__ = ["Network", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
            "SoftMax", "Flatten", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
-           "EpsilonGammaBox", "__version__"]
+           "EpsilonGammaBox", "batch", "digits", "render", "training", "__version__"]

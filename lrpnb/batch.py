@@ -22,7 +22,7 @@ from .data_io import read_data
 #: gzip level 4 unshuffled and 40 MiB uncompressed
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 
-__all__ = ["input_shape", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
+__all__ = ["input_shape", "sample_shape", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
            "IMAGE_EXTENSIONS", "load_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -54,6 +54,16 @@ def input_shape(net):
         if len(shapes[-1]) == 2:
             return (size, size, channels)
     return None
+
+
+def sample_shape(net, size=None):
+    """The shape images are made for ``net``: :func:`input_shape`, or
+    ``size`` (H, W) with the channels the model takes (1 when unknown)."""
+    expected = input_shape(net)
+    if size is None:
+        return expected
+    channels = expected[2] if expected is not None and len(expected) == 3 else 1
+    return (size[0], size[1], channels)
 
 
 def load_image(path, size, channels, input_range):
@@ -294,28 +304,27 @@ class HDF5Writer:
         import h5py
 
         ok = self.file["ok"][...] if "ok" in self.file else None
-        self.file.close()
-        if ok is not None and not ok.all():
-            with atomic_path(self.path, suffix=".h5") as tmp:
-                with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
-                    for name in source:
-                        if name == "ok":
-                            continue
-                        data = source[name][...][ok]
-                        if name == "source":
-                            target.create_dataset(name, data=data.astype(object),
-                                                  dtype=h5py.string_dtype())
-                        else:
-                            target.create_dataset(name, data=data, **COMPRESSION)
-            os.remove(self.partial)
-            return int(np.sum(~ok))
-        with h5py.File(self.partial, "a") as handle:
-            if "ok" in handle:
-                del handle["ok"]
+        if ok is None or ok.all():
+            if ok is not None:
+                del self.file["ok"]
             for key in ("done", "count", "settings"):
-                del handle.attrs[key]
-        os.replace(self.partial, self.path)
-        return 0
+                del self.file.attrs[key]
+            self.file.close()
+            os.replace(self.partial, self.path)
+            return 0
+        self.file.close()
+        with atomic_path(self.path, suffix=".h5") as tmp:
+            with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
+                for name in source:
+                    if name == "ok":
+                        continue
+                    data = source[name][...][ok]
+                    if name == "source":
+                        target.create_dataset(name, data=data.astype(object), dtype=h5py.string_dtype())
+                    else:
+                        target.create_dataset(name, data=data, **COMPRESSION)
+        os.remove(self.partial)
+        return int(np.sum(~ok))
 
     def close(self):
         """Close without finishing (an interrupted run: the partial file stays)."""

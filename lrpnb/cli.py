@@ -57,7 +57,7 @@ def _method_text(args):
 
 def _targets(spec, count):
     """(kind, value) for --target: pred, label:FILE, K, all, top:K."""
-    from .data_io import read_data
+    from .data_io import class_labels, read_data
 
     if spec == "pred":
         return "pred", None
@@ -70,15 +70,7 @@ def _targets(spec, count):
         return "top", int(k)
     if spec.startswith("label:"):
         path = spec[6:]
-        labels = np.asarray(read_data(path))
-        if labels.ndim == 2 and labels.shape[1] > 1:
-            labels = np.argmax(labels, axis=1)  # one-hot rows, as the toolbox stores them
-        labels = labels.reshape(-1)
-        if labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0):
-            raise ValueError(f"{path}: labels must be class indices or one-hot rows")
-        if len(labels) != count:
-            raise ValueError(f"{path}: holds {len(labels)} labels for {count} samples")
-        return "label", labels.astype(np.int64)
+        return "label", class_labels(read_data(path), path, count)
     if spec.lstrip("-").isdigit():
         if int(spec) < 0:
             raise ValueError(f"--target class must be >= 0, got {spec}")
@@ -98,35 +90,12 @@ def _target_argument(kind, value, kept):
     return value
 
 
-def _chosen(kind, value, scores, kept):
-    """The classes explained, (N,) or (N, T), as explain() chose them."""
-    if kind == "pred":
-        return np.argmax(scores, axis=1)
-    if kind == "all":
-        return np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    if kind == "top":
-        return np.argsort(-scores, axis=1, kind="stable")[:, :value]
-    if kind == "label":
-        return value[kept]
-    return np.full(len(scores), value)
-
-
 def _progress(total, description):
     from tqdm import tqdm
 
     # shown on a terminal only; the summary line says the same afterwards
     return tqdm(total=total, unit="samples", desc=description, disable=None, file=sys.stderr,
                 dynamic_ncols=True)
-
-
-def _sample_shape(net, size):
-    from .batch import input_shape
-
-    expected = input_shape(net)
-    if size is None:
-        return expected
-    channels = expected[2] if expected is not None and len(expected) == 3 else 1
-    return (size[0], size[1], channels)
 
 
 def _png_name(source, index):
@@ -147,9 +116,10 @@ def _write_pngs(folder, source, kept, X, relevance, input_range, cmap):
 
 
 def _explain(args):
-    from .batch import HDF5Writer, open_source
+    from .batch import HDF5Writer, open_source, sample_shape
     from .data_io import write_data
     from .model_io import load
+    from .network import target_classes
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -162,7 +132,7 @@ def _explain(args):
     input_range = tuple(args.input_range)
     method = _method(args, input_range)
     net = load(args.model, device=args.device)
-    source = open_source(args.data, args.dataset, _sample_shape(net, args.size), input_range)
+    source = open_source(args.data, args.dataset, sample_shape(net, args.size), input_range)
     N = len(source)
     if args.png is not None and len(source.sample_shape) != 3:
         raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
@@ -201,17 +171,18 @@ def _explain(args):
             results = None
             if len(kept):
                 X = np.asarray(X)
+                target = _target_argument(kind, value, kept)
                 try:
-                    relevance, scores = net.explain(X, target=_target_argument(kind, value, kept),
-                                                    return_scores=True, **method)
+                    relevance, scores = net.explain(X, target=target, return_scores=True, **method)
                 except ValueError as error:
                     # explain() counts samples within the batch
                     raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
                 relevance = np.asarray(relevance)
                 if args.png is not None:
                     _write_pngs(args.png, source, kept, X, relevance, input_range, args.cmap)
-                results = dict(relevance=relevance, prediction=np.argmax(scores, axis=1),
-                               scores=scores, target=_chosen(kind, value, scores, kept))
+                chosen = target_classes(target, scores)
+                results = dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
+                               target=chosen if kind in ("all", "top") else chosen[:, 0])
                 explained += len(kept)
             if writer is not None:
                 # the writer thread compresses and writes this batch while
@@ -336,6 +307,7 @@ def _demo(args):
     from . import render
     from .batch import input_shape, open_source
     from .digits import synthetic_digits
+    from .kernels.activations import softmax_forward
     from .model_io import load
 
     started = time.perf_counter()
@@ -359,9 +331,9 @@ def _demo(args):
         X = _as_model_input(np.asarray(X), shape, input_range, args.data)
         origin = f"the first {len(X)} samples of {args.data}"
         if args.labels is not None:
-            from .data_io import read_data
+            from .data_io import class_labels, read_data
 
-            labels = np.asarray(read_data(args.labels)).reshape(-1)[:len(X)].astype(np.int64)
+            labels = class_labels(read_data(args.labels), args.labels)[:len(X)]
     if args.rule is None and args.composite is None:
         method = dict(rule="epsilon", param=0.01 if args.param is None else args.param)
         args.rule, args.param = "epsilon", method["param"]
@@ -369,8 +341,7 @@ def _demo(args):
     before = time.perf_counter()
     relevance, scores = net.explain(X, return_scores=True, **method)
     seconds = time.perf_counter() - before
-    probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    probabilities = softmax_forward(scores)
     predicted = np.argmax(scores, axis=1)
     print(f"lrpnb demo: {os.path.basename(model)} on {origin}, explained with {_method_text(args)}")
     for n in range(len(X)):
@@ -403,19 +374,18 @@ def _embedded_model():
 def _as_model_input(X, shape, input_range, name):
     """The toolbox's MNIST files hold 0..255 vectors of 784 pixels; a
     LeNet-5 takes 32 x 32 images in [-1, 1] (the digit padded with -1)."""
+    from .digits import mnist_images
+
     if shape is None or X.shape[1:] == shape:
         return X
-    size = int(np.prod(X.shape[1:]))
-    if len(shape) == 3 and shape[2] == 1 and int(np.sqrt(size)) ** 2 == size:
-        side = int(np.sqrt(size))
-        low, high = input_range
-        if X.dtype == np.uint8 or X.max() > high:
-            X = X / 255.0 * (high - low) + low
-        X = X.reshape(len(X), side, side, 1)
-        pad = shape[0] - side
-        if pad >= 0 and pad % 2 == 0 and shape[0] == shape[1]:
-            return np.pad(X, ((0, 0), (pad // 2, pad // 2), (pad // 2, pad // 2), (0, 0)),
-                          constant_values=low)
+    if len(shape) == 3 and shape[0] == shape[1] and shape[2] == 1:
+        # raw 0..255 pixels are scaled; values already in the input range are not
+        raw = X.dtype == np.uint8 or X.max() > input_range[1]
+        try:
+            return mnist_images(X.reshape(len(X), -1), shape[0], input_range, np.float32,
+                                (0, 255) if raw else input_range)
+        except ValueError:
+            pass  # not square digits that fit: said below
     raise ValueError(f"{name}: samples of shape {X.shape[1:]} do not fit the model's input {shape}")
 
 

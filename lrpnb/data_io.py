@@ -13,7 +13,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 
-__all__ = ["read_data", "write_data"]
+__all__ = ["read_data", "write_data", "class_labels"]
 
 _EXTENSIONS = (".npy", ".npz", ".mat", ".txt")
 
@@ -75,6 +75,29 @@ def _read_mat(path):
         names = sorted(k for k in contents if not k.startswith("__"))
         raise ValueError(f"{path}: no variable 'data' (found {names})")
     return contents["data"]
+
+
+def class_labels(Y, what, count=None, classes=None):
+    """Integer class labels (int64, (N,)) from labels as the toolbox stores
+    them, one-hot rows (N, C), or from class indices (N,) or (N, 1) of any
+    numeric dtype. ``what`` names them in errors; ``count`` and ``classes``,
+    when given, are the number of labels and of classes they must fit."""
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numeric class labels, got dtype {Y.dtype}")
+    if Y.ndim == 2 and Y.shape[1] > 1:
+        if classes is not None and Y.shape[1] != classes:
+            raise ValueError(f"{what} has {Y.shape[1]} columns but the network has {classes} outputs")
+        labels = np.argmax(Y, axis=1)
+    else:
+        if Y.dtype.kind == "f" and not np.all(np.mod(Y, 1) == 0):
+            raise ValueError(f"{what} must hold class indices or one-hot rows")
+        labels = Y.reshape(-1).astype(np.int64)
+    if count is not None and len(labels) != count:
+        raise ValueError(f"{what} has {len(labels)} labels for {count} samples")
+    if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{what}: labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
+    return labels
 
 
 def write_data(array, path):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Digits", "synthetic_digits", "augmenter", "FONTS"]
+__all__ = ["Digits", "synthetic_digits", "augmenter", "mnist_images", "FONTS"]
 
 #: the font files used (in matplotlib's ``fonts/ttf`` folder)
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
@@ -218,3 +218,26 @@ def augmenter(seed=0, noise=0.3, salt=0.03, shift=3):
         return out
 
     return transform
+
+
+def mnist_images(pixels, size=32, input_range=(-1.0, 1.0), dtype=np.float32, pixel_range=(0, 255)):
+    """The LRP Toolbox's MNIST input from its data files.
+
+    ``pixels`` are (N, side * side) grey values in ``pixel_range``
+    (``test_images.mat`` holds 10,000 x 784 values 0..255); they become
+    (N, size, size, 1) images scaled linearly to ``input_range`` and padded
+    evenly with its low end (the toolbox's LeNet-5: 28 x 28 digits in
+    [-1, 1] padded with -1 to 32 x 32). Values already in ``input_range``
+    pass ``pixel_range=input_range`` and are only reshaped and padded.
+    """
+    pixels = np.asarray(pixels)
+    side = int(round(np.sqrt(pixels.shape[-1]))) if pixels.ndim == 2 else -1
+    if side * side != pixels.shape[-1] or size < side or (size - side) % 2:
+        raise ValueError(f"expected rows of side x side pixels, side <= {size} and of the same "
+                         f"parity, got shape {pixels.shape}")
+    low, high = input_range
+    images = (pixels.reshape(len(pixels), side, side, 1) - pixel_range[0]) \
+        / dtype((pixel_range[1] - pixel_range[0]) / (high - low)) + dtype(low)
+    pad = (size - side) // 2
+    return np.pad(images.astype(dtype, copy=False), ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+                  constant_values=low)

@@ -626,7 +626,7 @@ class Network:
         if scores.ndim != 2:
             raise ValueError(f"explain() needs class scores of shape (N, C); "
                              f"the network outputs shape {scores.shape}")
-        targets = _targets(target, scores)
+        targets = target_classes(target, scores)
         N, T = targets.shape
         # several targets share the forward pass; their relevance passes run
         # as batches of the samples repeated once per target, up to
@@ -701,8 +701,9 @@ class Network:
         return self._backend.put(np.repeat(array.copy_to_host(), times, axis=0))
 
 
-def _targets(target, scores):
-    """The (N, T) classes to explain."""
+def target_classes(target, scores):
+    """The (N, T) classes ``explain(X, target)`` explains, given the class
+    ``scores`` (N, C) of X: the same rules for the command line and files."""
     N, C = scores.shape
     if isinstance(target, str):
         if target != "all":

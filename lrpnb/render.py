@@ -33,14 +33,17 @@ def _gray_red(t):
     return rgb
 
 
+def _ramp(x, start, width):
+    """0 below ``start``, rising linearly to 1 at ``start + width``."""
+    return np.clip(x - start, 0, width) / width
+
+
 def _gray_red2(t):
-    def ramp(x, start, width):
-        return np.clip(x - start, 0, width) / width
     pos, neg = np.maximum(t, 0), np.maximum(-t, 0)
-    rp = 0.9 - ramp(pos, 0.3, 0.7) * 0.5
-    gp = 0.9 - ramp(pos, 0.0, 0.3) * 0.5 - ramp(pos, 0.3, 0.7) * 0.4
-    rn = 0.9 - ramp(neg, 0.0, 0.3) * 0.5 - ramp(neg, 0.3, 0.7) * 0.4
-    bn = 0.9 - ramp(neg, 0.3, 0.7) * 0.5
+    rp = 0.9 - _ramp(pos, 0.3, 0.7) * 0.5
+    gp = 0.9 - _ramp(pos, 0.0, 0.3) * 0.5 - _ramp(pos, 0.3, 0.7) * 0.4
+    rn = 0.9 - _ramp(neg, 0.0, 0.3) * 0.5 - _ramp(neg, 0.3, 0.7) * 0.4
+    bn = 0.9 - _ramp(neg, 0.3, 0.7) * 0.5
     positive = t >= 0
     return np.stack([np.where(positive, rp, rn), np.where(positive, gp, rn),
                      np.where(positive, gp, bn)], axis=-1)
@@ -51,11 +54,9 @@ def _black_green(t):
 
 
 def _black_firered(t):
-    def ramp(x, start, width):
-        return np.clip(x - start, 0, width) / width
-    return np.stack([ramp(t, 0, 0.25) + ramp(-t, 0.5, 0.5),
-                     ramp(t, 0.25, 0.25) + ramp(-t, 0.25, 0.25),
-                     ramp(t, 0.5, 0.5) + ramp(-t, 0, 0.25)], axis=-1)
+    return np.stack([_ramp(t, 0, 0.25) + _ramp(-t, 0.5, 0.5),
+                     _ramp(t, 0.25, 0.25) + _ramp(-t, 0.25, 0.25),
+                     _ramp(t, 0.5, 0.5) + _ramp(-t, 0, 0.25)], axis=-1)
 
 
 def _blue_black_yellow(t):

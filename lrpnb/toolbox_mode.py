@@ -167,9 +167,10 @@ def _out_base(image, config, prefix):
 
 def _run(args):
     from . import render
-    from .batch import input_shape, load_image
+    from .batch import load_image, sample_shape
     from .composites import formula_type
     from .model_io import load
+    from .network import target_classes
 
     config = read_config(args.config)
     net = load(config["model_file"])
@@ -177,9 +178,7 @@ def _run(args):
                              alphabeta_beta=config["alphabeta_beta"],
                              layer_index=config["auxiliaryvariable_maxlayerindexforflatdistinconv"])
     composite.rules(net.layers)  # check the layer index against this network now
-    shape = input_shape(net)
-    if config["input_size"] is not None:
-        shape = tuple(config["input_size"]) + ((shape[2],) if shape and len(shape) == 3 else (1,))
+    shape = sample_shape(net, config["input_size"])
     if shape is None or len(shape) != 3:
         raise ValueError(f"{config['model_file']}: the toolbox mode explains images, and this model "
                          f"does not take images (set input_size?)")
@@ -200,7 +199,7 @@ def _run(args):
                 relevance, scores = net.explain(X, target=("topk", top), composite=composite,
                                                 return_scores=True)
                 maps = relevance[0]
-                names = [f"{base}_class{k}" for k in np.argsort(-scores[0], kind="stable")[:top]]
+                names = [f"{base}_class{k}" for k in target_classes(("topk", top), scores)[0]]
             else:
                 relevance, scores = net.explain(X, target=None if target == -1 else target,
                                                 composite=composite, return_scores=True)
@@ -211,7 +210,7 @@ def _run(args):
                                   name + "_heatmap.png", border=0)
             render.save_image(render.image(X, input_range=config["input_range"])[0],
                               base + "_as_inputted_into_the_dnn.png", border=0)
-            order = np.argsort(-scores[0], kind="stable")[:10]
+            order = target_classes(("topk", min(10, classes)), scores)[0]
             _write_text(base + "_toptenscores.txt",
                         "".join(f"{k} {scores[0, k]:.9g}\n" for k in order))
             done += 1

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from .data_io import class_labels
+
 __all__ = ["train", "softmax_cross_entropy", "accuracy", "lenet5"]
 
 
@@ -39,24 +41,6 @@ def softmax_cross_entropy(scores, labels):
     gradient = exp / total
     gradient[rows, labels] -= 1
     return value, gradient / len(labels)
-
-
-def _labels(Y, N, classes, what):
-    """Integer labels from one-hot rows (the toolbox's form) or integers."""
-    Y = np.asarray(Y)
-    if Y.ndim == 2 and Y.shape[1] > 1:
-        if Y.shape[1] != classes:
-            raise ValueError(f"{what} has {Y.shape[1]} columns but the network has {classes} outputs")
-        labels = np.argmax(Y, axis=1)
-    else:
-        if Y.dtype.kind == "f" and not np.all(np.mod(Y, 1) == 0):
-            raise ValueError(f"{what} must hold class indices or one-hot rows")
-        labels = Y.reshape(-1).astype(np.int64)
-    if len(labels) != N:
-        raise ValueError(f"{what} has {len(labels)} labels for {N} samples")
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"{what}: labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
-    return labels
 
 
 def accuracy(net, X, labels, batch_size=1024):
@@ -119,12 +103,12 @@ def train(net, X, Y, Xval=None, Yval=None, batchsize=25, iters=10000, lrate=0.00
         raise ValueError(f"train() needs a network that outputs class scores (N, C); this one "
                          f"outputs shape {shapes[-1]} (add a Flatten layer?)")
     classes = shapes[-1][-1]
-    labels = _labels(Y, len(X), classes, "Y")
+    labels = class_labels(Y, "Y", len(X), classes)
     if (Xval is None) != (Yval is None):
         raise ValueError("give both Xval and Yval, or neither")
     if Xval is not None:
         Xval = np.asarray(Xval)
-        val_labels = _labels(Yval, len(Xval), classes, "Yval")
+        val_labels = class_labels(Yval, "Yval", len(Xval), classes)
     else:
         pick = np.random.default_rng(0).permutation(len(X))[:2000]
         Xval, val_labels = X[pick], labels[pick]

@@ -15,10 +15,8 @@ import os
 import sys
 import time
 
-import numpy as np
-
 import lrpnb
-from lrpnb.digits import augmenter, synthetic_digits
+from lrpnb.digits import augmenter, mnist_images, synthetic_digits
 from lrpnb.training import accuracy, lenet5
 
 #: everything that decides the model
@@ -36,8 +34,7 @@ def mnist_accuracy(net):
         return None
     digits = lrpnb.read_data(os.path.join(folder, "test_images.mat"))
     labels = lrpnb.read_data(os.path.join(folder, "test_labels.npy")).reshape(-1).astype(int)
-    X = np.pad(digits.reshape(-1, 28, 28, 1) / np.float32(127.5) - 1, ((0, 0), (2, 2), (2, 2), (0, 0)),
-               constant_values=-1).astype(np.float32)
+    X = mnist_images(digits)
     return accuracy(net, X, labels)
 
 

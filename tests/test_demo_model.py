@@ -7,7 +7,7 @@ from scipy import ndimage
 import lrpnb
 from conftest import DATA, need_shared
 from lrpnb.cli import _embedded_model
-from lrpnb.digits import synthetic_digits
+from lrpnb.digits import mnist_images, synthetic_digits
 
 #: held-out digits: a seed the training script did not use (it used 1 and 2)
 HELDOUT_SEED, HELDOUT_COUNT = 12345, 500
@@ -54,8 +54,7 @@ def test_embedded_model_on_mnist():
     # fully to handwriting (see README)
     images = lrpnb.read_data(need_shared(DATA / "test_images.mat"))
     labels = lrpnb.read_data(need_shared(DATA / "test_labels.npy")).reshape(-1).astype(int)
-    X = np.pad(images.reshape(-1, 28, 28, 1) / np.float32(127.5) - 1, ((0, 0), (2, 2), (2, 2), (0, 0)),
-               constant_values=-1).astype(np.float32)
+    X = mnist_images(images)
     accuracy = np.mean(np.argmax(lrpnb.load(_embedded_model()).forward(X), axis=1) == labels)
     print(f"MNIST test accuracy of the embedded model: {accuracy:.2%}")
     assert accuracy > 0.75

@@ -184,3 +184,15 @@ def test_synthetic_digits():
     assert small.images.shape == (3, 28, 28, 1) and small.images.dtype == np.float64
     with pytest.raises(ValueError, match="count"):
         synthetic_digits(-1)
+
+
+def test_mnist_images_is_the_toolbox_input():
+    from conftest import DATA, need_shared, toolbox_digits
+    from lrpnb.digits import mnist_images
+
+    pixels = lrpnb.read_data(need_shared(DATA / "test_images.mat"))[:20]
+    assert np.array_equal(mnist_images(pixels, dtype=np.float64), toolbox_digits(20))
+    small = mnist_images(np.full((2, 4), 255, np.uint8), size=4, input_range=(0, 1))
+    assert small.shape == (2, 4, 4, 1) and small[0, 1, 1, 0] == 1 and small[0, 0, 0, 0] == 0
+    with pytest.raises(ValueError, match="side x side"):
+        mnist_images(np.zeros((2, 5)))
