@@ -10,15 +10,21 @@ from . import KERNEL, launch, unravel
 from .rules import negative_part, positive_part, stabilize
 
 
+@cuda.jit(device=True, inline=True)
+def _window_sum(X, n, i, j, c, hp, wp, s0, s1):
+    """The sum of output (i, j)'s pooling window in channel c of sample n."""
+    total = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
+    for a in range(hp):
+        for b in range(wp):
+            total += X[n, i * s0 + a, j * s1 + b, c]
+    return total
+
+
 @cuda.jit(**KERNEL)
 def _sumpool_forward(X, hp, wp, s0, s1, scale, Y):
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
         n, i, j, c = unravel(e, Y.shape)
-        acc = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
-        for a in range(hp):
-            for b in range(wp):
-                acc += X[n, i * s0 + a, j * s1 + b, c]
-        Y[n, i, j, c] = acc * scale
+        Y[n, i, j, c] = _window_sum(X, n, i, j, c, hp, wp, s0, s1) * scale
 
 
 @cuda.jit(**KERNEL)
@@ -37,11 +43,7 @@ def _epsilon_ratios(X, R, hp, wp, s0, s1, epsilon, S):
     """S = R / (window sum + eps sgn(window sum))."""
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
         n, i, j, c = unravel(e, R.shape)
-        total = X[n, i * s0, j * s1, c] - X[n, i * s0, j * s1, c]
-        for a in range(hp):
-            for b in range(wp):
-                total += X[n, i * s0 + a, j * s1 + b, c]
-        S[n, i, j, c] = R[n, i, j, c] / stabilize(total, epsilon)
+        S[n, i, j, c] = R[n, i, j, c] / stabilize(_window_sum(X, n, i, j, c, hp, wp, s0, s1), epsilon)
 
 
 @cuda.jit(**KERNEL)
