@@ -6,9 +6,19 @@ measured GEMM rate, and checks that the relevance maps agree, so that a fast
 wrong answer cannot pass. Usage (from the repository root):
 
     python bench/compare.py [--quick] [--skip-vgg] [--skip-compile]
+    python bench/compare.py --threads 1,2,4,8,16 [--against DIR]
 
 zennit runs when torch and zennit are importable (pip install ".[peers]").
+``--threads`` measures how lrpnb and zennit scale: one process per thread
+count T (NUMBA_NUM_THREADS=T for lrpnb, torch.set_num_threads(T) for zennit,
+T BLAS threads for the GEMM rate), on LeNet-5 at batch 256 and 4096, the MLP
+at 4096 and VGG-16 at batch 4; it prints images/s side by side, the ratio,
+the parallel efficiency against the smallest T and the share of the GEMM
+rate at T threads. ``--against DIR`` runs the same lrpnb scenarios from
+another checkout (e.g. a git worktree of the previous commit) in the same
+run, for a before/after comparison.
 """
+import json
 import argparse
 import os
 import pathlib
@@ -271,12 +281,101 @@ def run_compile():
           f"process with a warm cache: {warm:.2f} s after the start of the import")
 
 
+#: the scaling scenarios: name, network, batch, repeats
+SCALING = (("LeNet-5 b256", "lenet", 256, 5), ("LeNet-5 b4096", "lenet", 4096, 3),
+           ("MLP b4096", "mlp", 4096, 3), ("VGG-16 b4", "vgg", 4, 2))
+
+
+def scaling_worker(threads, skip_vgg, skip_zennit):
+    """One thread count's figures, as a JSON line (run in a process of its own:
+    numba reads NUMBA_NUM_THREADS when it is first imported)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        gemm = gemm_rate()
+    zennit = None if skip_zennit else import_zennit()
+    if zennit is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(4)
+    out = {"threads": threads, "numba_threads": lrpnb.kernels.workers(), "gemm": gemm, "rows": {},
+           "lrpnb": lrpnb.__file__}
+    for name, kind, batch, repeats in SCALING:
+        if kind == "vgg" and skip_vgg:
+            continue
+        if kind == "lenet":
+            net, X = lenet()[0], digits(batch)
+        elif kind == "mlp":
+            net, X = mlp(), rng.normal(size=(batch, 784)).astype(np.float32)
+        else:
+            net, X = vgg16(), rng.uniform(0, 1, (batch, 224, 224, 3)).astype(np.float32)
+        seconds = best_time(lambda: net.explain(X, rule="epsilon", param=0.01), repeats)
+        row = {"lrpnb": batch / seconds, "gflops": 2 * forward_flops(net, X.shape) * batch / seconds / 1e9}
+        if zennit is not None:
+            explain = zennit_explainer(net, X.shape, "epsilon", 0.01)
+            row["zennit"] = batch / best_time(lambda: explain(X), repeats)
+        out["rows"][name] = row
+    print("RESULT " + json.dumps(out))
+
+
+def run_scaling(args):
+    counts = [int(t) for t in args.threads.split(",")]
+    checkouts = [("lrpnb", None)] + ([("before", os.path.abspath(args.against))] if args.against else [])
+    results = {}
+    for threads in counts:
+        for label, path in checkouts:
+            env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+            if path is not None:
+                env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+            command = [sys.executable, str(HERE / "compare.py"), "--scaling-worker", str(threads)]
+            command += ["--skip-vgg"] if args.skip_vgg else []
+            command += ["--skip-zennit"] if path is not None else []
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                sys.exit(f"the {label} run with {threads} threads failed:\n{done.stderr[-3000:]}")
+            results[label, threads] = json.loads(lines[-1][len("RESULT "):])
+            print(f"  measured {label} ({results[label, threads]['lrpnb']}) at {threads} threads", file=sys.stderr)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; float32, "
+          f"epsilon 0.01, predicted class; images/s; one process per thread count")
+    names = list(results["lrpnb", counts[0]]["rows"])
+    base = counts[0]
+    for name in names:
+        print(f"\n{name}")
+        header = "  T   GEMM GFLOP/s   lrpnb      zennit     lrpnb/zennit  efficiency  share of GEMM"
+        header += "   before   after/before" if args.against else ""
+        print(header)
+        for threads in counts:
+            now = results["lrpnb", threads]
+            row = now["rows"][name]
+            first = results["lrpnb", base]["rows"][name]["lrpnb"]
+            efficiency = row["lrpnb"] / first / (threads / base)
+            zennit = row.get("zennit")
+            zennit_text = f"{zennit:9.1f}" if zennit else "        -"
+            ratio_text = f"{row['lrpnb'] / zennit:10.2f}x" if zennit else "          -"
+            line = (f"  {threads:<3d} {now['gemm']:10.0f}   {row['lrpnb']:9.1f}  {zennit_text}  {ratio_text}  "
+                    f"{efficiency:9.0%}   {row['gflops'] / now['gemm']:10.0%}")
+            if args.against:
+                before = results["before", threads]["rows"][name]["lrpnb"]
+                line += f"   {before:8.1f}   {row['lrpnb'] / before:8.2f}x"
+            print(line)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
     parser.add_argument("--skip-vgg", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--threads", help="comma-separated thread counts: the scaling table")
+    parser.add_argument("--against", help="with --threads: another checkout's lrpnb, measured beside")
+    parser.add_argument("--scaling-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-zennit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scaling_worker:
+        return scaling_worker(args.scaling_worker, args.skip_vgg, args.skip_zennit)
+    if args.threads:
+        return run_scaling(args)
     zennit = import_zennit()
     gemm = gemm_rate()
     peers = "available" if zennit else "not installed (pip install '.[peers]')"

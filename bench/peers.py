@@ -103,8 +103,10 @@ def zennit_explainer(net, input_shape, rule, param):
     # same rule on AvgPool does that (its stabilizer sees the sum / k)
     composite = LayerMapComposite([(Convolution, make()), (Linear, make()), (AvgPool, make())])
 
+    images = len(input_shape) == 4
+
     def explain(X):
-        x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))).requires_grad_(True)
+        x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2) if images else X)).requires_grad_(True)
         with composite.context(model) as modified:
             out = modified(x)
             start = torch.zeros_like(out)
@@ -112,6 +114,6 @@ def zennit_explainer(net, input_shape, rule, param):
             target = out.argmax(1)
             start[rows, target] = out[rows, target]
             relevance, = torch.autograd.grad(out, x, start)
-        return relevance.numpy().transpose(0, 2, 3, 1)
+        return relevance.numpy().transpose(0, 2, 3, 1) if images else relevance.numpy()
 
     return explain

@@ -194,3 +194,72 @@ def test_many_chunks_match_reference(rule, param, stride, signed):
     expected = naive.conv_lrp(X, layer.W, layer.B, R, stride, name, value)
     assert relative_error(layer.relevance(X, Y, R, name, value), expected) <= 1e-10
     np.testing.assert_allclose(Y, naive.conv_forward(X, layer.W, layer.B, stride), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.5), ("alphabeta", 2.0), ("gamma", 0.25),
+                                         ("ww", None), ("gradient", None)])
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)])
+def test_column_split_products_match_reference(rule, param, stride, monkeypatch):
+    """Few output rows and many channels (VGG-16's deep layers at small
+    batches): the products are split by output channels (forward, ratios)
+    and by input channels (redistribution) as well."""
+    from lrpnb.kernels import conv
+
+    monkeypatch.setattr(conv, "MIN_SPLIT_COLUMNS", 8)  # split even these small layers
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(2, 9, 8, 24))
+    W, B = rng.normal(size=(3, 3, 24, 32)), rng.normal(size=32)
+    assert len(conv._column_groups(32, 1, 1)) > 1 and len(conv._column_groups(24, 9, 2)) > 1
+    Y = conv.conv_forward(X, W, B, *stride)
+    np.testing.assert_allclose(Y, naive.conv_forward(X, W, B, stride), rtol=1e-12, atol=1e-12)
+    R = rng.normal(size=Y.shape)
+    name, value = lrpnb.rules.resolve(rule, param)
+    layer = lrpnb.Convolution(W, B, stride=stride)
+    if name == "gradient":
+        expected = naive.conv_lrp(X, W, B, R, stride, "ww", None)  # the naive adjoint, with W^2 shares
+        actual = conv._transpose(X, W * W / (W * W).sum(axis=(0, 1, 2)), R, *stride)
+    else:
+        expected = naive.conv_lrp(X, W, B, R, stride, name, value)
+        actual = layer.relevance(X, Y, R, name, value)
+    assert relative_error(actual, expected) <= 1e-10
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """The split comes from the layer's shape alone: 1 thread and 5 give
+    bit-identical relevance, on a network whose products split by rows and
+    by channels."""
+    from lrpnb import kernels
+    from lrpnb.kernels import conv
+
+    monkeypatch.setattr(conv, "MIN_SPLIT_COLUMNS", 16)
+    monkeypatch.setattr(conv, "CHUNK_ELEMENTS", 1 << 12)
+    rng = np.random.default_rng(12)
+    net = lrpnb.Network([lrpnb.Convolution(rng.normal(size=(3, 3, 3, 16)), rng.normal(size=16)), lrpnb.Rect(),
+                         lrpnb.Convolution(rng.normal(size=(3, 3, 16, 32)) / 12, rng.normal(size=32)),
+                         lrpnb.Rect(), lrpnb.MaxPool(), lrpnb.Flatten(),
+                         lrpnb.Linear(rng.normal(size=(5 * 5 * 32, 10)) / 30, rng.normal(size=10))])
+    X = rng.normal(size=(6, 14, 14, 3)).astype(np.float32)
+    results = {}
+    for threads in (1, 5):
+        monkeypatch.setattr(kernels, "workers", lambda: threads)
+        results[threads] = [net.explain(X, rule=rule, param=param)
+                            for rule, param in (("epsilon", 0.01), ("alphabeta", 2.0), ("gradient", None))]
+    for one, five in zip(results[1], results[5]):
+        assert np.array_equal(one, five)
+
+
+def test_threads_sharing_a_network_get_identical_results():
+    """Passes running in several threads at once get the single-threaded
+    results bit for bit (the BLAS thread limit is held while any runs)."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(13)
+    net = lrpnb.Network([lrpnb.Convolution(rng.normal(size=(3, 3, 8, 16)), rng.normal(size=16)), lrpnb.Rect(),
+                         lrpnb.Flatten(), lrpnb.Linear(rng.normal(size=(6 * 6 * 16, 10)) / 24, rng.normal(size=10))])
+    batches = [rng.normal(size=(n, 8, 8, 8)) for n in (3, 7, 16, 40)]
+    expected = [net.explain(X, rule="epsilon", param=0.01) for X in batches]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        for _ in range(5):
+            results = list(pool.map(lambda X: net.explain(X, rule="epsilon", param=0.01), batches * 3))
+            for index, result in enumerate(results):
+                assert np.array_equal(result, expected[index % len(batches)])

@@ -14,15 +14,30 @@ redistribution of a rule is (ratios) @ W^T, whose rows are then added back
 onto the patches they came from ("col2im"). No (N, H, W, h, w, d, n) array of
 contributions is ever formed.
 
-Chunks run in parallel on a pool of threads (``parallel_map``; the chunk
-kernels release the GIL), each calling BLAS on its own small matrices; BLAS
-itself must then run single-threaded, or the two thread pools oversubscribe
-the cores: ``Network`` limits it (see ``lrpnb.kernels.single_threaded_blas``). Forward chunks write disjoint
-outputs. Relevance chunks add onto input rows that neighbouring chunks also
-touch, so they run in two phases, even chunks and then odd chunks; a chunk
-spans at least h/s0 output rows, so chunks of one phase never touch the
-same input. Every input thus receives its sums in a fixed order, whatever
-the number of threads: results are deterministic.
+Chunks of output rows run in parallel on a pool of threads
+(``parallel_map``; the chunk kernels release the GIL), each calling BLAS on
+its own small matrices; BLAS itself then runs single-threaded, or the two
+thread pools would oversubscribe the cores: ``Network`` limits it (see
+``lrpnb.kernels.single_threaded_blas``). A chunk holds as many output rows as
+fit a patch matrix of CHUNK_ELEMENTS (fewer rows make BLAS re-pack the
+weights too often for too little work: measured 30-40% slower at 64 rows of
+a 1000 x 1000 layer). Where a layer has fewer chunks than TASKS, the
+products are split along their other side too: the forward pass by output
+channels, the redistribution by input channels, in pieces of at least
+MIN_SPLIT_COLUMNS columns. Everything is sized from the layer's shape alone,
+never from the number of threads, so every sum is taken in the same order
+on 2 threads as on 64.
+
+Forward chunks write disjoint outputs. A relevance pass first turns the
+output relevance into ratios (one per output, or two for the sign-paired
+rules), then redistributes them (``_redistribute``): each chunk adds its
+rows of (ratios @ W^T) onto input rows that neighbouring chunks also touch,
+so overlapping windows run in two phases, even chunks and then odd chunks; a
+chunk spans at least h/s0 output rows, so chunks of one phase never touch
+the same input. Split by input channels, the tasks of one chunk write
+disjoint inputs.
+Every input thus receives its sums in a fixed order, whatever the number of
+threads: results are deterministic.
 """
 import numpy as np
 from numba import njit
@@ -41,16 +56,40 @@ DIRECT_MAX_CHANNELS = 4
 #: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios)
 ALPHABETA_MODE, GAMMA_MODE = 0, 1
 
-#: elements of one chunk's patch matrix (about 1 MiB of float32): small
-#: enough for the products of a chunk to run from cache
+#: elements of one chunk's patch matrix at most (about 1 MiB of float32):
+#: small enough for the products of a chunk to run from cache
 CHUNK_ELEMENTS = 1 << 18
 
+#: tasks a pass is split into, at least, where the layer is large enough:
+#: four for each of 16 threads. A constant, not the thread count, so that the
+#: split, and with it the order of every sum, is the same on any machine
+TASKS = 64
 
-@njit(**JIT)
-def _chunk_rows(Wo, columns, h, s0):
-    """Output rows (n, i) per chunk: a patch matrix of about CHUNK_ELEMENTS,
-    and at least ceil(h / s0) rows (see the two phases above)."""
-    return max((h + s0 - 1) // s0, CHUNK_ELEMENTS // max(1, Wo * columns))
+#: columns of one product's right-hand side at least when a product is split
+#: along it (narrower slices leave BLAS's kernels short of work)
+MIN_SPLIT_COLUMNS = 128
+
+
+def _rows_per_chunk(Wo, columns, minimum=1):
+    """Output rows (n, i) per chunk: a patch matrix of about CHUNK_ELEMENTS
+    elements (``Wo`` positions per row, ``columns`` per patch), and at least
+    ``minimum`` rows (see the two phases above)."""
+    return max(minimum, CHUNK_ELEMENTS // max(1, Wo * columns))
+
+
+def _row_chunks(rows, step):
+    return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
+
+
+def _column_groups(count, per_item, chunks):
+    """Ranges (c0, c1) of ``count`` items (output or input channels) of
+    ``per_item`` product columns each, so that ``chunks`` chunks times the
+    groups make about TASKS tasks, each group at least MIN_SPLIT_COLUMNS
+    columns wide."""
+    widest = max(1, count * per_item // MIN_SPLIT_COLUMNS)
+    groups = max(1, min(count, widest, -(-TASKS // max(1, chunks))))
+    size = -(-count // groups)
+    return [(c0, min(c0 + size, count)) for c0 in range(0, count, size)]
 
 
 @njit(**JIT)
@@ -81,11 +120,12 @@ def _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, split):
 
 
 @njit(**JIT)
-def _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed):
-    """Add each row of Col back onto the patch it belongs to (the adjoint of
-    _im2col). With ``signed``, Col has two halves and each input takes the
+def _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, Rx, X, signed):
+    """Add each row of Col back onto the channels c0..c1-1 of the patch it
+    belongs to (the adjoint of _im2col; Col's columns are in (a, b, c - c0)
+    order). With ``signed``, Col has two halves and each input takes the
     first where it is positive, the second where it is negative."""
-    D = Rx.shape[3]
+    D = c1 - c0
     size = h * w * D
     for local in range(r1 - r0):
         n = (r0 + local) // Ho
@@ -99,14 +139,14 @@ def _col2im_add(Col, r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed):
                     q = j * s1 + b
                     if signed:
                         for c in range(D):
-                            x = X[n, p, q, c]
+                            x = X[n, p, q, c0 + c]
                             if x > 0:
-                                Rx[n, p, q, c] += Col[row, base + c]
+                                Rx[n, p, q, c0 + c] += Col[row, base + c]
                             elif x < 0:
-                                Rx[n, p, q, c] += Col[row, size + base + c]
+                                Rx[n, p, q, c0 + c] += Col[row, size + base + c]
                     else:
                         for c in range(D):
-                            Rx[n, p, q, c] += Col[row, base + c]
+                            Rx[n, p, q, c0 + c] += Col[row, base + c]
 
 
 @njit(**JIT)
@@ -235,17 +275,42 @@ def _paired_direct_sample(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx
     Rx[n] *= X[n]
 
 
-def _row_chunks(rows, step):
-    return [(r0, min(r0 + step, rows)) for r0 in range(0, rows, step)]
+def _redistribute(X, VT, S2, Ho, Wo, h, w, s0, s1, signed):
+    """``out[n,p,q,c] = sum_{ijk} VT[k, (a,b,c)] S2[(n,i,j), k]`` over the
+    outputs (i, j) whose patch holds (p, q): the rows of S2 @ VT added back
+    onto their patches (col2im), shaped like X.
+
+    ``VT`` (Kc, h*w*d) is C-contiguous; with ``signed`` it has two halves of
+    h*w*d columns and each input takes the first where it is positive, the
+    second where it is negative (the sign-paired rules). Chunks of output
+    rows run in two phases where windows overlap, each chunk split by input
+    channels when a phase has too few chunks (see the module's docstring).
+    """
+    D = X.shape[3]
+    rows = S2.shape[0] // Wo
+    chunks = _row_chunks(rows, _rows_per_chunk(Wo, VT.shape[1], -(-h // s0)))
+    phases = [chunks[0::2], chunks[1::2]] if h > s0 else [chunks]
+    groups = _column_groups(D, VT.shape[1] // D, 2 * len(phases[0]))
+    if len(groups) == 1:
+        parts = [VT]
+    else:
+        halves = VT.reshape(VT.shape[0], 2 if signed else 1, h, w, D)
+        parts = [np.ascontiguousarray(halves[..., c0:c1]).reshape(VT.shape[0], -1) for c0, c1 in groups]
+    out = np.zeros_like(X)
+    for phase in phases:
+        parallel_map(_redistribute_chunk, [(X, part, S2, r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, signed)
+                                           for r0, r1 in phase for part, (c0, c1) in zip(parts, groups)])
+    return out
 
 
-def _two_phases(function, rows, step, arguments):
-    """Run ``function(*arguments(r0, r1))`` for the chunks (r0, r1) of
-    ``rows`` output rows: the even chunks in parallel, then the odd ones
-    (see the module's docstring)."""
-    chunks = _row_chunks(rows, step)
-    for phase in (0, 1):
-        parallel_map(function, [arguments(r0, r1) for r0, r1 in chunks[phase::2]])
+@njit(**JIT)
+def _redistribute_chunk(X, VT, S2, r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, signed):
+    _col2im_add(np.dot(S2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, X, signed)
+
+
+def _transposed(W2):
+    """W2.T as a C-contiguous array (one layout for every product's kernel)."""
+    return np.ascontiguousarray(W2.T)
 
 
 def conv_forward(X, W, B, s0, s1):
@@ -258,50 +323,55 @@ def conv_forward(X, W, B, s0, s1):
     Wo = (Wd - w) // s1 + 1
     Y = np.empty((N, Ho, Wo, K), dtype=X.dtype)
     W2, Y2 = W.reshape(h * w * d, K), Y.reshape(N * Ho * Wo, K)
-    parallel_map(_forward_chunk, [(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, Y2)
-                                  for r0, r1 in _row_chunks(N * Ho, _chunk_rows(Wo, h * w * d, 1, 1))])
+    chunks = _row_chunks(N * Ho, _rows_per_chunk(Wo, h * w * d))
+    groups = _column_groups(K, 1, len(chunks))
+    parts = [np.ascontiguousarray(W2[:, k0:k1]) for k0, k1 in groups]
+    parallel_map(_forward_chunk, [(X, part, B, r0, r1, Ho, Wo, h, w, s0, s1, k0, Y2)
+                                  for r0, r1 in chunks for part, (k0, _) in zip(parts, groups)])
     return Y
 
 
 @njit(**JIT)
-def _forward_chunk(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, Y2):
+def _forward_chunk(X, W2, B, r0, r1, Ho, Wo, h, w, s0, s1, k0, Y2):
+    """Output channels k0 .. k0 + W2.shape[1] - 1 of the output rows r0..r1-1."""
     P = np.empty(((r1 - r0) * Wo, W2.shape[0]), dtype=X.dtype)
     _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, False)
-    out = Y2[r0 * Wo:r1 * Wo]
-    np.dot(P, W2, out)
-    for row in range(out.shape[0]):
-        for k in range(W2.shape[1]):
-            out[row, k] += B[k]
+    Z = np.dot(P, W2)
+    for row in range(Z.shape[0]):
+        for k in range(Z.shape[1]):
+            Y2[r0 * Wo + row, k0 + k] = Z[row, k] + B[k0 + k]
 
 
 def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     """Epsilon rule (Bach et al., PLoS ONE 10(7), 2015, eq. 58):
 
     ``R_pqc = sum_{ijk} z_{pqc,ijk} / (z_ijk + eps sgn(z_ijk)) R_ijk``
-    ``      = x_pqc sum_{ijk} w_{abck} R_ijk / (z_ijk + eps sgn(z_ijk))``.
+    ``      = x_pqc sum_{ijk} w_abck R_ijk / (z_ijk + eps sgn(z_ijk))``.
 
     ``Y`` is this layer's forward output (z_ijk). The toolbox's 'simple' rule
     is this rule with epsilon = 1e-16.
     """
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
-    Rx = np.zeros_like(X)
-    W2T, Y2, R2 = W.reshape(h * w * d, K).T, Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K)
-    _two_phases(_epsilon_chunk, N * Ho, _chunk_rows(Wo, h * w * d, h, s0),
-                lambda r0, r1: (X, W2T, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, epsilon, Rx))
+    S2 = _epsilon_ratios(Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K), epsilon)
+    Rx = _redistribute(X, _transposed(W.reshape(h * w * d, K)), S2, Ho, Wo, h, w, s0, s1, False)
     _multiply(Rx, X)
     return Rx
 
 
+def _epsilon_ratios(Y2, R2, epsilon):
+    """``S = R / (Y + eps sgn(Y))``, in parallel blocks of rows."""
+    S2 = np.empty_like(R2)
+    parallel_map(_epsilon_ratios_block, [(Y2, R2, epsilon, S2, r0, r1)
+                                         for r0, r1 in blocks(R2.shape[0], max(1, (1 << 15) // R2.shape[1]))])
+    return S2
+
+
 @njit(**JIT)
-def _epsilon_chunk(X, W2T, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, epsilon, Rx):
-    m = (r1 - r0) * Wo
-    K = R2.shape[1]
-    S = np.empty((m, K), dtype=X.dtype)
-    for row in range(m):
-        for k in range(K):
-            S[row, k] = R2[r0 * Wo + row, k] / stabilize(Y2[r0 * Wo + row, k], epsilon)
-    _col2im_add(np.dot(S, W2T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, False)
+def _epsilon_ratios_block(Y2, R2, epsilon, S2, r0, r1):
+    for row in range(r0, r1):
+        for k in range(R2.shape[1]):
+            S2[row, k] = R2[row, k] / stabilize(Y2[row, k], epsilon)
 
 
 def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
@@ -332,27 +402,39 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     Wq = np.block([[A2, B2], [B2, A2]]) if signed else np.concatenate([A2, B2], axis=1)
     Wq = np.ascontiguousarray(Wq)
     Y2, R2 = Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K)
-    Rx = np.zeros_like(X)
-    _two_phases(_paired_chunk, N * Ho, _chunk_rows(Wo, Wq.shape[0], h, s0),
-                lambda r0, r1: (X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, mode, p1, p2,
-                                tiny, signed, Rx))
+    # the ratios of every output first (tasks write disjoint outputs), then
+    # their redistribution; a group of outputs k0..k1-1 needs the columns
+    # k0..k1-1 and K+k0..K+k1-1 of Wq
+    S2 = np.empty((N * Ho * Wo, 2 * K), dtype=X.dtype)
+    chunks = _row_chunks(N * Ho, _rows_per_chunk(Wo, Wq.shape[0]))
+    groups = _column_groups(K, 2, len(chunks))
+    parts = [np.ascontiguousarray(np.concatenate([Wq[:, k0:k1], Wq[:, K + k0:K + k1]], axis=1))
+             for k0, k1 in groups]
+    parallel_map(_paired_ratios_chunk, [(X, part, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, k0, mode, p1,
+                                         p2, tiny, signed, S2)
+                                        for r0, r1 in chunks for part, (k0, _) in zip(parts, groups)])
+    Rx = _redistribute(X, _transposed(Wq), S2, Ho, Wo, h, w, s0, s1, signed)
     _multiply(Rx, X)
     return Rx
 
 
 @njit(**JIT)
-def _paired_chunk(X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, mode, p1, p2, tiny, signed, Rx):
+def _paired_ratios_chunk(X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, k0, mode, p1, p2, tiny, signed,
+                         S2):
+    """The two ratios of outputs k0 .. k0 + Wq.shape[1] / 2 - 1 of the output
+    rows r0..r1-1 (Wq holds their columns of both sums)."""
     m = (r1 - r0) * Wo
     K = R2.shape[1]
+    G = Wq.shape[1] // 2
     P = np.empty((m, Wq.shape[0]), dtype=X.dtype)
     _im2col(X, r0, r1, Ho, Wo, h, w, s0, s1, P, signed)
     Z = np.dot(P, Wq)
     for row in range(m):
-        for k in range(K):
-            Z[row, k], Z[row, K + k] = paired_ratios(
-                Z[row, k] + Ba[k], Z[row, K + k] + Bb[k], R2[r0 * Wo + row, k],
-                Y2[r0 * Wo + row, k], mode, p1, p2, tiny)
-    _col2im_add(np.dot(Z, Wq.T), r0, r1, Ho, Wo, h, w, s0, s1, Rx, X, signed)
+        at = r0 * Wo + row
+        for g in range(G):
+            k = k0 + g
+            S2[at, k], S2[at, K + k] = paired_ratios(Z[row, g] + Ba[k], Z[row, G + g] + Bb[k], R2[at, k],
+                                                     Y2[at, k], mode, p1, p2, tiny)
 
 
 def _sign_split(W):
@@ -455,16 +537,8 @@ def _transpose(X, V, G, s0, s1):
     whose patch holds (p, q): the adjoint of the convolution (shaped like X)."""
     N, Ho, Wo, K = G.shape
     h, w, d, _ = V.shape
-    out = np.zeros_like(X)
-    VT, G2 = V.reshape(h * w * d, K).T, G.reshape(N * Ho * Wo, K)
-    _two_phases(_transpose_chunk, N * Ho, _chunk_rows(Wo, h * w * d, h, s0),
-                lambda r0, r1: (X, VT, G2, r0, r1, Ho, Wo, h, w, s0, s1, out))
-    return out
-
-
-@njit(**JIT)
-def _transpose_chunk(X, VT, G2, r0, r1, Ho, Wo, h, w, s0, s1, out):
-    _col2im_add(np.dot(G2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, out, X, False)
+    return _redistribute(X, _transposed(V.reshape(h * w * d, K)), G.reshape(N * Ho * Wo, K), Ho, Wo,
+                         h, w, s0, s1, False)
 
 
 def conv_relevance_ww(X, W, R, s0, s1):
@@ -494,7 +568,8 @@ def conv_weight_gradient(X, G, h, w, s0, s1):
     N, Ho, Wo, K = G.shape
     d = X.shape[3]
     G2 = G.reshape(N * Ho * Wo, K)
-    chunks = _row_chunks(N * Ho, _chunk_rows(Wo, h * w * d, 1, 1))
+    # chunks of at most CHUNK_ELEMENTS: each has a partial dW of its own
+    chunks = _row_chunks(N * Ho, max(1, CHUNK_ELEMENTS // (Wo * h * w * d)))
     dW = np.zeros((len(chunks), h * w * d, K), dtype=X.dtype)
     dB = np.zeros((len(chunks), K), dtype=X.dtype)
     parallel_map(_weight_gradient_chunk, [(X, G2, r0, r1, Ho, Wo, h, w, s0, s1, dW[c], dB[c])
