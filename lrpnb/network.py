@@ -695,10 +695,10 @@ class Network:
         return train(self, X, Y, Xval, Yval, **options)
 
     def _repeat(self, array, times):
-        """Each sample ``times`` times in a row (on the GPU through the host)."""
+        """Each sample ``times`` times in a row (on the GPU, on the device)."""
         if self._backend is CPU:
             return np.repeat(array, times, axis=0)
-        return self._backend.put(np.repeat(array.copy_to_host(), times, axis=0))
+        return self._backend.arrays.repeat(array, times)
 
 
 def target_classes(target, scores):

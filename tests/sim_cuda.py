@@ -146,3 +146,44 @@ def test_weight_gradients_match_cpu(dtype):
     for (_, dW, dB), (_, gW, gB) in zip(expected, actual):
         close(gW, dW, dtype)
         close(gB, dB, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_tiled_matrix_product(transpose_b, dtype):
+    """The shared-memory GEMM used where CuPy is missing: shapes that are no
+    multiple of the tile, so the edges of the tiles are exercised."""
+    from lrpnb.cuda.products import TILE, gemm_tiled
+
+    rng = np.random.default_rng(9)
+    A = rng.normal(size=(TILE + 3, 2 * TILE + 5)).astype(dtype)
+    B = rng.normal(size=(A.shape[1], TILE - 3)).astype(dtype)
+    B_given = np.ascontiguousarray(B.T) if transpose_b else B
+    out = cuda.device_array((A.shape[0], B.shape[1]), dtype=dtype)
+    gemm_tiled(cuda.to_device(A), cuda.to_device(B_given), out, transpose_b)
+    close(out.copy_to_host(), A @ B, dtype)
+
+
+def test_layers_split_into_sample_chunks_match_cpu(monkeypatch):
+    """A workspace smaller than the batch: the convolution kernels run over
+    several chunks of samples (the last one shorter)."""
+    from lrpnb.cuda import conv as gpu_conv
+
+    monkeypatch.setattr(gpu_conv, "WORKSPACE", 2 * 4 * 4 * 2 * 3 * 2)  # two samples' signed patches
+    rng = np.random.default_rng(10)
+    layer = lrpnb.Convolution(rng.normal(size=(2, 3, 2, 3)), rng.normal(size=3), stride=(1, 1))
+    X = rng.normal(size=(5, 5, 6, 2))
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, np.float64)
+    R = rng.normal(size=Y.shape)
+    for rule, param in RULES:
+        name, value = lrpnb.rules.resolve(rule, param)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), name, value, GPU)
+        close(actual.copy_to_host(), layer.relevance(X, Y, R, name, value, CPU), np.float64)
+
+
+def test_many_targets_stay_on_the_device():
+    from lrpnb.cuda.arrays import repeat
+
+    X = np.arange(24.0).reshape(3, 2, 4)
+    np.testing.assert_array_equal(repeat(cuda.to_device(X), 3).copy_to_host(), np.repeat(X, 3, axis=0))

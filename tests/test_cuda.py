@@ -32,7 +32,7 @@ def _signature(kinds, dtype):
                  for kind in kinds.split())
 
 
-MODULES = ["conv", "pool", "activations", "arrays"]
+MODULES = ["conv", "pool", "activations", "arrays", "products"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

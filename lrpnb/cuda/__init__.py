@@ -15,16 +15,29 @@ import math
 
 from numba import config, cuda
 
-#: threads per block of every launch, and at most this many blocks: the
-#: grid-stride loops cover the rest. The simulator runs every thread as a
-#: Python thread, so it gets a tiny grid, which also makes the tests walk
-#: the grid-stride loops several times.
-THREADS, MAX_BLOCKS = (8, 2) if config.ENABLE_CUDASIM else (256, 4096)
+#: threads per block of every launch. The simulator runs every thread as a
+#: Python thread, so it gets a tiny grid (8 threads, at most 2 blocks), which
+#: also makes the tests walk the grid-stride loops several times.
+THREADS = 8 if config.ENABLE_CUDASIM else 256
+
+#: blocks per launch at most: enough to fill the device (BLOCKS_PER_SM per
+#: streaming multiprocessor, read from the device at the first launch); the
+#: grid-stride loops cover the rest
+MAX_BLOCKS = 2 if config.ENABLE_CUDASIM else 4096
+BLOCKS_PER_SM = 32
+
+#: blocks per launch at least on a GPU. numba warns about grids of fewer
+#: than 128 blocks (NumbaPerformanceWarning), which small layers and
+#: per-filter kernels would print at every explain; blocks beyond the work
+#: leave their grid-stride loops at once
+MIN_BLOCKS = 1 if config.ENABLE_CUDASIM else 128
 
 #: compile options of every kernel: cached on disk; fastmath stays off, so
 #: divisions and square roots are IEEE-exact as on the CPU (the CPU kernels'
 #: reassociation has no GPU counterpart worth its differences)
 KERNEL = dict(cache=True)
+
+_device_blocks = None
 
 
 @cuda.jit(device=True, inline=True)
@@ -37,8 +50,15 @@ def unravel(e, shape):
 
 
 def blocks(size):
-    """Blocks for ``size`` work items (at least 1, at most MAX_BLOCKS)."""
-    return max(1, min(MAX_BLOCKS, math.ceil(size / THREADS)))
+    """Blocks for ``size`` work items: at least MIN_BLOCKS, at most enough
+    to fill the device."""
+    global _device_blocks
+    if _device_blocks is None:
+        _device_blocks = MAX_BLOCKS
+        if not config.ENABLE_CUDASIM:
+            sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+            _device_blocks = max(MIN_BLOCKS, BLOCKS_PER_SM * sms)
+    return max(MIN_BLOCKS, min(_device_blocks, math.ceil(size / THREADS)))
 
 
 def launch(kernel, size):

@@ -83,4 +83,19 @@ def first_nonfinite_sample(X):
     return None if index == X.shape[0] else index
 
 
-SIGNATURES = {_first_nonfinite: "A1 I I1"}
+@cuda.jit(**KERNEL)
+def _repeat_rows(A, row, times, out):
+    """out = every row (sample) of A ``times`` times in a row (flat views)."""
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[e] = A[(e // (row * times)) * row + e % row]
+
+
+def repeat(array, times):
+    """Each sample of a device array ``times`` times in a row, on the device
+    (numpy.repeat along axis 0)."""
+    out = cuda.device_array((array.shape[0] * times,) + tuple(array.shape[1:]), dtype=array.dtype)
+    launch(_repeat_rows, out.size)(array.reshape(-1), array.size // array.shape[0], times, out.reshape(-1))
+    return out
+
+
+SIGNATURES = {_first_nonfinite: "A1 I I1", _repeat_rows: "A1 I I A1"}
