@@ -621,6 +621,42 @@ class Network:
         if layers and isinstance(layers[-1], SoftMax):
             layers = layers[:-1]
         rules, method = self._plan(layers, rule, param, composite)
+        parts = self._batch_parts(X, layers, target)
+        if len(parts) == 1:
+            relevance, scores = self._explain(X, target, layers, rules, method)
+        else:
+            if target is not None and not isinstance(target, (str, tuple)) and np.ndim(target) == 1 \
+                    and len(target) != X.shape[0]:
+                raise ValueError(f"target has {len(target)} entries for {X.shape[0]} samples")
+            pieces = [self._explain(X[n0:n1], target if target is None or isinstance(target, (str, tuple))
+                                    or np.ndim(target) == 0 else np.asarray(target)[n0:n1],
+                                    layers, rules, method) for n0, n1 in parts]
+            relevance = self._backend.arrays.concatenate([piece[0] for piece in pieces])
+            scores = np.concatenate([piece[1] for piece in pieces])
+        if return_scores:
+            return self._output(relevance, kind), scores
+        return self._output(relevance, kind)
+
+    def _batch_parts(self, X, layers, target):
+        """(n0, n1) parts of the batch X to explain one after the other: on the
+        GPU, as many samples at a time as fit half of the free device memory
+        with everything a pass keeps (activations, one copy per target for
+        several targets, and the relevance of two layers at a time); on the
+        CPU, all of them."""
+        N = X.shape[0]
+        if self._backend is CPU:
+            return [(0, N)]
+        shapes = [tuple(X.shape)] + self.output_shapes(X.shape, layers)
+        classes = shapes[-1][1] if len(shapes[-1]) == 2 else 1
+        targets = classes if isinstance(target, (str, tuple)) else 1  # ('topk', k): k <= classes
+        largest = max(int(np.prod(shape[1:])) for shape in shapes)
+        per_sample = (sum(int(np.prod(shape[1:])) for shape in shapes) * (1 + targets)
+                      + 2 * largest * targets) * X.dtype.itemsize
+        size = max(1, min(N, self._backend.arrays.free_memory() // 2 // per_sample))
+        return [(n0, min(n0 + size, N)) for n0 in range(0, N, size)]
+
+    def _explain(self, X, target, layers, rules, method):
+        """(relevance on this network's device, scores on the host) of explain()."""
         activations = self._trace(X, layers)
         scores = self._host(activations[-1])
         if scores.ndim != 2:
@@ -647,9 +683,7 @@ class Network:
         relevance = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         if target is None or not isinstance(target, (str, tuple)):
             relevance = relevance.reshape((N,) + tuple(relevance.shape[2:]))
-        if return_scores:
-            return self._output(relevance, kind), scores
-        return self._output(relevance, kind)
+        return relevance, scores
 
     # ------------------------------------------------------------ training
     def parameter_gradients(self, X, loss):

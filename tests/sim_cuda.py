@@ -187,3 +187,27 @@ def test_many_targets_stay_on_the_device():
 
     X = np.arange(24.0).reshape(3, 2, 4)
     np.testing.assert_array_equal(repeat(cuda.to_device(X), 3).copy_to_host(), np.repeat(X, 3, axis=0))
+
+
+def test_a_batch_larger_than_the_gpu_memory_is_split(monkeypatch):
+    """With little free device memory, explain runs the batch in parts and
+    joins them on the device: the same relevance, for every kind of target."""
+    from lrpnb.cuda import arrays
+
+    net = small_net()
+    X = np.random.default_rng(7).normal(size=(5, 8, 8, 1))
+    expected = {str(t): net.explain(X, target=t, rule="epsilon", param=0.1)
+                for t in (None, np.array([0, 2, 1, 1, 0]), "all")}
+    gpu = small_net().to("cuda")
+    per_sample = 8 * sum(int(np.prod(s[1:])) for s in [X.shape] + gpu.output_shapes(X.shape))
+    monkeypatch.setattr(arrays, "free_memory", lambda: 2 * 8 * per_sample)  # a part or two of samples
+    assert len(gpu._batch_parts(cuda.to_device(X), gpu.layers[:-1], None)) > 1
+    for t in (None, np.array([0, 2, 1, 1, 0]), "all"):
+        relevance, scores = gpu.explain(X, target=t, rule="epsilon", param=0.1, return_scores=True)
+        close(relevance, expected[str(t)], np.float64)
+        assert scores.shape == (5, 3)
+    on_device = gpu.explain(cuda.to_device(X), rule="epsilon", param=0.1)
+    assert is_gpu_array(on_device)
+    close(on_device.copy_to_host(), expected["None"], np.float64)
+    with pytest.raises(ValueError, match="target has 2 entries for 5 samples"):
+        gpu.explain(X, target=np.array([0, 1]))

@@ -83,6 +83,26 @@ def first_nonfinite_sample(X):
     return None if index == X.shape[0] else index
 
 
+def free_memory():
+    """Bytes of free device memory (under the simulator: the host's, as
+    numba's simulated arrays live there; 16 GiB if unknown)."""
+    try:
+        return int(cuda.current_context().get_memory_info()[0])
+    except Exception:  # the simulator has no memory info
+        return 16 << 30
+
+
+def concatenate(parts):
+    """The device arrays ``parts`` joined along the first axis, on the device."""
+    out = cuda.device_array((sum(part.shape[0] for part in parts),) + tuple(parts[0].shape[1:]),
+                            dtype=parts[0].dtype)
+    start = 0
+    for part in parts:
+        out[start:start + part.shape[0]].copy_to_device(part)
+        start += part.shape[0]
+    return out
+
+
 @cuda.jit(**KERNEL)
 def _repeat_rows(A, row, times, out):
     """out = every row (sample) of A ``times`` times in a row (flat views)."""
