@@ -7,10 +7,10 @@ backend is asked for.
 """
 import types
 
-from .kernels import activations, conv, dense, pool
+from .kernels import activations, conv, dense, perturb, pool
 
 CPU = types.SimpleNamespace(name="cpu", conv=conv, dense=dense, pool=pool, activations=activations,
-                            put=lambda array: array)
+                            perturb=perturb, put=lambda array: array)
 
 DEVICES = ("cpu", "cuda", "auto")
 _cuda = None
@@ -25,6 +25,7 @@ def _cuda_backend():
             from .cuda import arrays
             from .cuda import conv as gpu_conv
             from .cuda import dense as gpu_dense
+            from .cuda import perturb as gpu_perturb
             from .cuda import pool as gpu_pool
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "
@@ -33,7 +34,7 @@ def _cuda_backend():
         if reason is not None:
             raise RuntimeError(f"device='cuda' needs a usable NVIDIA GPU and driver: {reason}")
         _cuda = types.SimpleNamespace(name="cuda", conv=gpu_conv, dense=gpu_dense, pool=gpu_pool,
-                                      activations=gpu_activations, arrays=arrays,
+                                      activations=gpu_activations, perturb=gpu_perturb, arrays=arrays,
                                       put=arrays.cuda.to_device)
     return _cuda
 

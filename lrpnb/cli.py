@@ -1,4 +1,4 @@
-"""The ``lrpnb`` command: explain, demo, info, convert, toolbox."""
+"""The ``lrpnb`` command: explain, evaluate, demo, info, convert, toolbox."""
 import argparse
 import concurrent.futures
 import os
@@ -389,6 +389,239 @@ def _as_model_input(X, shape, input_range, name):
     raise ValueError(f"{name}: samples of shape {X.shape[1:]} do not fit the model's input {shape}")
 
 
+# ---------------------------------------------------------------- evaluate
+#: what evaluate compares when neither --rule nor --relevance is given
+EVALUATE_RULES = ("epsilon:0.01", "alphabeta:2", "flat", "gradient")
+
+
+def _rule_spec(spec, input_range):
+    """(label, explain() keywords) for an evaluate --rule NAME[:PARAM]
+    (zb:LOW,HIGH), or a composite name."""
+    from .rules import resolve
+
+    name, _, text = spec.partition(":")
+    if name.lower() == "formula" or any(spec.lower() == c.lower() for c in COMPOSITE_NAMES):
+        return spec, dict(composite=_composite(spec, input_range))
+    param = None
+    if text:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--rule {spec!r}: the parameter after ':' must be a number "
+                             f"(zb: two, LOW,HIGH)") from None
+        param = values[0] if len(values) == 1 else values
+    resolve(name, param)  # fails before any work
+    return spec.replace(":", " "), dict(rule=name, param=param)
+
+
+def _read_relevance(path, source, kept, shape):
+    """(relevance, target) rows of an explain result for the samples ``kept``."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"--relevance {path}: not a readable HDF5 file ({error})") from None
+    with handle:
+        if "relevance" not in handle or "target" not in handle:
+            raise ValueError(f"--relevance {path}: holds no 'relevance' and 'target' datasets "
+                             f"(write it with lrpnb explain --out FILE.h5)")
+        relevance, target = handle["relevance"], handle["target"]
+        if target.ndim != 1:
+            raise ValueError(f"--relevance {path}: explains {target.shape[1]} targets per sample; "
+                             f"a perturbation curve follows one (explain with --target pred, K or label:FILE)")
+        if "source" in handle and source.names is not None:
+            rows = {os.path.basename(name.decode() if isinstance(name, bytes) else name): k
+                    for k, name in enumerate(handle["source"][...])}
+            names = [os.path.basename(source.names[k]) for k in kept]
+            missing = [name for name in names if name not in rows]
+            if missing:
+                raise ValueError(f"--relevance {path}: holds no row for {missing[0]}"
+                                 f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}")
+            index = np.array([rows[name] for name in names])
+        else:
+            if len(relevance) != len(source):
+                raise ValueError(f"--relevance {path}: holds {len(relevance)} rows for the "
+                                 f"{len(source)} samples of {source.name}")
+            index = np.asarray(kept)
+        if tuple(relevance.shape[1:]) != tuple(shape):
+            raise ValueError(f"--relevance {path}: maps of shape {tuple(relevance.shape[1:])} for "
+                             f"samples of shape {tuple(shape)}")
+        # h5py reads a slice fast, and a list of rows only if they increase
+        rows, inverse = np.unique(index, return_inverse=True)
+        if rows[-1] - rows[0] + 1 == len(rows):
+            R = relevance[int(rows[0]):int(rows[-1]) + 1]
+        else:
+            R = relevance[rows]
+        return R[inverse], target[...][index].astype(np.int64)
+
+
+def _evaluate(args):
+    from . import evaluate
+    from .batch import input_shape, open_source, sample_shape
+    from .model_io import load
+
+    input_range = tuple(args.input_range)
+    if args.relevance is not None and args.rule:
+        raise ValueError("give --relevance (maps from lrpnb explain) or --rule, not both")
+    if args.relevance is not None and args.target != "pred":
+        raise ValueError("--relevance brings its own targets (the file's 'target'); leave out --target")
+    methods = [] if args.relevance is not None else \
+        [_rule_spec(spec, input_range) for spec in (args.rule or EVALUATE_RULES)]
+    replace = _replacement_option(args.replace)
+    if args.count is not None and args.count < 1:
+        raise ValueError(f"--count must be >= 1, got {args.count}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    outputs = [path for path in (args.out, args.plot) if path is not None]
+    for path, extensions in ((args.out, (".h5", ".hdf5")), (args.plot, (".png",))):
+        if path is not None and os.path.splitext(path)[1].lower() not in extensions:
+            raise ValueError(f"{path}: write {' or '.join(extensions)}")
+    _check_outputs(outputs, [args.model, args.data, args.relevance], args.overwrite)
+
+    model = args.model or _embedded_model()
+    net = load(model, device=args.device)
+    if args.data is None:
+        if args.model is not None:
+            raise ValueError("--data is needed with --model (synthetic digits fit the embedded LeNet-5 only)")
+        from .digits import synthetic_digits
+
+        count = args.count or 500
+        X = synthetic_digits(count, seed=args.seed + 1000).images
+        kept, source = list(range(count)), None
+        # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
+        origin = f"{count} held-out synthetic digits (seed {args.seed + 1000})"
+    else:
+        source = open_source(args.data, args.dataset, sample_shape(net, args.size), input_range)
+        count = len(source) if args.count is None else min(args.count, len(source))
+        X, problems, kept = source.batch(0, count)
+        for index, message in problems:
+            print(f"lrpnb evaluate: skipped sample {index}: {message}", file=sys.stderr)
+        if not len(kept):
+            raise ValueError(f"{args.data}: no sample could be read")
+        X = _as_model_input(np.asarray(X), input_shape(net), input_range, args.data)
+        origin = f"{len(kept)} samples of {args.data}"
+    kind, value = _targets(args.target, count)
+    if kind in ("all", "top"):
+        raise ValueError("--target: a perturbation curve follows one class per sample (pred, K or label:FILE)")
+    target = _target_argument(kind, value, kept)
+
+    if args.relevance is not None:
+        R, target = _read_relevance(args.relevance, source, kept, X.shape[1:]) if source is not None \
+            else (None, None)
+        if R is None:
+            raise ValueError("--relevance needs the --data it was computed from")
+        maps = {os.path.basename(args.relevance): R}
+    else:
+        maps = {}
+        for label, keywords in methods:
+            parts = []
+            for first in range(0, len(X), args.batch_size):
+                chunk = target if target is None or np.ndim(target) == 0 else target[first:first + args.batch_size]
+                parts.append(np.asarray(net.explain(X[first:first + args.batch_size], target=chunk, **keywords)))
+            maps[label] = np.concatenate(parts)
+    settings = dict(region=tuple(args.region), steps=args.steps, replace=replace, seed=args.seed)
+    (rows, columns), (rh, rw) = evaluate.regions(X.shape[1:], settings["region"])
+    steps = args.steps if args.steps is not None else rows * columns
+    began = time.perf_counter()
+    curves = {}
+    for label, R in maps.items():
+        curves[label] = evaluate.perturbation_curve(net, X, R, target, order=args.order, **settings)
+    curves["random"] = evaluate.perturbation_curve(net, X, None, target, order="random", **settings)
+    seconds = time.perf_counter() - began
+
+    what = {"morf": "most relevant first", "lerf": "least relevant first"}[args.order]
+    replaced = f"{replace:g}" if isinstance(replace, float) else f"{replace} values"
+    print(f"lrpnb evaluate: {os.path.basename(model)} on {origin}; {rh} x {rw} regions "
+          f"({rows * columns}), {steps} steps, {what}, replaced by {replaced}, seed {args.seed}")
+    baseline = evaluate.aopc(curves["random"])
+    width = max(12, max(len(label) for label in curves))
+    print(f"  {'method':<{width}}  {'AOPC':>9}  {'95% interval':>19}  {'minus random':>12}")
+    for label, curve in curves.items():
+        mean, low, high = evaluate.confidence_interval(evaluate.aopc(curve, per_sample=True))
+        interval = f"{low:.4g} .. {high:.4g}"
+        versus = "" if label == "random" else f"{mean - baseline:+.4g}"
+        print(f"  {label:<{width}}  {mean:9.4g}  {interval:>19}  {versus:>12}")
+    copies = len(curves) * len(X) * (steps + 1)
+    print(f"{copies:,} perturbed inputs scored in {seconds:.2f} s ({copies / seconds:,.0f}/s); "
+          f"AOPC: the mean fall of the class score over the steps (larger: the order finds what "
+          f"the score rests on)")
+    if args.out is not None:
+        _write_curves(args.out, curves, target if target is not None else None, kept, source, net, X,
+                      dict(settings, steps=steps, order=args.order, model=os.path.abspath(model),
+                           data=origin))
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        from ._atomic import atomic_path
+
+        with atomic_path(args.plot, suffix=".png") as tmp:
+            evaluate.plot_curves(curves, tmp, title=f"{os.path.basename(model)}, {origin}: {rh} x {rw} "
+                                                    f"regions, {what}")
+        print(f"wrote {args.plot}")
+
+
+def _replacement_option(text):
+    from .evaluate import REPLACEMENTS
+
+    if text in REPLACEMENTS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--replace must be one of {', '.join(REPLACEMENTS)} or a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"--replace must be finite, got {text!r}")
+    return value
+
+
+def _check_outputs(outputs, inputs, overwrite):
+    """Refuse outputs that exist (unless ``overwrite``), that are inputs, or
+    whose folder is missing, before any work is done."""
+    # FILE.h5:DATASET reads FILE.h5
+    inputs = [item if item is None or os.path.exists(item) else item.rpartition(":")[0] or item
+              for item in inputs]
+    seen = set()
+    for path in outputs:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(f"{path} is named for two outputs")
+        seen.add(real)
+        if any(item is not None and os.path.exists(item) and os.path.realpath(item) == real for item in inputs):
+            raise ValueError(f"{path} is an input of this command; write the output elsewhere")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+        if os.path.exists(path) and not overwrite:
+            raise ValueError(f"{path} exists; remove it or pass --overwrite")
+
+
+def _write_curves(path, curves, target, kept, source, net, X, settings):
+    """The curves as HDF5: curves (M, N, L+1), aopc (M, N), target (N,),
+    index (N,), source names for images; the settings and method names as
+    attributes."""
+    import json
+
+    import h5py
+
+    from ._atomic import atomic_path
+    from .evaluate import aopc
+    from .network import target_classes
+
+    if target is None or np.ndim(target) == 0:
+        target = target_classes(target, np.asarray(net.scores(X)))[:, 0]
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("curves", data=np.stack(list(curves.values())))
+            handle.create_dataset("aopc", data=np.stack([aopc(c, per_sample=True) for c in curves.values()]))
+            handle.create_dataset("target", data=np.asarray(target, dtype=np.int64))
+            handle.create_dataset("index", data=np.asarray(kept, dtype=np.int64))
+            if source is not None and source.names is not None:
+                handle.create_dataset("source", data=np.array([source.names[k] for k in kept], dtype=object),
+                                      dtype=h5py.string_dtype())
+            handle.attrs["methods"] = json.dumps(list(curves))
+            handle.attrs["settings"] = json.dumps(settings, sort_keys=True)
+
+
 # ---------------------------------------------------------------- parser
 def _add_method(parser, default_text="simple"):
     parser.add_argument("--rule", default=None,
@@ -460,6 +693,54 @@ def build_parser():
     explain.add_argument("--overwrite", action="store_true",
                          help="replace an existing output (and an unfinished earlier run's file)")
     explain.set_defaults(run=_explain)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="compare explanations by region perturbation (AOPC)",
+        description="Replace the regions of each input one after the other, the most relevant "
+                    "first, and follow the class score (Samek et al., IEEE TNNLS 2017). Prints the "
+                    "area over the perturbation curve (AOPC) of each method with a 95%% interval "
+                    "over the samples, against a random order of the regions. By default: the "
+                    "embedded LeNet-5 on held-out synthetic digits, comparing "
+                    + ", ".join(EVALUATE_RULES) + ".")
+    evaluate.add_argument("--model", default=None, help="model file (default: the embedded LeNet-5)")
+    evaluate.add_argument("--data", default=None,
+                          help="data file, FILE.h5:DATASET, image folder or list (default with the "
+                               "embedded model: synthetic digits)")
+    evaluate.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")
+    evaluate.add_argument("--relevance", default=None, metavar="R.h5",
+                          help="evaluate the maps of an lrpnb explain result for --data (and its targets)")
+    evaluate.add_argument("--rule", action="append", default=None, metavar="NAME[:PARAM]",
+                          help="a rule or method to explain with and evaluate, repeatable: e.g. "
+                               "epsilon:0.01, alphabeta:2, flat, gradient, zb:-1,1, or a composite name "
+                               f"(default: {' '.join(EVALUATE_RULES)})")
+    evaluate.add_argument("--target", default="pred",
+                          help="class to follow: pred (each sample's prediction, default), K, label:FILE")
+    evaluate.add_argument("--region", type=int, nargs=2, default=(4, 4), metavar=("H", "W"),
+                          help="region size in pixels (default 4 4; vectors: 1 W)")
+    evaluate.add_argument("--steps", type=int, default=None,
+                          help="regions to replace (default: all of them)")
+    evaluate.add_argument("--order", default="morf", choices=("morf", "lerf"),
+                          help="most (default) or least relevant region first")
+    evaluate.add_argument("--replace", default="uniform",
+                          help="what replaces a region: uniform (values drawn in each sample's range, "
+                               "default), mean, blur, or a number")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seeds the uniform values, the random order and the synthetic digits")
+    evaluate.add_argument("--count", type=int, default=None,
+                          help="evaluate the first COUNT samples (default: all; 500 synthetic digits)")
+    evaluate.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                          help="where the kernels run (default cpu)")
+    evaluate.add_argument("--batch-size", type=int, default=256,
+                          help="samples per explain pass (default 256)")
+    evaluate.add_argument("--input-range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
+                          help="images' pixels 0..255 are scaled to this range (default -1 1)")
+    evaluate.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                          help="resize images to H x W (default: the model's input size)")
+    evaluate.add_argument("--out", default=None, metavar="CURVES.h5",
+                          help="write the curves, per-sample AOPC and settings as HDF5")
+    evaluate.add_argument("--plot", default=None, metavar="CURVES.png", help="write a plot of the mean curves")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
+    evaluate.set_defaults(run=_evaluate)
 
     info = commands.add_parser("info", help="layers, shapes and parameter counts of a model",
                                description="Print the layers, output shapes, parameter counts and "

@@ -319,7 +319,11 @@ def _layer_from_toolbox(obj, index):
         raise ValueError(f"module {index} is a {kind or type(obj).__name__}, not a layer lrpnb knows")
     rule = obj.__dict__.get("lrp_var")
     if rule is not None:
-        layer.set_lrp_parameters(rule, obj.__dict__.get("lrp_param"))
+        # the toolbox gives every layer lrp_param = 1.0 and ignores it where
+        # the rule takes none; lrpnb refuses such a parameter, so it is dropped
+        from .rules import takes_parameter
+
+        layer.set_lrp_parameters(rule, obj.__dict__.get("lrp_param") if takes_parameter(rule) else None)
     return layer
 
 

@@ -526,12 +526,17 @@ class Network:
         name, value = resolve(rule, param)
         return [(name, value)] * len(layers), (name if name in GRADIENT_METHODS else None)
 
-    def _backward(self, activations, R, layers, rules):
+    def _backward(self, activations, R, layers, rules, sums=None):
+        """Relevance at the input of ``layers[0]``; with a list ``sums``, each
+        sample's relevance summed at the output of every layer is added to it,
+        last layer first (on the host)."""
         # a gradient method's layers all pass the gradient (or deconvnet's or
         # guided backprop's signal) back: LAYER_MODE names which
         with single_threaded_blas():
             for layer, (name, value), X, Y in zip(layers[::-1], rules[::-1],
                                                   activations[-2::-1], activations[::-1]):
+                if sums is not None:
+                    sums.append(self._host(self._backend.activations.sample_sums(R)))
                 R = layer.relevance(X, Y, R, LAYER_MODE.get(name, name), value, self._backend)
         return R
 
@@ -562,6 +567,29 @@ class Network:
         self._activations = self._trace(X, self.layers)
         return self._output(self._activations[-1], kind)
 
+    def scores(self, X):
+        """Class scores of a batch ``X``: the output before a final SoftMax.
+
+        Unlike :meth:`forward`, this keeps no activations (memory holds two
+        layers' outputs at a time) and no state, so several threads may call
+        it at once. Answers with X's kind of array, in X's float dtype.
+        """
+        X, kind = self._input(X)
+        return self._output(self._scores(X), kind)
+
+    def _scoring_layers(self):
+        layers = self.layers
+        return layers[:-1] if layers and isinstance(layers[-1], SoftMax) else layers
+
+    def _scores(self, X):
+        """scores() of an input already on this network's device and checked."""
+        layers = self._scoring_layers()
+        self.output_shapes(X.shape, layers)
+        with single_threaded_blas():
+            for layer in layers:
+                X = layer.forward(X, self._backend)
+        return X
+
     def lrp(self, R, rule=None, param=None):
         """Input relevance for output relevance ``R`` of the last forward().
 
@@ -585,7 +613,8 @@ class Network:
         relevance = self._backward(self._activations, R, self.layers, rules)
         return self._output(self._finish(method, self._activations[0], relevance), kind)
 
-    def explain(self, X, target=None, rule=None, param=None, composite=None, return_scores=False):
+    def explain(self, X, target=None, rule=None, param=None, composite=None, return_scores=False,
+                return_layer_sums=False):
         """Relevance of every input element for the score of a target class.
 
         Parameters
@@ -606,36 +635,45 @@ class Network:
         return_scores : bool
             Also return the class scores (N, C) of the forward pass (before
             a final SoftMax), as a numpy array.
+        return_layer_sums : bool
+            Also return the relevance summed over each sample at the input
+            of every layer: a float64 numpy array (N, L + 1), or (N, T, L + 1)
+            for several targets, L the number of layers explained (a final
+            SoftMax is not). Column k is the sum at layer k's input (column 0
+            the sum of the returned relevance), column L the explained score.
+            LRP's conservation (Bach et al., PLOS ONE 10(7), 2015) says the
+            columns are equal, up to what biases and stabilizers absorb.
 
         Returns
         -------
         array shaped like X, or (N, T) + X.shape[1:] for T targets per
-        sample (and the scores, with ``return_scores``). LRP starts from
+        sample; then the scores, with ``return_scores``, and the layer sums,
+        with ``return_layer_sums``. LRP starts from
         the score of the target class (before a final SoftMax), all other
         outputs zero; the gradient methods start from 1
         there. No state is kept on the network, so several threads may call
         this at once.
         """
         X, kind = self._input(X)
-        layers = self.layers
-        if layers and isinstance(layers[-1], SoftMax):
-            layers = layers[:-1]
+        layers = self._scoring_layers()
         rules, method = self._plan(layers, rule, param, composite)
         parts = self._batch_parts(X, layers, target)
         if len(parts) == 1:
-            relevance, scores = self._explain(X, target, layers, rules, method)
+            relevance, scores, sums = self._explain(X, target, layers, rules, method, return_layer_sums)
         else:
             if target is not None and not isinstance(target, (str, tuple)) and np.ndim(target) == 1 \
                     and len(target) != X.shape[0]:
                 raise ValueError(f"target has {len(target)} entries for {X.shape[0]} samples")
             pieces = [self._explain(X[n0:n1], target if target is None or isinstance(target, (str, tuple))
                                     or np.ndim(target) == 0 else np.asarray(target)[n0:n1],
-                                    layers, rules, method) for n0, n1 in parts]
+                                    layers, rules, method, return_layer_sums) for n0, n1 in parts]
             relevance = self._backend.arrays.concatenate([piece[0] for piece in pieces])
             scores = np.concatenate([piece[1] for piece in pieces])
-        if return_scores:
-            return self._output(relevance, kind), scores
-        return self._output(relevance, kind)
+            sums = np.concatenate([piece[2] for piece in pieces]) if return_layer_sums else None
+        answer = (self._output(relevance, kind),)
+        answer += (scores,) if return_scores else ()
+        answer += (sums,) if return_layer_sums else ()
+        return answer if len(answer) > 1 else answer[0]
 
     def _batch_parts(self, X, layers, target):
         """(n0, n1) parts of the batch X to explain one after the other: on the
@@ -655,8 +693,9 @@ class Network:
         size = max(1, min(N, self._backend.arrays.free_memory() // 2 // per_sample))
         return [(n0, min(n0 + size, N)) for n0 in range(0, N, size)]
 
-    def _explain(self, X, target, layers, rules, method):
-        """(relevance on this network's device, scores on the host) of explain()."""
+    def _explain(self, X, target, layers, rules, method, layer_sums=False):
+        """(relevance on this network's device, scores on the host, layer
+        sums on the host or None) of explain()."""
         activations = self._trace(X, layers)
         scores = self._host(activations[-1])
         if scores.ndim != 2:
@@ -669,7 +708,7 @@ class Network:
         # TARGET_ROWS rows on the CPU (larger batches fall out of cache and
         # cost more than they save) and all at once on the GPU
         group = T if self._backend is not CPU else max(1, min(T, TARGET_ROWS // N))
-        parts = []
+        parts, sum_parts = [], []
         for first in range(0, T, group):
             chosen = targets[:, first:first + group].reshape(-1)
             G = len(chosen) // N
@@ -677,13 +716,22 @@ class Network:
             rows = np.arange(N * G)
             start = np.zeros((N * G, scores.shape[1]), dtype=scores.dtype)
             start[rows, chosen] = 1 if method else np.repeat(scores, G, axis=0)[rows, chosen]
-            relevance = self._backward(repeated, self._backend.put(start), layers, rules)
+            sums = [] if layer_sums else None
+            relevance = self._backward(repeated, self._backend.put(start), layers, rules, sums)
             relevance = self._finish(method, repeated[0], relevance)
             parts.append(relevance.reshape((N, G) + tuple(relevance.shape[1:])))
+            if layer_sums:
+                # the layers' outputs came last layer first; the input's sum is of the answer
+                sums = [self._host(self._backend.activations.sample_sums(relevance))] + sums[::-1]
+                sum_parts.append(np.stack(sums, axis=1).reshape(N, G, len(sums)))
         relevance = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        sums = None
+        if layer_sums:
+            sums = sum_parts[0] if len(sum_parts) == 1 else np.concatenate(sum_parts, axis=1)
         if target is None or not isinstance(target, (str, tuple)):
             relevance = relevance.reshape((N,) + tuple(relevance.shape[2:]))
-        return relevance, scores
+            sums = None if sums is None else sums[:, 0]
+        return relevance, scores, sums
 
     # ------------------------------------------------------------ training
     def parameter_gradients(self, X, loss):
@@ -703,9 +751,7 @@ class Network:
         order, dW and dB as numpy arrays in X's float dtype.
         """
         X, _ = self._input(X)
-        layers = self.layers
-        if layers and isinstance(layers[-1], SoftMax):
-            layers = layers[:-1]
+        layers = self._scoring_layers()
         activations = self._trace(X, layers)
         value, G = loss(self._host(activations[-1]))
         G = self._backend.put(np.ascontiguousarray(G, dtype=X.dtype))

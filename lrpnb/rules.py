@@ -82,12 +82,18 @@ def _bound(value, what):
 def resolve(rule, param):
     """Validate a (rule, param) pair and return ``(canonical_name, param)``.
 
-    'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite alpha, 'gamma'
-    a finite gamma >= 0 (default 0.25), 'zb' a pair (low, high) of bounds,
-    each a number or one per input channel, low <= high. The parameter of
-    every other rule is ignored (returned as None), as in the toolbox.
+    'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite alpha >= 1
+    (beta = alpha - 1 >= 0), 'gamma' a finite gamma >= 0 (default 0.25),
+    'zb' a pair (low, high) of bounds, each a number or one per input
+    channel, low <= high. Every other rule takes no parameter: one given is
+    an error, not silently ignored.
     """
     name = canonical_rule(rule)
+    if not takes_parameter(name):
+        if param is not None:
+            raise ValueError(f"the {name!r} {'method' if name in GRADIENT_METHODS else 'rule'} takes no "
+                             f"parameter, got {param!r}")
+        return name, None
     if name == "gamma":
         gamma = DEFAULT_GAMMA if param is None else _number(name, "gamma", param)
         if gamma < 0:
@@ -102,12 +108,18 @@ def resolve(rule, param):
         if np.any(low > high):
             raise ValueError(f"the 'zb' rule needs low <= high, got low={param[0]!r}, high={param[1]!r}")
         return name, (low, high)
-    if name not in ("epsilon", "alphabeta"):
-        return name, None
     what = "epsilon" if name == "epsilon" else "alpha"
     if param is None:
         raise ValueError(f"the {name!r} rule needs a parameter ({what}); got none")
     value = _number(name, what, param)
     if name == "epsilon" and value <= 0:
         raise ValueError(f"epsilon must be > 0, got {param!r}")
+    if name == "alphabeta" and value < 1:
+        raise ValueError(f"alpha must be >= 1 (alpha - beta = 1 with beta >= 0, Bach et al. 2015), "
+                         f"got {param!r}")
     return name, value
+
+
+def takes_parameter(rule):
+    """Whether the rule (any alias) has a parameter: epsilon, alphabeta, gamma and zb do."""
+    return canonical_rule(rule) in ("epsilon", "alphabeta", "gamma", "zb")

@@ -286,3 +286,44 @@ def conv_weight_gradient(X, Wshape, G, stride):
     for i, j, si, sj in _windows(H, Wd, h, w, *stride):
         dW += np.einsum("nabc,nk->abck", X[:, si, sj, :], G[:, i, j, :])
     return dW, G.sum(axis=(0, 1, 2))
+
+
+# ---------------------------------------------------------------- region perturbation
+def region_order(R, region, order):
+    """Samek et al. (IEEE TNNLS 2017), step 1: cut each (H, W, D) relevance
+    map into a grid of region[0] x region[1] tiles (short at the far edges),
+    sum each tile over its pixels and channels, and list the tiles most
+    relevant first ('morf') or least relevant first ('lerf'); equal sums
+    keep grid order (row by row). Returns, per sample, a list of tiles
+    (row slice, column slice)."""
+    rh, rw = region
+    orders = []
+    for r in R:
+        tiles = [(slice(i, i + rh), slice(j, j + rw))
+                 for i in range(0, r.shape[0], rh) for j in range(0, r.shape[1], rw)]
+        sums = [float(np.sum(r[t].astype(np.float64))) for t in tiles]
+        ranked = sorted(range(len(tiles)), key=lambda k: (-sums[k] if order == "morf" else sums[k], k))
+        orders.append([tiles[k] for k in ranked])
+    return orders
+
+
+def region_perturbation(score, X, orders, V, steps):
+    """Step 2: x^(0) = x, and x^(k) is x^(k-1) with the k-th tile of the
+    order replaced by the same tile of V; ``score(x)`` gives f(x) of one
+    sample. Returns (the scores (N, steps+1), the inputs (N, steps+1, ...))."""
+    curves, inputs = [], []
+    for x, tiles, v in zip(X, orders, V):
+        current = x.copy()
+        sequence = [current.copy()]
+        for tile in tiles[:steps]:
+            current[tile] = v[tile]
+            sequence.append(current.copy())
+        inputs.append(sequence)
+        curves.append([score(s) for s in sequence])
+    return np.array(curves), np.array(inputs)
+
+
+def aopc(curves):
+    """Step 3: AOPC = < 1/(L+1) sum_{k=0}^{L} f(x^(0)) - f(x^(k)) > over the samples."""
+    L = curves.shape[1] - 1
+    return np.mean([sum(c[0] - c[k] for k in range(L + 1)) / (L + 1) for c in curves])

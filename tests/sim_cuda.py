@@ -211,3 +211,37 @@ def test_a_batch_larger_than_the_gpu_memory_is_split(monkeypatch):
     close(on_device.copy_to_host(), expected["None"], np.float64)
     with pytest.raises(ValueError, match="target has 2 entries for 5 samples"):
         gpu.explain(X, target=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_perturbation_kernels_match_cpu(dtype):
+    rng = np.random.default_rng(3)
+    R = rng.normal(size=(2, 5, 7, 2)).astype(dtype)
+    # sums: the CPU's fastmath may reorder them (last bits)
+    np.testing.assert_allclose(GPU.perturb.region_relevance(cuda.to_device(R), 2, 3).copy_to_host(),
+                               CPU.perturb.region_relevance(R, 2, 3), rtol=1e-12)
+    X, V = rng.normal(size=(2, 5, 7, 2)).astype(dtype), rng.normal(size=(2, 5, 7, 2)).astype(dtype)
+    rank = np.stack([rng.permutation(9) for _ in range(2)]).astype(np.int64)
+    expected = CPU.perturb.perturbed_copies(X, V, rank, 2, 3, 4, 3, 9)
+    actual = GPU.perturb.perturbed_copies(cuda.to_device(X), cuda.to_device(V), cuda.to_device(rank),
+                                          2, 3, 4, 3, 9).copy_to_host()
+    np.testing.assert_array_equal(actual, expected)
+    sums = GPU.activations.sample_sums(cuda.to_device(R)).copy_to_host()
+    np.testing.assert_allclose(sums, CPU.activations.sample_sums(R), rtol=1e-12)
+
+
+def test_perturbation_curves_and_layer_sums_on_the_gpu():
+    from lrpnb import evaluate
+
+    cpu = small_net()
+    gpu = small_net().to("cuda")
+    X = np.random.default_rng(4).normal(size=(3, 8, 8, 1))
+    R = cpu.explain(X, rule="epsilon", param=0.1)
+    for order, replace in (("morf", "uniform"), ("random", "blur")):
+        expected = evaluate.perturbation_curve(cpu, X, R, region=2, steps=5, order=order, replace=replace)
+        actual = evaluate.perturbation_curve(gpu, cuda.to_device(X), cuda.to_device(R), region=2, steps=5,
+                                             order=order, replace=replace, batch_size=4)
+        np.testing.assert_allclose(actual, expected, rtol=1e-10)
+    expected = cpu.explain(X, rule="epsilon", param=0.1, return_layer_sums=True)[1]
+    actual = gpu.explain(X, rule="epsilon", param=0.1, return_layer_sums=True)[1]
+    np.testing.assert_allclose(actual, expected, rtol=1e-10)

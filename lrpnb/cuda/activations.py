@@ -1,6 +1,7 @@
 """Element-wise activations on the GPU: the twin of ``lrpnb.kernels.activations``."""
 import math
 
+import numpy as np
 from numba import cuda
 
 from . import KERNEL, launch
@@ -136,6 +137,23 @@ def times_input(X, G):
     return _binary(_times, X, G)
 
 
+@cuda.jit(**KERNEL)
+def _sum_rows(A, out):
+    for n in range(cuda.grid(1), A.shape[0], cuda.gridsize(1)):
+        total = 0.0  # float64, as on the CPU
+        for e in range(A.shape[1]):
+            total += float(A[n, e])  # float(): float64 under the simulator too
+        out[n] = total
+
+
+def sample_sums(A):
+    """``sum_i A[n, i]`` over all elements of each sample of A (N, ...), in float64."""
+    rows = A.reshape(A.shape[0], A.size // A.shape[0])
+    out = cuda.device_array(rows.shape[0], dtype=np.float64)
+    launch(_sum_rows, rows.shape[0])(rows, out)
+    return out
+
+
 SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
               _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
-              _times: "A1 A1 A1"}
+              _times: "A1 A1 A1", _sum_rows: "A2 D1"}

@@ -143,3 +143,25 @@ def channel_norm(G):
     out = np.empty(rows.shape[0], dtype=G.dtype)
     parallel_map(_norm_rows, [(rows, out, n0, n1) for n0, n1 in blocks(rows.shape[0], 1 << 12)])
     return out.reshape(G.shape[:-1] + (1,))
+
+
+@njit(**JIT)
+def _sum_rows(A, out, n0, n1):
+    for n in range(n0, n1):
+        total = 0.0  # float64, whatever A's dtype: a check of conservation needs every digit
+        for e in range(A.shape[1]):
+            total += A[n, e]
+        out[n] = total
+
+
+def sample_sums(A):
+    """``sum_i A[n, i]`` over all elements of each sample of A (N, ...), in float64.
+
+    The conservation check of LRP (Bach et al., PLOS ONE 10(7), 2015): the
+    relevance summed at every layer equals the explained score, up to what
+    biases and stabilizers absorb.
+    """
+    rows = A.reshape(A.shape[0], -1)
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    parallel_map(_sum_rows, [(rows, out, n0, n1) for n0, n1 in blocks(rows.shape[0], 64)])
+    return out
