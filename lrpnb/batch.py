@@ -22,7 +22,7 @@ from .data_io import read_data
 #: gzip level 4 unshuffled and 40 MiB uncompressed
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 
-__all__ = ["input_shape", "sample_shape", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
+__all__ = ["input_shape", "sample_shape", "model_input", "describe_input", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
            "IMAGE_EXTENSIONS", "load_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -66,6 +66,60 @@ def sample_shape(net, size=None):
     return (size[0], size[1], channels)
 
 
+def describe_input(shape):
+    """Words for the input a model takes: '32 x 32 x 1 images', 'vectors of 784 values'."""
+    if shape is None:
+        return "inputs of a shape no layer fixes"
+    if len(shape) == 1:
+        return f"vectors of {shape[0]} values"
+    return f"{' x '.join(map(str, shape))} images"
+
+
+def model_input(net, X, input_range=(-1.0, 1.0), name="data"):
+    """Samples ``X`` (N, ...) as ``net`` takes them: the one data convention
+    of ``lrpnb explain``, ``evaluate`` and ``demo``.
+
+    - uint8 values are pixels 0..255 and are scaled linearly to
+      ``input_range``, as image files are (any other dtype is used as is);
+    - rows of S x S values into a model that takes (S, S, 1) images are
+      reshaped, and rows of (S - 4) x (S - 4) values also padded with 2
+      pixels of the low end of ``input_range`` on every side: the toolbox's
+      MNIST rows (784 values 0..255) become the 32 x 32 x 1 images of its
+      LeNet-5.
+
+    Returns float samples; raises ValueError naming ``name`` and what the
+    model takes when the samples do not fit.
+    """
+    from .digits import mnist_images
+
+    X = np.asarray(X)
+    raw = X.dtype == np.uint8
+    low, high = input_range
+    if _fits(net, X.shape[1:]):
+        if raw:
+            return (X / np.float32(255) * np.float32(high - low) + np.float32(low)).astype(np.float32)
+        return X
+    shape = input_shape(net)
+    if shape is not None and len(shape) == 3 and shape[0] == shape[1] and shape[2] == 1 and X.ndim == 2 \
+            and X.shape[1] in (shape[0] ** 2, (shape[0] - 4) ** 2):
+        try:
+            return mnist_images(X, shape[0], input_range, np.float32 if raw or X.dtype != np.float64
+                                else np.float64, (0, 255) if raw else input_range)
+        except ValueError:
+            pass  # not square rows that fit: said below
+    sample = f"{X.shape[1]} values" if X.ndim == 2 else f"shape {' x '.join(map(str, X.shape[1:]))}"
+    raise ValueError(f"{name}: samples of {sample} do not fit the model, which takes "
+                     f"{describe_input(shape)} (lrpnb info MODEL shows its layers)")
+
+
+def _fits(net, shape):
+    try:
+        shapes = net.output_shapes((1,) + tuple(shape))
+    except ValueError:
+        return False
+    return len(shapes[-1]) == 2 if shapes else True
+
+
 def load_image(path, size, channels, input_range):
     """One image file as an (H, W, channels) float32 array: converted to grey
     (1 channel) or RGB (3), resized to ``size`` (H, W) and scaled from
@@ -83,6 +137,8 @@ def load_image(path, size, channels, input_range):
             pixels = np.asarray(picture, dtype=np.float32)
     except FileNotFoundError:
         raise ValueError(f"{path}: image not found") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: refusing to decode the image ({error})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"{path}: cannot read the image ({error})") from None
     low, high = input_range
@@ -237,8 +293,6 @@ class HDF5Writer:
     """
 
     def __init__(self, path, count, settings, overwrite=False):
-        import h5py
-
         self.path = os.fspath(path)
         self.partial = self.path + ".partial"
         self.count, self.settings = count, json.dumps(settings, sort_keys=True)
@@ -247,21 +301,18 @@ class HDF5Writer:
             raise FileNotFoundError(f"cannot write {self.path}: folder {folder} does not exist")
         if os.path.exists(self.path) and not overwrite:
             raise ValueError(f"{self.path} exists; remove it or pass --overwrite")
-        self.done = 0
-        if os.path.exists(self.partial):
-            if overwrite:
-                os.remove(self.partial)
-            else:
-                self.done = self._resumable()
-        if not os.path.exists(self.partial):
-            self.file = h5py.File(self.partial, "w")
-            self.file.attrs["settings"] = self.settings
-            self.file.attrs["done"] = 0
-            self.file.attrs["count"] = count
-        else:
-            self.file = h5py.File(self.partial, "a")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write {self.path}: folder {folder} is not writable")
+        # the partial file is made (or replaced) at the first write, so a run
+        # that fails before its first batch is done leaves nothing behind
+        self.done, self.file, self._fresh = 0, None, True
+        if os.path.exists(self.partial) and not overwrite:
+            self.done = self._resumable()
+            self._fresh = self.done == 0
 
     def _resumable(self):
+        """Samples done by the earlier run that left the partial file (0:
+        none, and the file may be replaced)."""
         import h5py
 
         try:
@@ -271,10 +322,26 @@ class HDF5Writer:
         except (OSError, ValueError, TypeError) as error:
             raise ValueError(f"{self.partial}: an unfinished earlier run left this file and it cannot "
                              f"be read ({error}); remove it or pass --overwrite") from None
+        if done == 0:
+            return 0  # nothing finished in it: it blocks nothing
         if settings != self.settings or count != self.count:
             raise ValueError(f"{self.partial}: an unfinished earlier run with other settings left "
-                             f"this file; run that command again to finish it, or pass --overwrite")
+                             f"this file, with {done} of {count} samples done; run that command again "
+                             f"to finish it, or pass --overwrite to start over")
         return done
+
+    def _open(self):
+        import h5py
+
+        if self.file is not None:
+            return
+        if self._fresh:
+            self.file = h5py.File(self.partial, "w")
+            self.file.attrs["settings"] = self.settings
+            self.file.attrs["done"] = 0
+            self.file.attrs["count"] = self.count
+        else:
+            self.file = h5py.File(self.partial, "a")
 
     def _dataset(self, name, rows, dtype):
         if name in self.file:
@@ -289,6 +356,7 @@ class HDF5Writer:
 
     def write(self, start, results):
         """Store ``results`` (name -> rows) as samples start.. and mark them done."""
+        self._open()
         for name, rows in results.items():
             rows = np.asarray(rows, dtype=object if name == "source" else None)
             dataset = self._dataset(name, rows, "str" if name == "source" else rows.dtype)
@@ -303,6 +371,7 @@ class HDF5Writer:
         Returns how many rows were left out."""
         import h5py
 
+        self._open()
         ok = self.file["ok"][...] if "ok" in self.file else None
         if ok is None or ok.all():
             if ok is not None:
@@ -328,5 +397,5 @@ class HDF5Writer:
 
     def close(self):
         """Close without finishing (an interrupted run: the partial file stays)."""
-        if self.file.id.valid:
+        if self.file is not None and self.file.id.valid:
             self.file.close()

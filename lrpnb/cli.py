@@ -36,6 +36,17 @@ def _composite(spec, input_range):
     raise ValueError(f"unknown composite {spec!r}; use one of {', '.join(COMPOSITE_NAMES)} or formula:N")
 
 
+def _parameter(text, option="--param"):
+    """A rule parameter from the command line: a number, or LOW,HIGH (zb)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} must be a number, or LOW,HIGH for the zb rule; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _method(args, input_range):
     """Keyword arguments of explain() for --rule/--param or --composite."""
     from .rules import resolve
@@ -44,15 +55,23 @@ def _method(args, input_range):
         if args.rule is not None or args.param is not None:
             raise ValueError("give either --rule (with --param) or --composite, not both")
         return dict(composite=_composite(args.composite, input_range))
-    resolve(args.rule, args.param)  # fail before reading any data
-    return dict(rule=args.rule, param=args.param)
+    param = _parameter(args.param)
+    resolve(args.rule, param)  # fail before reading any data
+    return dict(rule=args.rule, param=param)
 
 
 def _method_text(args):
     if args.composite is not None:
         return f"the {args.composite} composite"
-    param = "" if args.param is None else f" {args.param:g}"
+    param = "" if args.param is None else f" {args.param}"
     return f"the {args.rule or 'simple'}{param} rule"
+
+
+def _input_range(values, option="--input-range"):
+    low, high = (float(v) for v in values)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"{option} needs LOW < HIGH, got {low:g} {high:g}")
+    return low, high
 
 
 def _targets(spec, count):
@@ -98,13 +117,47 @@ def _progress(total, description):
                 dynamic_ncols=True)
 
 
-def _png_name(source, index):
-    if source.names is not None:
-        return os.path.splitext(source.names[index])[0] + ".png"
-    return f"{index:06d}.png"
+def _png_names(source, count):
+    """The PNG file name of every sample: the input's name with .png for
+    images (with the input's extension kept where two inputs share a
+    name, e.g. three_jpg.png beside three_png.png), else its row number."""
+    if source.names is None:
+        return [f"{index:06d}.png" for index in range(count)]
+    stems = [os.path.splitext(name) for name in source.names]
+    seen = {}
+    for stem, _ in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+    names = [f"{stem}.png" if seen[stem] == 1 else f"{stem}_{ext.lstrip('.').lower()}.png"
+             for stem, ext in stems]
+    if len(set(names)) < len(names):  # same stem and extension in two folders of a list
+        names = [f"{index:06d}_{name}" for index, name in enumerate(names)]
+    return names
 
 
-def _write_pngs(folder, source, kept, X, relevance, input_range, cmap):
+def _check_pngs(folder, source, overwrite):
+    """The PNG paths of every sample, refused before any work where the
+    folder holds input images (whatever --overwrite says: a heatmap could
+    replace one, and the next run would read the heatmaps as inputs) or a
+    file exists (unless --overwrite)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--png folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"--png folder is not writable: {folder}")
+    paths = [os.path.join(folder, name) for name in _png_names(source, len(source))]
+    inputs = {os.path.realpath(path) for path in getattr(source, "paths", ())}
+    if os.path.realpath(folder) in {os.path.dirname(path) for path in inputs}:
+        # even new files there would be read as inputs by the next run
+        raise ValueError(f"--png {folder} is the folder of the input images; write the heatmaps into "
+                         f"another folder")
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not overwrite:
+        raise ValueError(f"--png {folder}: {os.path.basename(existing[0])}"
+                         f"{f' and {len(existing) - 1} more' if len(existing) > 1 else ''} exist; "
+                         f"remove them or pass --overwrite")
+    return paths
+
+
+def _write_pngs(paths, kept, X, relevance, input_range, cmap):
     from . import render
 
     for row, index in enumerate(kept):
@@ -112,11 +165,33 @@ def _write_pngs(folder, source, kept, X, relevance, input_range, cmap):
         maps = heat if heat.ndim == X.ndim else heat[None]   # (T, ...) or one map
         pictures = [render.image(X[row][None], input_range=input_range)[0]]
         pictures += list(render.heatmap(np.asarray(maps), cmap=cmap))
-        render.save_image(pictures, os.path.join(folder, _png_name(source, index)))
+        render.save_image(pictures, paths[index])
+
+
+def _data_note(command, net, source, input_range):
+    """Check that the samples fit the model before any output exists, and
+    say on stderr how they are converted (uint8 scaling, MNIST rows)."""
+    from .batch import input_shape, model_input
+
+    data = getattr(source, "data", None)
+    dtype = data.dtype if data is not None else np.float32
+    probe = np.zeros((1,) + tuple(source.sample_shape), dtype=dtype)
+    converted = model_input(net, probe, input_range, source.name)
+    notes = []
+    if dtype == np.uint8:
+        notes.append(f"uint8 values are scaled from 0..255 to {input_range[0]:g}..{input_range[1]:g} "
+                     f"(--input-range)")
+    if converted.shape[1:] != probe.shape[1:]:
+        side = int(round(np.sqrt(probe.shape[1])))
+        notes.append(f"rows of {probe.shape[1]} values become {side} x {side} images padded to "
+                     f"{' x '.join(map(str, input_shape(net)))}")
+    if notes:
+        print(f"lrpnb {command}: {source.name}: {'; '.join(notes)}", file=sys.stderr)
+    return tuple(converted.shape[1:])
 
 
 def _explain(args):
-    from .batch import HDF5Writer, open_source, sample_shape
+    from .batch import HDF5Writer, model_input, open_source, sample_shape
     from .data_io import write_data
     from .model_io import load
     from .network import target_classes
@@ -127,24 +202,38 @@ def _explain(args):
     if out_ext not in (".h5", ".hdf5", ".npy", ".npz", ".mat", ".txt"):
         raise ValueError(f"{args.out}: write .h5/.hdf5 (relevance, prediction, scores, target) or "
                          f".npy/.npz/.mat/.txt (relevance only)")
-    if args.png is not None and not os.path.isdir(args.png):
-        raise FileNotFoundError(f"--png folder does not exist: {args.png}")
-    input_range = tuple(args.input_range)
+    input_range = _input_range(args.input_range)
     method = _method(args, input_range)
-    net = load(args.model, device=args.device)
+    if args.png is not None:
+        from .render import colormap
+
+        colormap(args.cmap)  # an unknown name fails now, not after the first batch
+    model = _model_path(args.model)
+    _check_outputs([args.out], [model, args.data], args.overwrite)
+    net = load(model, device=args.device)
     source = open_source(args.data, args.dataset, sample_shape(net, args.size), input_range)
     N = len(source)
-    if args.png is not None and len(source.sample_shape) != 3:
-        raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
-                         f"{tuple(source.sample_shape)}")
+    shape = _data_note("explain", net, source, input_range)
+    png_paths = None
+    if args.png is not None:
+        if len(shape) != 3:
+            raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
+                             f"{tuple(source.sample_shape)}")
+        png_paths = _check_pngs(args.png, source, args.overwrite)
     kind, value = _targets(args.target, N)
-    if out_ext == ".txt" and (len(source.sample_shape) > 1 or kind in ("all", "top")):
+    if out_ext == ".txt" and (len(shape) > 1 or kind in ("all", "top")):
         raise ValueError(f"{args.out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
-    settings = dict(model=os.path.abspath(args.model), data=os.path.abspath(args.data),
+    # .npy/.npz/.mat/.txt hold the relevance alone: for images, a list of
+    # the file of each row goes beside it (an unreadable image is left out)
+    names_path = args.out + ".names.txt" if out_ext not in (".h5", ".hdf5") and source.names is not None \
+        else None
+    if names_path is not None:
+        _check_outputs([names_path], [], args.overwrite)
+    settings = dict(model=os.path.abspath(model), data=os.path.abspath(args.data),
                     method=_method_text(args), target=args.target, size=args.size,
                     input_range=input_range, dataset=args.dataset)
     writer = HDF5Writer(args.out, N, settings, args.overwrite) if out_ext in (".h5", ".hdf5") else None
-    parts, failures = [], 0
+    parts, failures, row_names = [], 0, []
     start = writer.done if writer is not None else 0
     if start:
         print(f"resuming {args.out}: {start} of {N} samples were done", file=sys.stderr)
@@ -170,7 +259,7 @@ def _explain(args):
                 print(f"lrpnb explain: skipped sample {index}: {message}", file=sys.stderr)
             results = None
             if len(kept):
-                X = np.asarray(X)
+                X = model_input(net, X, input_range, source.name)
                 target = _target_argument(kind, value, kept)
                 try:
                     relevance, scores = net.explain(X, target=target, return_scores=True, **method)
@@ -178,8 +267,8 @@ def _explain(args):
                     # explain() counts samples within the batch
                     raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
                 relevance = np.asarray(relevance)
-                if args.png is not None:
-                    _write_pngs(args.png, source, kept, X, relevance, input_range, args.cmap)
+                if png_paths is not None:
+                    _write_pngs(png_paths, kept, X, relevance, input_range, args.cmap)
                 chosen = target_classes(target, scores)
                 results = dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
                                target=chosen if kind in ("all", "top") else chosen[:, 0])
@@ -193,16 +282,23 @@ def _explain(args):
                 pending = writes.submit(writer.write, first, rows)
             elif results is not None:
                 parts.append(results["relevance"])
+                if names_path is not None:
+                    row_names.extend(source.names[k] for k in kept)
             bar.update(last - first)
         if pending is not None:
             pending.result()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        stop.reported = True  # said here: main() need not say it again
         bar.close()
         if writer is not None:
             _settle(pending)
             writer.close()
-            print(f"lrpnb explain: interrupted after {writer.done} of {N} samples; they are kept in "
-                  f"{writer.partial}; run the same command again to resume", file=sys.stderr)
+            if writer.done:
+                print(f"lrpnb explain: interrupted after {writer.done} of {N} samples; they are kept in "
+                      f"{writer.partial}; run the same command again to resume", file=sys.stderr)
+            else:
+                print("lrpnb explain: interrupted before the first batch was done; nothing written",
+                      file=sys.stderr)
         else:
             print("lrpnb explain: interrupted; nothing written (write .h5 to keep finished batches)",
                   file=sys.stderr)
@@ -221,7 +317,8 @@ def _explain(args):
     if writer is not None:
         if explained == 0 and start == 0:
             writer.close()
-            os.remove(writer.partial)
+            if os.path.exists(writer.partial):
+                os.remove(writer.partial)
             raise ValueError(f"{args.data}: no sample could be explained")
         # rows of unreadable samples, from this run or an interrupted earlier one
         failures = writer.finish()
@@ -229,6 +326,12 @@ def _explain(args):
         if not parts:
             raise ValueError(f"{args.data}: no sample could be explained")
         write_data(np.concatenate(parts), args.out)
+        if names_path is not None:
+            from ._atomic import atomic_path
+
+            with atomic_path(names_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{name}\n" for name in row_names))
+            print(f"the image of each row of {args.out}, one per line: {names_path}", file=sys.stderr)
     seconds = time.perf_counter() - began
     rate = explained / seconds if seconds > 0 else float("inf")
     print(f"explained {explained} samples with {_method_text(args)} in {seconds:.2f} s "
@@ -297,6 +400,7 @@ def _convert(args):
 
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ValueError("convert needs two different files")
+    _check_outputs([args.output], [_model_path(args.input)], args.overwrite)
     net = load(args.input)
     save(net, args.output)
     print(f"wrote {args.output}: {len(net.layers)} layers from {args.input}")
@@ -305,19 +409,24 @@ def _convert(args):
 # ---------------------------------------------------------------- demo
 def _demo(args):
     from . import render
-    from .batch import input_shape, open_source
+    from .batch import input_shape, model_input, open_source
     from .digits import synthetic_digits
     from .kernels.activations import softmax_forward
     from .model_io import load
 
     started = time.perf_counter()
-    model = args.model or _embedded_model()
-    net = load(model)
-    shape = input_shape(net)
-    input_range = tuple(args.input_range)
+    model = _model_path(args.model) if args.model else _embedded_model()
+    input_range = _input_range(args.input_range)
     method = _method(args, input_range)
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}")
+    out = args.out or os.getcwd()
+    path = os.path.join(out, "lrpnb_demo.png") if os.path.isdir(out) else out
+    if not path.lower().endswith(".png"):
+        raise ValueError(f"--out {out}: give a folder or a .png file")
+    _check_outputs([path], [model, args.data, args.labels], overwrite=True)  # the demo's picture is replaced
+    net = load(model)
+    shape = input_shape(net)
     labels = None
     if args.data is None:
         digits = synthetic_digits(args.count, seed=args.seed)
@@ -328,12 +437,15 @@ def _demo(args):
         X, problems, _ = source.batch(0, min(args.count, len(source)))
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
-        X = _as_model_input(np.asarray(X), shape, input_range, args.data)
+        X = model_input(net, X, input_range, args.data)
         origin = f"the first {len(X)} samples of {args.data}"
         if args.labels is not None:
             from .data_io import class_labels, read_data
 
-            labels = class_labels(read_data(args.labels), args.labels)[:len(X)]
+            labels = class_labels(read_data(args.labels), args.labels)
+            if len(labels) < len(X):
+                raise ValueError(f"--labels {args.labels} has {len(labels)} labels for {len(X)} samples")
+            labels = labels[:len(X)]
     if args.rule is None and args.composite is None:
         method = dict(rule="epsilon", param=0.01 if args.param is None else args.param)
         args.rule, args.param = "epsilon", method["param"]
@@ -351,11 +463,11 @@ def _demo(args):
               f"{known}")
     if labels is not None:
         print(f"  {np.mean(predicted == labels[:len(X)]):.1%} right")
-    pictures = render.compose(X, relevance, enlarge=4, input_range=input_range)
-    out = args.out or os.getcwd()
-    path = os.path.join(out, "lrpnb_demo.png") if os.path.isdir(out) else out
+    drawn = min(len(X), DEMO_PICTURES)
+    pictures = render.compose(X[:drawn], relevance[:drawn], enlarge=4, input_range=input_range)
     render.save_image(list(pictures), path, columns=min(4, len(pictures)), border=4)
-    print(f"wrote {path}: each input (left) beside its relevance (red: for the prediction, "
+    which = "each input" if drawn == len(X) else f"the first {drawn} inputs"
+    print(f"wrote {path}: {which} (left) beside its relevance (red: for the prediction, "
           f"blue: against)")
     again = time.perf_counter()
     net.explain(X, **method)  # the kernels are compiled (or loaded from the cache) by now
@@ -365,28 +477,20 @@ def _demo(args):
           f"{time.perf_counter() - started:.1f} s in all")
 
 
+#: samples the demo draws at most (a picture of thousands would be too tall to open)
+DEMO_PICTURES = 64
+
+
 def _embedded_model():
-    from importlib import resources
+    from .model_io import model_path
 
-    return str(resources.files("lrpnb") / "data" / "lenet5_synthetic.txt")
+    return model_path("lenet5_synthetic")
 
 
-def _as_model_input(X, shape, input_range, name):
-    """The toolbox's MNIST files hold 0..255 vectors of 784 pixels; a
-    LeNet-5 takes 32 x 32 images in [-1, 1] (the digit padded with -1)."""
-    from .digits import mnist_images
+def _model_path(name):
+    from .model_io import model_path
 
-    if shape is None or X.shape[1:] == shape:
-        return X
-    if len(shape) == 3 and shape[0] == shape[1] and shape[2] == 1:
-        # raw 0..255 pixels are scaled; values already in the input range are not
-        raw = X.dtype == np.uint8 or X.max() > input_range[1]
-        try:
-            return mnist_images(X.reshape(len(X), -1), shape[0], input_range, np.float32,
-                                (0, 255) if raw else input_range)
-        except ValueError:
-            pass  # not square digits that fit: said below
-    raise ValueError(f"{name}: samples of shape {X.shape[1:]} do not fit the model's input {shape}")
+    return model_path(name)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -458,10 +562,10 @@ def _read_relevance(path, source, kept, shape):
 
 def _evaluate(args):
     from . import evaluate
-    from .batch import input_shape, open_source, sample_shape
+    from .batch import model_input, open_source, sample_shape
     from .model_io import load
 
-    input_range = tuple(args.input_range)
+    input_range = _input_range(args.input_range)
     if args.relevance is not None and args.rule:
         raise ValueError("give --relevance (maps from lrpnb explain) or --rule, not both")
     if args.relevance is not None and args.target != "pred":
@@ -479,7 +583,7 @@ def _evaluate(args):
             raise ValueError(f"{path}: write {' or '.join(extensions)}")
     _check_outputs(outputs, [args.model, args.data, args.relevance], args.overwrite)
 
-    model = args.model or _embedded_model()
+    model = _model_path(args.model) if args.model else _embedded_model()
     net = load(model, device=args.device)
     if args.data is None:
         if args.model is not None:
@@ -493,13 +597,14 @@ def _evaluate(args):
         origin = f"{count} held-out synthetic digits (seed {args.seed + 1000})"
     else:
         source = open_source(args.data, args.dataset, sample_shape(net, args.size), input_range)
+        _data_note("evaluate", net, source, input_range)
         count = len(source) if args.count is None else min(args.count, len(source))
         X, problems, kept = source.batch(0, count)
         for index, message in problems:
             print(f"lrpnb evaluate: skipped sample {index}: {message}", file=sys.stderr)
         if not len(kept):
             raise ValueError(f"{args.data}: no sample could be read")
-        X = _as_model_input(np.asarray(X), input_shape(net), input_range, args.data)
+        X = model_input(net, X, input_range, args.data)
         origin = f"{len(kept)} samples of {args.data}"
     kind, value = _targets(args.target, count)
     if kind in ("all", "top"):
@@ -591,6 +696,8 @@ def _check_outputs(outputs, inputs, overwrite):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
         if os.path.exists(path) and not overwrite:
             raise ValueError(f"{path} exists; remove it or pass --overwrite")
 
@@ -628,7 +735,7 @@ def _add_method(parser, default_text="simple"):
                         help=f"LRP rule or gradient method (default {default_text}): simple, epsilon, "
                              "alphabeta, flat, ww, zplus, gamma, zb, gradient, sensitivity, "
                              "deconvnet, guided_backprop, gradient_x_input")
-    parser.add_argument("--param", type=float, default=None,
+    parser.add_argument("--param", default=None,
                         help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, gamma "
                              "for gamma)")
     parser.add_argument("--composite", default=None,
@@ -753,6 +860,7 @@ def build_parser():
                                               "as .txt or .nn/.pickle (the format from the extension).")
     convert.add_argument("input", help="model file to read")
     convert.add_argument("output", help="model file to write (.txt, .nn, .pickle)")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.set_defaults(run=_convert)
 
     add_toolbox(commands)
@@ -763,14 +871,21 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+    except BrokenPipeError:
+        # the reader went away (lrpnb info M | head): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Failure as failure:
         print(f"lrpnb {args.command}: {failure}", file=sys.stderr)
         return 1
     except (ValueError, OSError, TypeError, RuntimeError) as error:
         print(f"lrpnb {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"lrpnb {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        if not getattr(stop, "reported", False):
+            print(f"lrpnb {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
 

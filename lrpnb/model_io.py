@@ -25,7 +25,10 @@ from ._atomic import atomic_path
 from .network import (Convolution, Flatten, Linear, MaxPool, Network, Rect, SoftMax, SumPool,
                       Tanh)
 
-__all__ = ["load", "save", "FORMATS"]
+__all__ = ["load", "save", "model_path", "FORMATS", "EMBEDDED"]
+
+#: models that ship with lrpnb, by the name load() and --model accept
+EMBEDDED = {"lenet5_synthetic": "lenet5_synthetic.txt"}
 
 #: file extension -> format name
 FORMATS = {".txt": "txt", ".nn": "pickle", ".pickle": "pickle", ".pkl": "pickle", ".mat": "mat"}
@@ -41,8 +44,22 @@ def _format_of(path, fmt):
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in FORMATS:
         raise ValueError(f"cannot tell the model format of {os.fspath(path)!r} from its extension; "
-                         f"use one of {sorted(FORMATS)} or pass fmt=")
+                         f"name the file with one of {', '.join(sorted(FORMATS))} (from Python: "
+                         f"or pass fmt=)")
     return FORMATS[ext]
+
+
+def model_path(path):
+    """The file of a model: ``path`` itself, or the file of an embedded model
+    named in EMBEDDED ('lenet5_synthetic', with or without .txt) where no
+    file of that name exists."""
+    path = os.fspath(path)
+    name = path[:-4] if path.endswith(".txt") else path
+    if not os.path.exists(path) and name in EMBEDDED:
+        from importlib import resources
+
+        return str(resources.files("lrpnb") / "data" / EMBEDDED[name])
+    return path
 
 
 def load(path, fmt=None, device="cpu"):
@@ -51,13 +68,15 @@ def load(path, fmt=None, device="cpu"):
     Parameters
     ----------
     path : str or path-like
+        A model file, or the name of a model that ships with lrpnb
+        ('lenet5_synthetic', see EMBEDDED).
     fmt : {'txt', 'nn', 'pickle', 'mat'}, optional
         Defaults to the file's extension.
     device : {'cpu', 'cuda', 'auto'}
         Where the network runs (see :meth:`Network.to`).
     """
+    path = model_path(path)
     kind = _format_of(path, fmt)
-    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
@@ -82,8 +101,11 @@ def save(net, path, fmt=None):
 
 
 # ====================================================================== text
-# numpy >= 2 prints scalars as np.float64(0.5); the toolbox's writer used repr()
-_NUMPY_SCALAR = re.compile(r"(?:np|numpy)\.float(?:16|32|64|128)?\(\s*([^()]*?)\s*\)")
+# numpy >= 2 prints scalars as np.float64(0.5); the toolbox's writer used repr().
+# One greedy class between the parentheses and no \s* around it: the match
+# takes linear time (spaces are stripped afterwards), where lazy and greedy
+# runs of spaces side by side backtracked cubically on "np.float64(   ...x"
+_NUMPY_SCALAR = re.compile(r"(?:np|numpy)\.float(?:16|32|64|128)?\(([^()]*)\)")
 
 
 class _Lines:
@@ -106,7 +128,7 @@ class _Lines:
 
     def numbers(self, what):
         lineno, line = self.next(what)
-        tokens = _NUMPY_SCALAR.sub(r"\1", line).split()
+        tokens = _NUMPY_SCALAR.sub(lambda match: f" {match.group(1).strip()} ", line).split()
         values = np.empty(len(tokens))
         for k, token in enumerate(tokens):
             try:
@@ -237,6 +259,33 @@ def _safe_reconstruct(subtype, shape, dtype):
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
+def _safe_frombuffer(buffer, dtype, shape, order):
+    """numpy's protocol-5 array reconstruction (numpy._core.numeric._frombuffer,
+    as pickle.HIGHEST_PROTOCOL writes arrays under Python 3): only numeric
+    dtypes, a shape of non-negative ints whose size matches the bytes
+    exactly, C or Fortran order; the array is a copy (never a view of the
+    pickle's buffer)."""
+    if isinstance(buffer, pickle.PickleBuffer):
+        buffer = buffer.raw()
+    if not isinstance(buffer, (bytes, bytearray, memoryview)):
+        raise pickle.UnpicklingError("an array's data must be bytes")
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or dtype.fields is not None \
+            or dtype.subdtype is not None:
+        raise pickle.UnpicklingError("only numeric numpy arrays are admitted")
+    if not isinstance(shape, tuple) or len(shape) > 32 or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"an array's shape must be a tuple of sizes, got {shape!r}")
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"an array's order must be 'C' or 'F', got {order!r}")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(memoryview(buffer).cast("B")):
+        raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} needs "
+                                     f"{count * dtype.itemsize} bytes, the pickle holds {len(buffer)}")
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
+
+
 def _safe_scalar(dtype, data=None):
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise pickle.UnpicklingError("only numeric numpy scalars are admitted")
@@ -265,7 +314,7 @@ def _safe_newobj(cls, *args):
 
 _NUMPY_GLOBALS = {
     "_reconstruct": _safe_reconstruct, "ndarray": np.ndarray, "dtype": np.dtype,
-    "scalar": _safe_scalar,
+    "scalar": _safe_scalar, "_frombuffer": _safe_frombuffer,
 }
 _ADMITTED_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
                            "numpy.core.numeric", "numpy._core.numeric"}

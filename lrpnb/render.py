@@ -131,11 +131,14 @@ def _odd(cmap):
 
 
 def _batch(array, what, channels_allowed=True):
-    """(float64 array (N, H, W[, C]), whether the input was a single picture)."""
+    """(float64 array (N, H, W[, C]), whether the input was a single picture).
+
+    (H, W) and (H, W, 1|3) are one picture (a sample as it comes out of a
+    batch), (N, H, W) and (N, H, W, C) a batch."""
     array = np.asarray(array)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{what} must be numeric, got dtype {array.dtype}")
-    if array.ndim == 2:
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3) and channels_allowed):
         return array[None].astype(np.float64), True
     if array.ndim == 3 or (array.ndim == 4 and channels_allowed):
         return array.astype(np.float64), False
@@ -164,8 +167,8 @@ def heatmap(R, cmap="bwr", scale="sample", symmetric=True, sigma=None, enlarge=1
 
     Parameters
     ----------
-    R : array (H, W), (N, H, W) or (N, H, W, C)
-        One map, or a batch (colour channels last are summed first).
+    R : array (H, W), (H, W, C), (N, H, W) or (N, H, W, C)
+        One map (C 1 or 3), or a batch (channels last are summed first).
     cmap : str or matplotlib colormap
         Default 'bwr': positive relevance red, negative blue, zero white.
     scale : 'sample', 'shared' or float
@@ -221,8 +224,8 @@ def image(X, input_range=(-1.0, 1.0), enlarge=1):
     """Input samples as RGB pictures: grey for one channel, RGB for three.
 
     Values are mapped from ``input_range`` (low, high) to black..white and
-    clipped. ``X`` is (H, W) for one grey picture, or a batch (N, H, W) or
-    (N, H, W, 1|3) (as in :func:`heatmap`). Returns uint8 (H', W', 3) or
+    clipped. ``X`` is one picture (H, W) or (H, W, 1|3), or a batch (N, H, W)
+    or (N, H, W, 1|3) (as in :func:`heatmap`). Returns uint8 (H', W', 3) or
     (N, H', W', 3).
     """
     pictures, single = _batch(X, "X")
@@ -245,24 +248,28 @@ def image(X, input_range=(-1.0, 1.0), enlarge=1):
 def compose(X, R, layout="beside", alpha=0.6, input_range=(-1.0, 1.0), **heatmap_options):
     """The input and its heatmap in one picture per sample.
 
-    ``layout='beside'`` puts the input left of the heatmap (one column of
-    border between them); ``'under'`` draws the heatmap over the input with
-    opacity ``alpha``. Other keywords go to :func:`heatmap` (the same
-    ``enlarge`` is used for the input). Shapes as in :func:`heatmap`.
+    ``layout='beside'`` puts the input left of the heatmap, ``'under'`` the
+    heatmap under the input (one line of white between them);
+    ``'overlay'`` blends the heatmap over the input with opacity ``alpha``.
+    Other keywords go to :func:`heatmap` (the same ``enlarge`` is used for
+    the input). Shapes as in :func:`heatmap`.
     """
     enlarge = heatmap_options.get("enlarge", 1)
     heat = heatmap(R, **heatmap_options)
     picture = image(X, input_range=input_range, enlarge=enlarge)
     if picture.shape[-3:] != heat.shape[-3:] or picture.ndim != heat.ndim:
         raise ValueError(f"X draws as {picture.shape} but R as {heat.shape}; they must match")
-    if layout == "under":
+    if layout == "overlay":
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
         return np.round(alpha * heat + (1 - alpha) * picture.astype(np.float64)).astype(np.uint8)
-    if layout != "beside":
-        raise ValueError(f"layout must be 'beside' or 'under', got {layout!r}")
-    gap = np.full(picture.shape[:-2] + (1, 3), 255, np.uint8)
-    return np.concatenate([picture, gap, heat], axis=-2)
+    if layout not in ("beside", "under"):
+        raise ValueError(f"layout must be 'beside', 'under' or 'overlay', got {layout!r}")
+    axis = -2 if layout == "beside" else -3  # columns, or rows
+    gap_shape = list(picture.shape)
+    gap_shape[axis] = 1
+    gap = np.full(gap_shape, 255, np.uint8)
+    return np.concatenate([picture, gap, heat], axis=axis)
 
 
 def grid(images, columns=None, border=2, color=(255, 255, 255)):

@@ -47,7 +47,8 @@ def test_explain_text_data(tmp_path):
     (["--model", "absent.txt"], "model file not found: absent.txt"),
     (["--rule", "magic"], "unknown LRP rule 'magic'"),
     (["--rule", "epsilon"], "needs a parameter"),
-    (["--data", str(EXAMPLES / "mlp_inputs.txt")], r"layer 0 \(Convolution 3 3 1 4 1 1\)"),
+    (["--data", str(EXAMPLES / "mlp_inputs.txt")],
+     r"mlp_inputs.txt: samples of 4 values do not fit the model, which takes 8 x 8 x 1 images"),
     (["--out", "relevance.txt"], r"relevance.txt: a .txt file holds at most 2 dimensions"),
 ])
 def test_explain_errors(tmp_path, args, message):

@@ -153,6 +153,8 @@ def test_image_list_resized(tmp_path):
     assert result.returncode == 1
     assert "absent.png: image not found (line 4)" in result.stderr
     assert np.load(tmp_path / "r.npy").shape == (2, 8, 8, 1)
+    # the rows' images beside the relevance, which holds no names itself
+    assert (tmp_path / "r.npy.names.txt").read_text() == "img0.png\nbig.png\n"
 
 
 def test_hdf5_input(tmp_path):

@@ -2,6 +2,7 @@
 import os
 import pickle
 import pickletools
+import sys
 
 import numpy as np
 import pytest
@@ -194,3 +195,99 @@ def test_save_is_atomic_and_refuses_mat(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.txt"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         lrpnb.save(random_network(), tmp_path / "no" / "such" / "model.txt")
+
+
+# ---------------------------------------------------------------- current toolbox pickles
+def _toolbox_modules(monkeypatch):
+    """The toolbox's class names in modules of their own, as its Python 3
+    code defines them (Module sets lrp_var = None, lrp_param = 1.0)."""
+    import types
+
+    classes = {}
+    package = types.ModuleType("modules")
+    monkeypatch.setitem(sys.modules, "modules", package)
+    for name in ("Module", "Sequential", "Linear", "Convolution", "SumPool", "Rect", "Flatten", "SoftMax"):
+        module = types.ModuleType(f"modules.{name.lower()}")
+        cls = type(name, (object,), {"__module__": module.__name__})
+        setattr(module, name, cls)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        classes[name] = cls
+    return classes
+
+
+def _toolbox_model(classes, rng):
+    def make(name, **attributes):
+        layer = classes[name]()
+        layer.lrp_var, layer.lrp_param = None, 1.0
+        layer.__dict__.update(attributes)
+        return layer
+
+    W1 = np.asfortranarray(rng.normal(size=(3, 3, 1, 4)))  # a Fortran-ordered array too
+    layers = [make("Convolution", W=W1, B=rng.normal(size=4), stride=(1, 1), fh=3, fw=3, fd=1, n=4),
+              make("Rect"), make("SumPool", pool=(2, 2), stride=(2, 2)), make("Flatten"),
+              make("Linear", W=rng.normal(size=(36, 3)).astype(np.float32), B=np.zeros(3, np.float32),
+                   m=36, n=3, lrp_var="flat"),
+              make("SoftMax")]
+    return make("Sequential", modules=layers), layers
+
+
+def _unframed(data):
+    """The pickle without its FRAME opcodes (optional for the reader), so
+    that strings in it can change length."""
+    import pickletools
+
+    ops = list(pickletools.genops(data))
+    out = bytearray()
+    for k, (op, _, pos) in enumerate(ops):
+        end = ops[k + 1][2] if k + 1 < len(ops) else len(data)
+        if op.name != "FRAME":
+            out += data[pos:end]
+    return bytes(out)
+
+
+@pytest.mark.parametrize("numpy_name", ["numpy._core.numeric", "numpy.core.numeric"])
+def test_highest_protocol_pickles_of_the_current_toolbox(tmp_path, monkeypatch, numpy_name):
+    """The toolbox saves with pickle.HIGHEST_PROTOCOL (5) under Python 3:
+    numpy then stores arrays through _frombuffer (numpy 2 names its module
+    numpy._core.numeric, numpy 1 numpy.core.numeric)."""
+    classes = _toolbox_modules(monkeypatch)
+    root, layers = _toolbox_model(classes, np.random.default_rng(0))
+    data = _unframed(pickle.dumps(root, pickle.HIGHEST_PROTOCOL))
+    assert b"_frombuffer" in data
+    if numpy_name == "numpy.core.numeric":
+        data = data.replace(b"\x8c\x13numpy._core.numeric", b"\x8c\x12numpy.core.numeric")
+    path = tmp_path / "model.nn"
+    path.write_bytes(data)
+    net = lrpnb.load(path)
+    assert [layer.describe() for layer in net.layers] == [
+        "Convolution 3 3 1 4 1 1", "Rect", "SumPool 2 2 2 2", "Flatten", "Linear 36 3", "SoftMax"]
+    np.testing.assert_array_equal(net.layers[0].W, layers[0].W)
+    assert net.layers[4].W.dtype == np.float32 and net.layers[4].lrp_var == "flat"
+    assert net.layers[4].lrp_param is None  # the toolbox's 1.0, which flat ignores, is dropped
+    np.testing.assert_array_equal(net.layers[4].W, layers[4].W)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ((b"\x8c\x02f8", b"\x8c\x02U2"), "only numeric numpy arrays are admitted"),
+    ((b"K\x03K\x03K\x01K\x04t", b"K\x03K\x03K\x01K\x05t"),
+     r"an array of shape \(3, 3, 1, 5\) and dtype float64 needs 360 bytes, the pickle holds 288"),
+])
+def test_forged_frombuffer_arrays_are_refused(tmp_path, monkeypatch, edit, message):
+    classes = _toolbox_modules(monkeypatch)
+    root, _ = _toolbox_model(classes, np.random.default_rng(0))
+    data = _unframed(pickle.dumps(root, pickle.HIGHEST_PROTOCOL))
+    assert edit[0] in data
+    path = tmp_path / "model.nn"
+    path.write_bytes(data.replace(edit[0], edit[1], 1))
+    with pytest.raises(ValueError, match=message):
+        lrpnb.load(path)
+
+
+def test_a_numpy_scalar_with_a_long_run_of_spaces_parses_in_linear_time(tmp_path):
+    # the former pattern backtracked cubically here (65 s for 4 KB)
+    (tmp_path / "m.txt").write_text("Linear 1 1\nnp.float64(" + " " * 50_000 + "x\n0\n")
+    with pytest.raises(ValueError, match=r"line 2: .*is not a number"):
+        lrpnb.load(tmp_path / "m.txt")
+    (tmp_path / "n.txt").write_text("Linear 1 1\nnp.float64(  0.5 )\nnumpy.float32(0.25)\n")
+    net = lrpnb.load(tmp_path / "n.txt")
+    assert net.layers[0].W[0, 0] == 0.5 and net.layers[0].B[0] == 0.25

@@ -79,16 +79,29 @@ def test_image_grey_and_rgb():
         render.image(np.zeros((1, 2, 2, 2)))
 
 
-def test_compose_beside_and_under():
+def test_compose_beside_under_and_overlay():
     X = np.full((5, 6), -1.0)
     beside = render.compose(X, peaks())
     assert beside.shape == (5, 13, 3)
     assert tuple(beside[0, 0]) == (0, 0, 0) and tuple(beside[0, 6]) == (255, 255, 255)
     assert beside[1, 9, 0] > 150 and beside[1, 9, 1] < 20
-    under = render.compose(X, peaks(), layout="under", alpha=0.5)
-    assert under.shape == (5, 6, 3) and tuple(under[0, 0]) == (128, 128, 128)  # half white, half black
-    with pytest.raises(ValueError, match="layout"):
+    # under: the input on top, a white line, the heatmap below it
+    under = render.compose(X, peaks(), layout="under")
+    assert under.shape == (11, 6, 3)
+    assert tuple(under[0, 0]) == (0, 0, 0) and (under[5] == 255).all()
+    np.testing.assert_array_equal(under[6:], render.heatmap(peaks()))
+    overlay = render.compose(X, peaks(), layout="overlay", alpha=0.5)
+    assert overlay.shape == (5, 6, 3) and tuple(overlay[0, 0]) == (128, 128, 128)  # half white, half black
+    with pytest.raises(ValueError, match="layout must be 'beside', 'under' or 'overlay'"):
         render.compose(X, peaks(), layout="sideways")
+
+
+def test_one_sample_with_its_channel_axis_is_one_picture():
+    X = np.zeros((32, 32, 1))
+    assert render.image(X).shape == (32, 32, 3)
+    assert render.heatmap(np.ones((32, 32, 1))).shape == (32, 32, 3)
+    assert render.compose(X, np.ones((32, 32, 1)), enlarge=2).shape == (64, 129, 3)
+    assert render.image(np.zeros((2, 32, 32, 1))).shape == (2, 32, 32, 3)
 
 
 def test_grid_and_save_image(tmp_path):
