@@ -16,10 +16,12 @@ import numpy as np
 from ._atomic import atomic_path
 from .data_io import read_data
 
-#: HDF5 compression of the results: gzip (readable by every HDF5 tool) at
-#: level 1 after byte shuffling; on LeNet-5 relevance maps (float32) this
-#: wrote 10,000 maps in 0.79 s to 33 MiB, against 1.16 s and 36 MiB for
-#: gzip level 4 unshuffled and 40 MiB uncompressed
+#: HDF5 compression of the results when asked for (``lrpnb explain
+#: --compress``): gzip (readable by every HDF5 tool) at level 1 after byte
+#: shuffling. Off by default: float32 relevance maps shrink by a sixth only
+#: (LeNet-5: 33 MiB against 40 MiB for 10,000 maps), and compressing on one
+#: writer thread held ``lrpnb explain`` to 61% of the in-memory rate on 2
+#: cores, against 86% uncompressed (bench/pipeline.py)
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 
 __all__ = ["input_shape", "sample_shape", "model_input", "describe_input", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
@@ -287,13 +289,15 @@ class HDF5Writer:
 
     Datasets: ``relevance`` (N, ...) or (N, T, ...), ``prediction`` (N,),
     ``scores`` (N, C), ``target`` (N,) or (N, T), and for images ``source``
-    (the file names); chunked by batch and compressed (COMPRESSION). While running,
+    (the file names); chunked by batch, and compressed (COMPRESSION) with
+    ``compress=True``. While running,
     ``ok`` (N,) marks the rows that hold results; rows of samples that could
     not be read are dropped when the file is finished.
     """
 
-    def __init__(self, path, count, settings, overwrite=False):
+    def __init__(self, path, count, settings, overwrite=False, compress=False):
         self.path = os.fspath(path)
+        self.compression = COMPRESSION if compress else {}
         self.partial = self.path + ".partial"
         self.count, self.settings = count, json.dumps(settings, sort_keys=True)
         folder = os.path.dirname(os.path.abspath(self.path))
@@ -352,7 +356,7 @@ class HDF5Writer:
 
             return self.file.create_dataset(name, shape=shape, dtype=h5py.string_dtype())
         chunks = (max(1, min(len(rows), self.count)),) + rows.shape[1:]
-        return self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **COMPRESSION)
+        return self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **self.compression)
 
     def write(self, start, results):
         """Store ``results`` (name -> rows) as samples start.. and mark them done."""
@@ -391,7 +395,7 @@ class HDF5Writer:
                     if name == "source":
                         target.create_dataset(name, data=data.astype(object), dtype=h5py.string_dtype())
                     else:
-                        target.create_dataset(name, data=data, **COMPRESSION)
+                        target.create_dataset(name, data=data, **self.compression)
         os.remove(self.partial)
         return int(np.sum(~ok))
 

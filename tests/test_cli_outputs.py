@@ -217,3 +217,16 @@ def test_an_image_too_large_to_decode_is_reported_and_left_out(tmp_path, monkeyp
     X, problems, kept = open_source(str(tmp_path), None, (8, 8, 1)).batch(0, 2)
     assert kept == [0] and X.shape == (1, 8, 8, 1)
     assert problems[0][0] == 1 and "b.png: refusing to decode the image" in problems[0][1]
+
+
+def test_hdf5_compression_is_asked_for(tmp_path):
+    for extra, expected in (([], None), (["--compress"], "gzip")):
+        out = tmp_path / f"r{len(extra)}.h5"
+        result = run("explain", "--model", TINY, "--data", TINY_DATA, "--out", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        with h5py.File(out, "r") as handle:
+            assert handle["relevance"].compression == expected
+            np.testing.assert_allclose(handle["relevance"][...], lrpnb.load(TINY).explain(np.load(TINY_DATA)),
+                                       rtol=1e-12)
+    result = run("explain", "--model", TINY, "--data", TINY_DATA, "--out", str(tmp_path / "r.npy"), "--compress")
+    assert result.returncode == 1 and "--compress applies to HDF5 output" in result.stderr

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
-from .rules import negative_part, positive_part, stabilize
+from .rules import negative_part, positive_part, stabilize, times_input
 
 
 def sumpool_forward(X, hp, wp, s0, s1, scale):
@@ -79,7 +79,7 @@ def _sumpool_relevance_epsilon_block(X, R, hp, wp, s0, s1, epsilon, Rx, n0, n1):
                     for b in range(wp):
                         for c in range(D):
                             Rx[n, i * s0 + a, j * s1 + b, c] += S[c]
-        Rx[n] *= X[n]
+        times_input(Rx, X, n)
 
 
 def sumpool_relevance_alphabeta(X, R, hp, wp, s0, s1, alpha, beta, tiny):
@@ -125,7 +125,7 @@ def _sumpool_relevance_alphabeta_block(X, R, hp, wp, s0, s1, alpha, beta, tiny, 
                                 Rx[n, i * s0 + a, j * s1 + b, c] += Sp[c]
                             elif x < 0:
                                 Rx[n, i * s0 + a, j * s1 + b, c] += Sn[c]
-        Rx[n] *= X[n]
+        times_input(Rx, X, n)
 
 
 def pool_relevance_uniform(X, R, hp, wp, s0, s1):
