@@ -157,15 +157,23 @@ def _check_pngs(folder, source, overwrite):
     return paths
 
 
-def _write_pngs(paths, kept, X, relevance, input_range, cmap):
+def _captions(scores, classes):
+    """Captions of a labelled picture: the prediction and its softmax
+    confidence over the input, the class explained over each map."""
+    from .kernels.activations import softmax_forward
+
+    confidence = softmax_forward(np.asarray(scores, dtype=np.float64))
+    predicted = np.argmax(scores, axis=1)
+    return [[f"predicted {p} ({c[p]:.0%})"] + [f"for class {t}" for t in row]
+            for p, c, row in zip(predicted, confidence, classes)]
+
+
+def _write_pngs(paths, kept, X, relevance, input_range, cmap, scores, classes):
     from . import render
 
-    for row, index in enumerate(kept):
-        heat = relevance[row]
-        maps = heat if heat.ndim == X.ndim else heat[None]   # (T, ...) or one map
-        pictures = [render.image(X[row][None], input_range=input_range)[0]]
-        pictures += list(render.heatmap(np.asarray(maps), cmap=cmap))
-        render.save_image(pictures, paths[index])
+    for row, (index, captions) in enumerate(zip(kept, _captions(scores, classes))):
+        picture = render.labelled(X[row], relevance[row], captions, cmap=cmap, input_range=input_range)
+        render.save_image(picture, paths[index], border=0)
 
 
 def _data_note(command, net, source, input_range):
@@ -270,9 +278,9 @@ def _explain(args):
                     # explain() counts samples within the batch
                     raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
                 relevance = np.asarray(relevance)
-                if png_paths is not None:
-                    _write_pngs(png_paths, kept, X, relevance, input_range, args.cmap)
                 chosen = target_classes(target, scores)
+                if png_paths is not None:
+                    _write_pngs(png_paths, kept, X, relevance, input_range, args.cmap, scores, chosen)
                 results = dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
                                target=chosen if kind in ("all", "top") else chosen[:, 0])
                 explained += len(kept)
@@ -467,11 +475,16 @@ def _demo(args):
     if labels is not None:
         print(f"  {np.mean(predicted == labels[:len(X)]):.1%} right")
     drawn = min(len(X), DEMO_PICTURES)
-    pictures = render.compose(X[:drawn], relevance[:drawn], enlarge=4, input_range=input_range)
-    render.save_image(list(pictures), path, columns=min(4, len(pictures)), border=4)
+    captions = _captions(scores[:drawn], predicted[:drawn, None])
+    if labels is not None:
+        captions = [[first, f"{second}, {'drawn' if args.data is None else 'label'} {label}"]
+                    for (first, second), label in zip(captions, labels)]
+    pictures = [render.labelled(X[n], relevance[n], captions[n], input_range=input_range,
+                                panel=DEMO_PANEL_PIXELS) for n in range(drawn)]
+    render.save_image(pictures, path, columns=min(4, len(pictures)), border=6)
     which = "each input" if drawn == len(X) else f"the first {drawn} inputs"
     print(f"wrote {path}: {which} (left) beside its relevance (red: for the prediction, "
-          f"blue: against)")
+          f"blue: against), with a colour scale")
     again = time.perf_counter()
     net.explain(X, **method)  # the kernels are compiled (or loaded from the cache) by now
     warm = time.perf_counter() - again
@@ -482,6 +495,8 @@ def _demo(args):
 
 #: samples the demo draws at most (a picture of thousands would be too tall to open)
 DEMO_PICTURES = 64
+#: the demo's panels: wider than --png's, for the caption with the drawn label
+DEMO_PANEL_PIXELS = 160
 
 
 def _embedded_model():

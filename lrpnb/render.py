@@ -18,7 +18,14 @@ import numpy as np
 from ._atomic import atomic_path
 
 __all__ = ["heatmap", "image", "compose", "grid", "save_image", "register_colormap",
-           "colormap", "COLORMAPS"]
+           "colormap", "colorbar", "labelled", "COLORMAPS", "PANEL_PIXELS"]
+
+#: the shorter side, in pixels, that :func:`labelled` enlarges every panel to
+#: at least (a 32 x 32 digit becomes 128 x 128): small enough maps to see
+PANEL_PIXELS = 128
+
+#: height in pixels of the caption strip above a panel
+CAPTION_PIXELS = 18
 
 
 # The toolbox's colour maps, as functions of the scaled relevance
@@ -270,6 +277,90 @@ def compose(X, R, layout="beside", alpha=0.6, input_range=(-1.0, 1.0), **heatmap
     gap_shape[axis] = 1
     gap = np.full(gap_shape, 255, np.uint8)
     return np.concatenate([picture, gap, heat], axis=axis)
+
+
+def _font(size):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1, or without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def _text_strip(width, height, lines, anchor="mm"):
+    """A white (height, width, 3) picture with ``lines`` [(y, text)] in black,
+    each shortened with '...' until it fits the width."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    font = _font(max(8, min(CAPTION_PIXELS - 6, height - 4)))
+    for y, text in lines:
+        shown = text
+        while shown and draw.textlength(shown, font=font) > width - 2:
+            text = text[:-1]
+            shown = text + "..."
+        x = width / 2 if anchor == "mm" else 1
+        draw.text((x, y), shown, fill="black", font=font, anchor=anchor)
+    return np.asarray(strip)
+
+
+def colorbar(height, cmap="bwr", limit=1.0, width=12, labels=48):
+    """A vertical colour scale: the colour of relevance +limit at the top, 0
+    in the middle and -limit at the bottom (as :func:`heatmap` colours with
+    ``scale=limit``), labelled on its right in a strip ``labels`` pixels wide.
+
+    Returns uint8 (height, width + labels, 3).
+    """
+    if not isinstance(height, (int, np.integer)) or height < 8:
+        raise ValueError(f"height must be an integer >= 8, got {height!r}")
+    t = np.linspace(1.0, 0.0, height)
+    colours = _to_uint8(_odd(colormap(cmap))(t)[..., :3])
+    bar = np.repeat(colours[:, None, :], width, axis=1)
+    bar[[0, -1], :] = 0  # a thin frame, so that a white end still shows
+    bar[:, [0, -1]] = 0
+    text = _text_strip(labels, height, [(6, f"{limit:+.3g}"), (height / 2, "0"), (height - 7, f"{-limit:+.3g}")],
+                       anchor="lm")
+    return np.concatenate([bar, text], axis=1)
+
+
+def labelled(x, maps, captions, cmap="bwr", input_range=(-1.0, 1.0), panel=PANEL_PIXELS):
+    """One sample as a labelled picture: the input, then each of its relevance
+    maps, every panel enlarged (whole pixels) to at least ``panel`` pixels on
+    its shorter side with its caption above, and a colour bar of the maps'
+    common scale (their largest |R|, summed over channels) on the right.
+
+    Parameters
+    ----------
+    x : array (H, W, C)
+        The input sample.
+    maps : array (H, W, C) or (T, H, W, C)
+        Its relevance map(s).
+    captions : sequence of str
+        One per panel: the input's first, then one per map.
+    """
+    x = np.asarray(x)
+    maps = np.asarray(maps)
+    maps = maps[None] if maps.ndim == x.ndim else maps
+    if x.ndim != 3 or maps.shape[1:] != x.shape:
+        raise ValueError(f"x must be one sample (H, W, C) and maps (H, W, C) or (T, H, W, C) of its shape, "
+                         f"got {x.shape} and {maps.shape}")
+    if len(captions) != len(maps) + 1:
+        raise ValueError(f"give {len(maps) + 1} captions (the input's, then one per map), got {len(captions)}")
+    enlarge = max(1, -(-int(panel) // min(x.shape[0], x.shape[1])))
+    limit = float(np.abs(maps.astype(np.float64).sum(axis=-1)).max())
+    heat = heatmap(maps, cmap=cmap, scale=limit if limit > 0 else 1.0, enlarge=enlarge)
+    pictures = [image(x[None], input_range=input_range, enlarge=enlarge)[0]] + list(heat)
+    height, width = pictures[0].shape[:2]
+    gap = np.full((CAPTION_PIXELS + height, 4, 3), 255, np.uint8)
+    columns = []
+    for picture, caption in zip(pictures, captions):
+        columns += [np.concatenate([_text_strip(width, CAPTION_PIXELS, [(CAPTION_PIXELS / 2, caption)]),
+                                    picture]), gap]
+    bar = colorbar(height, cmap, limit if limit > 0 else 1.0)
+    columns.append(np.concatenate([np.full((CAPTION_PIXELS, bar.shape[1], 3), 255, np.uint8), bar]))
+    return np.concatenate(columns, axis=1)
 
 
 def grid(images, columns=None, border=2, color=(255, 255, 255)):

@@ -130,3 +130,34 @@ def test_bad_relevance():
         render.heatmap(np.zeros(4))
     with pytest.raises(ValueError, match="scale"):
         render.heatmap(peaks(), scale="loud")
+
+
+def test_labelled_pictures_are_large_captioned_and_scaled():
+    X = np.full((8, 8, 1), -1.0)
+    maps = np.zeros((2, 8, 8, 1))
+    maps[0, 2, 3] = 2.0
+    maps[1, 5, 5] = -1.0
+    picture = render.labelled(X, maps, ["predicted 3 (97%)", "for class 3", "for class 5"])
+    panel = 128  # 8 pixels enlarged 16 times
+    height = render.CAPTION_PIXELS + panel
+    assert picture.shape[0] == height and picture.shape[1] > 3 * panel
+    assert (picture[:render.CAPTION_PIXELS, :panel] < 128).any()  # the caption's text
+    # the input panel is black, the first map's peak full red at the shared scale, the second's half blue
+    assert tuple(picture[height - 1, 0]) == (0, 0, 0)
+    first = panel + 4
+    assert tuple(picture[render.CAPTION_PIXELS + 2 * 16 + 1, first + 3 * 16 + 1]) == (255, 0, 0)
+    second = picture[render.CAPTION_PIXELS + 5 * 16 + 1, 2 * first + 5 * 16 + 1]
+    assert second[2] > 200 and 100 < second[0] < 150
+    # the colour bar: red at the top, blue at the bottom, its labels beside it
+    bar = picture[render.CAPTION_PIXELS:, 3 * first + 5]
+    assert bar[1][0] > 200 and bar[1][2] < 50 and bar[-2][2] > 200 and bar[-2][0] < 50
+    with pytest.raises(ValueError, match="give 3 captions"):
+        render.labelled(X, maps, ["one"])
+
+
+def test_colorbar_limits():
+    bar = render.colorbar(64, "bwr", 2.5)
+    assert bar.shape == (64, 12 + 48, 3)
+    assert (bar[32, 5] > 240).all()  # zero in the middle: white
+    with pytest.raises(ValueError, match="height must be an integer >= 8"):
+        render.colorbar(4)
