@@ -8,6 +8,7 @@ The pieces the ``lrpnb`` command is made of, usable from Python too:
 - :class:`HDF5Writer` writes results batch by batch into an HDF5 file that
   appears under its name only when complete, and resumes an interrupted run.
 """
+import errno
 import json
 import os
 
@@ -24,7 +25,7 @@ from .data_io import read_data
 #: cores, against 86% uncompressed (bench/pipeline.py)
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 
-__all__ = ["input_shape", "sample_shape", "model_input", "describe_input", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer",
+__all__ = ["input_shape", "sample_shape", "model_input", "describe_input", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer", "NpyWriter",
            "IMAGE_EXTENSIONS", "load_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -275,44 +276,68 @@ def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
         return ImageSource([path], sample_shape, input_range)
     if ext in _HDF5_EXTENSIONS:
         return HDF5Source(path, dataset)
-    return ArraySource(read_data(path), path)
+    # .npy files are mapped, not read: a batch reads its rows only
+    return ArraySource(read_data(path, mmap=path.lower().endswith(".npy")), path)
 
 
 class HDF5Writer:
-    """Results written batch by batch into ``path``, resumably.
+    """Results written batch by batch into ``path``, resumably and crash-safely.
 
-    The file is built as ``path + '.partial'`` and renamed to ``path`` when
-    the last batch is in, so a file under the final name is always complete.
-    The partial file records the settings of its run and how many samples
-    are done (attribute ``done``, updated after each batch is flushed); a
-    new writer with the same settings continues from there.
+    The file is built as ``path + '.partial'`` and appears under ``path``
+    only when the last batch is in: a file under the final name is complete.
+
+    What makes it safe against kills, full disks and a second writer:
+
+    - The partial file is made whole at the first write: every dataset is
+      created at its full size with its space allocated (``ALLOC_TIME_EARLY``)
+      and reserved on the disk (``posix_fallocate``), the first batch is
+      written, and only then is the file renamed to ``.partial``. Later
+      batches overwrite space that exists, so HDF5's structure never changes
+      while a run goes on, and a full disk shows at the start as a clear
+      error, not as a half-written file.
+    - A batch counts as done after its rows are flushed: the count of
+      samples done (the one-value dataset ``_done``) is written and flushed
+      after them. A kill between the two redoes that batch.
+    - Finishing renames the partial file to its final name first and then
+      removes the run's attributes, ``_done`` and ``ok`` from it; a run killed
+      before the rename leaves a partial with every batch done, which the
+      same command finishes. Compression (``compress=True``, COMPRESSION) and
+      dropping the rows of unreadable samples copy the data into a new file
+      that is renamed into place.
+    - A lock (``path + '.lock'``, ``fcntl.flock``, released by the system
+      when the process ends) holds the pid of the writer; a second writer of
+      the same file is refused, naming it.
 
     Datasets: ``relevance`` (N, ...) or (N, T, ...), ``prediction`` (N,),
     ``scores`` (N, C), ``target`` (N,) or (N, T), and for images ``source``
-    (the file names); chunked by batch, and compressed (COMPRESSION) with
-    ``compress=True``. While running,
-    ``ok`` (N,) marks the rows that hold results; rows of samples that could
-    not be read are dropped when the file is finished.
+    (the file names, ``names``, written at the start); chunked by batch.
+    While running, ``ok`` (N,) marks the rows that hold results.
     """
 
-    def __init__(self, path, count, settings, overwrite=False, compress=False):
+    def __init__(self, path, count, settings, overwrite=False, compress=False, names=None):
         self.path = os.fspath(path)
         self.compression = COMPRESSION if compress else {}
         self.partial = self.path + ".partial"
         self.count, self.settings = count, json.dumps(settings, sort_keys=True)
+        self.names = names
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"cannot write {self.path}: folder {folder} does not exist")
-        if os.path.exists(self.path) and not overwrite:
-            raise ValueError(f"{self.path} exists; remove it or pass --overwrite")
         if not os.access(folder, os.W_OK):
             raise PermissionError(f"cannot write {self.path}: folder {folder} is not writable")
-        # the partial file is made (or replaced) at the first write, so a run
-        # that fails before its first batch is done leaves nothing behind
-        self.done, self.file, self._fresh = 0, None, True
-        if os.path.exists(self.partial) and not overwrite:
-            self.done = self._resumable()
-            self._fresh = self.done == 0
+        self._lock = _WriterLock(self.path + ".lock")
+        try:
+            if os.path.exists(self.path) and not overwrite:
+                raise ValueError(f"{self.path} exists; remove it or pass --overwrite")
+            # the partial file is made (or replaced) at the first write, so a run
+            # that fails before its first batch is done leaves nothing behind
+            self.done, self.file, self._fresh = 0, None, True
+            if os.path.exists(self.partial) and not overwrite:
+                self.done = self._resumable()
+                self._fresh = self.done == 0
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _resumable(self):
         """Samples done by the earlier run that left the partial file (0:
@@ -321,9 +346,9 @@ class HDF5Writer:
 
         try:
             with h5py.File(self.partial, "r") as handle:
-                settings, done = handle.attrs.get("settings"), int(handle.attrs.get("done", 0))
-                count = int(handle.attrs.get("count", -1))
-        except (OSError, ValueError, TypeError) as error:
+                settings, count = handle.attrs.get("settings"), int(handle.attrs.get("count", -1))
+                done = int(handle["_done"][0]) if "_done" in handle else int(handle.attrs.get("done", 0))
+        except (OSError, ValueError, TypeError, KeyError) as error:
             raise ValueError(f"{self.partial}: an unfinished earlier run left this file and it cannot "
                              f"be read ({error}); remove it or pass --overwrite") from None
         if done == 0:
@@ -334,72 +359,288 @@ class HDF5Writer:
                              f"to finish it, or pass --overwrite to start over")
         return done
 
-    def _open(self):
+    # ------------------------------------------------------------ writing
+    def _create(self, start, results):
+        """The whole partial file, with the first batch in it, made under a
+        temporary name and renamed to ``.partial`` when it is complete."""
         import h5py
 
-        if self.file is not None:
-            return
-        if self._fresh:
-            self.file = h5py.File(self.partial, "w")
-            self.file.attrs["settings"] = self.settings
-            self.file.attrs["done"] = 0
-            self.file.attrs["count"] = self.count
-        else:
-            self.file = h5py.File(self.partial, "a")
+        fresh = self.partial + ".new"
+        try:
+            with h5py.File(fresh, "w") as handle:
+                handle.attrs["settings"] = self.settings
+                handle.attrs["count"] = self.count
+                handle.create_dataset("_done", data=np.zeros(1, dtype=np.int64))
+                for name, rows in results.items():
+                    if name != "source":
+                        self._allocate(handle, name, np.asarray(rows))
+                if self.names is not None:
+                    handle.create_dataset("source", data=np.array(self.names, dtype=object),
+                                          dtype=h5py.string_dtype())
+                # reserve the disk before HDF5 writes anything: a full disk
+                # then shows as the system's own words
+                _reserve(fresh, handle.id.get_filesize())
+                handle.flush()
+                self._rows(handle, start, results)
+            os.replace(fresh, self.partial)
+        except BaseException:
+            if os.path.exists(fresh):
+                os.remove(fresh)
+            raise
 
-    def _dataset(self, name, rows, dtype):
-        if name in self.file:
-            return self.file[name]
-        shape = (self.count,) + rows.shape[1:]
-        if dtype == "str":
-            import h5py
+    def _allocate(self, handle, name, rows):
+        import h5py
 
-            return self.file.create_dataset(name, shape=shape, dtype=h5py.string_dtype())
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         chunks = (max(1, min(len(rows), self.count)),) + rows.shape[1:]
-        return self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **self.compression)
+        return handle.create_dataset(name, shape=(self.count,) + rows.shape[1:], dtype=rows.dtype,
+                                     chunks=chunks, dcpl=plist, fill_time="never")
+
+    def _rows(self, handle, start, results):
+        """Write the rows of one batch, flush them, then count them as done."""
+        stop = start
+        for name, rows in results.items():
+            if name == "source":
+                continue  # written whole at the start
+            rows = np.asarray(rows)
+            if name not in handle:  # a first batch without any readable sample lacked it
+                self._allocate(handle, name, rows)
+                handle.flush()
+                _reserve(handle.filename, handle.id.get_filesize())
+            handle[name][start:start + len(rows)] = rows
+            stop = start + len(rows)
+        handle.flush()
+        handle["_done"][0] = stop
+        handle.flush()
+        return stop
 
     def write(self, start, results):
-        """Store ``results`` (name -> rows) as samples start.. and mark them done."""
-        self._open()
-        for name, rows in results.items():
-            rows = np.asarray(rows, dtype=object if name == "source" else None)
-            dataset = self._dataset(name, rows, "str" if name == "source" else rows.dtype)
-            dataset[start:start + len(rows)] = rows
-        self.done = start + len(next(iter(results.values())))
-        self.file.attrs["done"] = self.done
-        self.file.flush()
+        """Store ``results`` (name -> rows) as samples start.. and mark them done.
 
-    def finish(self):
-        """Close and move the file to its final name, keeping only the rows
-        marked ``ok`` (samples that could not be read are left out).
-        Returns how many rows were left out."""
+        A write that fails (a full disk) raises OSError saying so; the
+        samples done before it stay in the partial file."""
         import h5py
 
-        self._open()
+        try:
+            if self.file is None and (self._fresh or not os.path.exists(self.partial)):
+                self._create(start, results)
+                self.file = h5py.File(self.partial, "r+")
+                self._fresh = False
+                self.done = start + len(next(iter(results.values())))
+                return
+            if self.file is None:
+                self.file = h5py.File(self.partial, "r+")
+                if "_done" not in self.file:  # a partial file of an earlier lrpnb: counted in an attribute
+                    self.file.create_dataset("_done", data=np.array([self.done], dtype=np.int64))
+            self.done = self._rows(self.file, start, results)
+        except (OSError, RuntimeError) as error:
+            self._abandon()
+            kept = (f"the {self.done} samples done before are kept in it: make room and run the same "
+                    f"command again to resume") if self.done else "nothing was written"
+            raise OSError(f"cannot write {self.partial}: {_os_reason(error)}; {kept}") from None
+
+    def _abandon(self):
+        """Close after a failed write, whatever the HDF5 library says."""
+        if self.file is not None:
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001 - the file is left as the last flush made it
+                pass
+            self.file = None
+
+    def finish(self):
+        """Move the file to its final name, keeping only the rows marked
+        ``ok`` (samples that could not be read are left out), compressed if
+        asked. Returns how many rows were left out."""
+        import h5py
+
+        if self.file is None:
+            self.file = h5py.File(self.partial, "r+")
         ok = self.file["ok"][...] if "ok" in self.file else None
-        if ok is None or ok.all():
-            if ok is not None:
-                del self.file["ok"]
-            for key in ("done", "count", "settings"):
-                del self.file.attrs[key]
-            self.file.close()
-            os.replace(self.partial, self.path)
-            return 0
+        if ok is not None and not ok.any():
+            self.close()
+            raise ValueError(f"{self.path}: no sample could be explained")
+        dropped = 0 if ok is None else int(np.sum(~ok))
         self.file.close()
-        with atomic_path(self.path, suffix=".h5") as tmp:
-            with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
-                for name in source:
-                    if name == "ok":
-                        continue
-                    data = source[name][...][ok]
-                    if name == "source":
-                        target.create_dataset(name, data=data.astype(object), dtype=h5py.string_dtype())
-                    else:
-                        target.create_dataset(name, data=data, **self.compression)
-        os.remove(self.partial)
-        return int(np.sum(~ok))
+        self.file = None
+        if dropped == 0 and not self.compression:
+            os.replace(self.partial, self.path)
+            with h5py.File(self.path, "r+") as handle:  # the run's bookkeeping goes
+                for name in ("ok", "_done"):
+                    if name in handle:
+                        del handle[name]
+                for key in ("done", "count", "settings"):
+                    if key in handle.attrs:
+                        del handle.attrs[key]
+        else:
+            try:
+                with atomic_path(self.path, suffix=".h5") as tmp:
+                    with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
+                        keep = slice(None) if ok is None else ok
+                        for name in source:
+                            if name in ("ok", "_done"):
+                                continue
+                            data = source[name][...][keep]
+                            if name == "source":
+                                target.create_dataset(name, data=data.astype(object),
+                                                      dtype=h5py.string_dtype())
+                            else:
+                                target.create_dataset(name, data=data, **self.compression)
+            except (OSError, RuntimeError) as error:
+                self._lock.release()
+                raise OSError(f"cannot write {self.path}: {_os_reason(error)}; every sample is done and "
+                              f"kept in {self.partial}: make room and run the same command again to "
+                              f"finish") from None
+            os.remove(self.partial)
+        self._lock.release()
+        return dropped
 
     def close(self):
         """Close without finishing (an interrupted run: the partial file stays)."""
-        if self.file is not None and self.file.id.valid:
-            self.file.close()
+        self._abandon()
+        self._lock.release()
+
+
+def _reserve(path, size):
+    """Reserve ``size`` bytes of disk for the file at ``path`` (Linux), so that
+    a full disk shows now rather than in the middle of a later batch."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without it
+            raise
+    finally:
+        os.close(fd)
+
+
+def _os_reason(error):
+    """The operating system's words for a failed write (h5py wraps them)."""
+    text = str(error)
+    for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        if getattr(error, "errno", None) == code or f"errno = {code}," in text:
+            return os.strerror(code).lower()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class _WriterLock:
+    """An exclusive lock on ``path`` for one writer (``fcntl.flock``, freed by
+    the system when the process ends), with the holder's pid in the file."""
+
+    def __init__(self, path):
+        self.path, self.fd = path, None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        for _ in range(3):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                target = path[:-len(".lock")]
+                raise ValueError(f"{target}: another lrpnb run (pid {holder}) is writing it; wait for "
+                                 f"it to end or stop it") from None
+            # a holder that was releasing may have removed the file we opened
+            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self.fd = fd
+                return
+            os.close(fd)
+        raise ValueError(f"{path}: could not take the lock")
+
+    def release(self):
+        if self.fd is not None:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
+class NpyWriter:
+    """Relevance written batch by batch into a ``.npy`` file, in bounded memory.
+
+    The file is written under a temporary name in the target's folder: a
+    header sized for every sample, then the rows of each batch as they come
+    (plain writes: the rows go to the disk, not into this process's
+    memory). :meth:`finish` renames it into place, first copying the rows
+    under a header of their count, in chunks, when some samples could not be
+    read; :meth:`close` without finishing removes it. Not resumable: an
+    interrupted run writes nothing.
+    """
+
+    #: bytes copied at a time when the file is cut to the samples read
+    COPY_BYTES = 1 << 24
+
+    def __init__(self, path, count):
+        self.path, self.count = os.fspath(path), count
+        self.rows, self.tmp, self.handle, self.dtype, self.shape = 0, None, None, None, None
+
+    @staticmethod
+    def _header(handle, dtype, shape):
+        from numpy.lib import format as npy
+
+        header = {"descr": npy.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        npy.write_array_header_2_0(handle, header) if len(repr(header)) > 60000 else \
+            npy.write_array_header_1_0(handle, header)
+        return handle.tell()
+
+    def write(self, relevance):
+        """Append the rows of one batch."""
+        relevance = np.ascontiguousarray(relevance)
+        if self.handle is None:
+            import tempfile
+
+            folder = os.path.dirname(os.path.abspath(self.path))
+            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".", suffix=".tmp.npy",
+                                            dir=folder)
+            self.handle = os.fdopen(fd, "wb")
+            self.dtype, self.shape = relevance.dtype, relevance.shape[1:]
+            self.offset = self._header(self.handle, self.dtype, (self.count,) + self.shape)
+        self.handle.write(relevance.astype(self.dtype, copy=False).tobytes())
+        self.rows += len(relevance)
+
+    def finish(self):
+        if self.handle is None:
+            raise ValueError(f"{self.path}: nothing to write")
+        try:
+            self.handle.close()
+            self.handle = None
+            final = self.tmp
+            if self.rows < self.count:
+                final = self.tmp + ".cut.npy"
+                remaining = self.rows * self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+                with open(self.tmp, "rb") as source, open(final, "wb") as target:
+                    self._header(target, self.dtype, (self.rows,) + self.shape)
+                    source.seek(self.offset)
+                    while remaining:
+                        chunk = source.read(min(self.COPY_BYTES, remaining))
+                        target.write(chunk)
+                        remaining -= len(chunk)
+            os.chmod(final, 0o666 & ~_umask())
+            os.replace(final, self.path)
+        finally:
+            self.close()
+
+    def close(self):
+        """Remove what was written (an unfinished run)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+        for path in (self.tmp, None if self.tmp is None else self.tmp + ".cut.npy"):
+            if path is not None and os.path.exists(path):
+                os.remove(path)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

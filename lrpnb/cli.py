@@ -199,7 +199,7 @@ def _data_note(command, net, source, input_range):
 
 
 def _explain(args):
-    from .batch import HDF5Writer, model_input, open_source, sample_shape
+    from .batch import HDF5Writer, NpyWriter, model_input, open_source, sample_shape
     from .data_io import write_data
     from .model_io import load
     from .network import target_classes
@@ -242,8 +242,11 @@ def _explain(args):
                     input_range=input_range, dataset=args.dataset)
     if args.compress and out_ext not in (".h5", ".hdf5"):
         raise ValueError(f"--compress applies to HDF5 output; {args.out} is {out_ext}")
-    writer = HDF5Writer(args.out, N, settings, args.overwrite, args.compress) \
+    writer = HDF5Writer(args.out, N, settings, args.overwrite, args.compress, names=source.names) \
         if out_ext in (".h5", ".hdf5") else None
+    # .npy results stream into a memory-mapped file; .npz, .mat and .txt are
+    # written whole at the end (their formats cannot grow in place)
+    stream = NpyWriter(args.out, N) if out_ext == ".npy" else None
     parts, failures, row_names = [], 0, []
     start = writer.done if writer is not None else 0
     if start:
@@ -292,7 +295,10 @@ def _explain(args):
                     pending.result()
                 pending = writes.submit(writer.write, first, rows)
             elif results is not None:
-                parts.append(results["relevance"])
+                if stream is not None:
+                    stream.write(results["relevance"])
+                else:
+                    parts.append(results["relevance"])
                 if names_path is not None:
                     row_names.extend(source.names[k] for k in kept)
             bar.update(last - first)
@@ -311,6 +317,8 @@ def _explain(args):
                 print("lrpnb explain: interrupted before the first batch was done; nothing written",
                       file=sys.stderr)
         else:
+            if stream is not None:
+                stream.close()
             print("lrpnb explain: interrupted; nothing written (write .h5 to keep finished batches)",
                   file=sys.stderr)
         raise
@@ -319,6 +327,8 @@ def _explain(args):
         if writer is not None:
             _settle(pending)
             writer.close()
+        if stream is not None:
+            stream.close()
         raise
     finally:
         writes.shutdown()
@@ -334,9 +344,14 @@ def _explain(args):
         # rows of unreadable samples, from this run or an interrupted earlier one
         failures = writer.finish()
     else:
-        if not parts:
+        if explained == 0:
+            if stream is not None:
+                stream.close()
             raise ValueError(f"{args.data}: no sample could be explained")
-        write_data(np.concatenate(parts), args.out)
+        if stream is not None:
+            stream.finish()
+        else:
+            write_data(np.concatenate(parts), args.out)
         if names_path is not None:
             from ._atomic import atomic_path
 

@@ -26,54 +26,106 @@ def _extension(path):
     return ext
 
 
-def read_data(path):
-    """Read the array stored in ``path`` (format from the extension)."""
+def read_data(path, mmap=False):
+    """Read the array stored in ``path`` (format from the extension).
+
+    Files are untrusted input: a malformed one is a ValueError naming it
+    (never a crash, another exception type or a huge allocation: a size
+    declared beyond the file's bytes is refused before anything is
+    allocated). ``mmap=True`` maps a ``.npy`` file read-only instead of
+    reading it, so that a batch reads only its rows.
+    """
     ext = _extension(path)
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"data path is a folder, not a file: {path}")
     try:
-        if ext == ".npy":
-            with warnings.catch_warnings():
-                # files written by Python 2 need extra header parsing; harmless
-                warnings.simplefilter("ignore", UserWarning)
-                return np.load(path, allow_pickle=False)
-        if ext == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                keys = list(archive.keys())
-                if "data" in keys:
-                    return archive["data"]
-                if len(keys) == 1:
-                    return archive[keys[0]]
-                raise ValueError(f"{path}: holds {keys}; expected a key 'data' or a single array")
+        with warnings.catch_warnings():
+            # files written by Python 2 need extra header parsing; harmless
+            warnings.simplefilter("ignore", UserWarning)
+            if ext == ".npy":
+                with open(path, "rb") as handle:
+                    _check_npy_header(handle, os.path.getsize(path))
+                return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+            if ext == ".npz":
+                return _read_npz(path)
         if ext == ".mat":
             return _read_mat(path)
         return np.loadtxt(path, ndmin=2)
+    except (FileNotFoundError, PermissionError):
+        raise
     except ValueError as error:
         if str(error).startswith(path):
             raise
         raise ValueError(f"{path}: cannot read {ext} data ({error})") from None
-    except (OSError, EOFError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: cannot read {ext} data ({error})") from None
+    except Exception as error:  # noqa: BLE001 - any failure on untrusted bytes is a bad file
+        raise ValueError(f"{path}: cannot read {ext} data ({type(error).__name__}: {error})") from None
+
+
+def _check_npy_header(handle, available):
+    """Read a .npy header from ``handle`` and refuse object arrays and a
+    shape larger than the ``available`` bytes can hold."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = npy.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = npy.read_array_header_2_0(handle)
+    else:  # (3, 0): a UTF-8 header, read by numpy's own (private) reader
+        reader = getattr(npy, "_read_array_header", None)  # numpy 1
+        if reader is None:
+            from numpy.lib import _format_impl  # numpy 2
+
+            reader = _format_impl._read_array_header
+        shape, _, dtype = reader(handle, version)
+    if dtype.hasobject:
+        raise ValueError("object arrays are refused (they would be unpickled)")
+    count = 1
+    for n in shape:
+        count *= n
+    needed, left = count * dtype.itemsize, available - handle.tell()
+    if needed > left:
+        raise ValueError(f"the header declares shape {shape} of {dtype} ({needed:,} bytes), "
+                         f"{left:,} bytes follow")
+
+
+def _read_npz(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name[:-4]: info for info in archive.infolist()
+                   for name in [info.filename] if name.endswith(".npy")}
+        keys = list(members)
+        key = "data" if "data" in keys else keys[0] if len(keys) == 1 else None
+        if key is None:
+            raise ValueError(f"{path}: holds {keys}; expected a key 'data' or a single array")
+        with archive.open(members[key]) as handle:
+            # the member's own size bounds what its header may declare
+            _check_npy_header(handle, members[key].file_size)
+    with np.load(path, allow_pickle=False) as archive:
+        return archive[key]
 
 
 def _read_mat(path):
-    import scipy.io
+    from ._matfile import read_matrices
 
-    try:
-        contents = scipy.io.loadmat(path)
-    except NotImplementedError:
-        import h5py  # MATLAB v7.3 files are HDF5, stored column-major
+    with open(path, "rb") as handle:
+        hdf5 = handle.read(512)[-8:] == b"\x89HDF\r\n\x1a\n"
+    if hdf5:
+        import h5py  # MATLAB v7.3 files are HDF5 (after a 512-byte header), stored column-major
 
         with h5py.File(path, "r") as handle:
             if "data" not in handle:
                 raise ValueError(f"{path}: no variable 'data' (found {sorted(handle)})") from None
             return np.asarray(handle["data"]).T
+    # v4 and v5 through lrpnb's strict reader, not scipy's loadmat, which
+    # crashed the process on malformed files (issue 13)
+    contents = read_matrices(path)
     if "data" not in contents:
-        names = sorted(k for k in contents if not k.startswith("__"))
-        raise ValueError(f"{path}: no variable 'data' (found {names})")
+        raise ValueError(f"{path}: no numeric variable 'data' (found {sorted(contents)})")
     return contents["data"]
 
 

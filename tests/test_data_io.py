@@ -1,4 +1,5 @@
 import numpy as np
+import scipy.io
 import pytest
 
 import lrpnb
@@ -47,9 +48,8 @@ def test_errors(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="objects.npy"):
         lrpnb.read_data(tmp_path / "objects.npy")
-    import scipy.io
     scipy.io.savemat(tmp_path / "other.mat", {"images": np.ones(3)})
-    with pytest.raises(ValueError, match=r"no variable 'data' \(found \['images'\]\)"):
+    with pytest.raises(ValueError, match=r"no numeric variable 'data' \(found \['images'\]\)"):
         lrpnb.read_data(tmp_path / "other.mat")
 
 
@@ -63,3 +63,88 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "a.npy").st_mode) == 0o644
+
+
+# ---------------------------------------------------------------- hostile files
+def _mat_with_type(tmp_path, code):
+    path = tmp_path / f"t{code}.mat"
+    scipy.io.savemat(path, {"data": np.zeros((4, 64))}, do_compression=False)
+    data = bytearray(path.read_bytes())
+    data[176:180] = code.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("code", [0x100, 20, 0xFFFF, 0x7FFF, 0xE8D4])
+def test_a_forged_mat_element_type_is_a_clear_error(tmp_path, code):
+    # scipy 1.17's loadmat segfaulted, raised SIGBUS or ZeroDivisionError on these
+    path = _mat_with_type(tmp_path, code)
+    with pytest.raises(ValueError, match=rf"t{code}.mat: malformed MAT-file"):
+        lrpnb.read_data(path)
+
+
+def test_mat_files_read_as_scipy_reads_them(tmp_path):
+    rng = np.random.default_rng(0)
+    for version in ("4", "5"):
+        for compress in (False, True) if version == "5" else (False,):
+            for array in (rng.normal(size=(3, 5)), rng.integers(0, 255, (4, 7)).astype(np.uint8),
+                          rng.normal(size=(2, 3, 4)).astype(np.float32), np.zeros((0, 3))):
+                if version == "4" and array.ndim > 2:
+                    continue
+                path = tmp_path / "m.mat"
+                scipy.io.savemat(path, {"other": np.ones(2), "data": array}, format=version,
+                                 do_compression=compress)
+                expected = scipy.io.loadmat(path)["data"]
+                actual = lrpnb.read_data(path)
+                assert actual.dtype == expected.dtype and np.array_equal(actual, expected)
+
+
+def test_random_damage_to_data_files_is_always_a_value_error(tmp_path):
+    rng = np.random.default_rng(1)
+    originals = {}
+    for ext in (".npy", ".npz", ".mat"):
+        path = tmp_path / f"good{ext}"
+        lrpnb.write_data(rng.normal(size=(6, 9)), path)
+        originals[ext] = path.read_bytes()
+    for trial in range(300):
+        ext = (".npy", ".npz", ".mat")[trial % 3]
+        data = bytearray(originals[ext])
+        if trial % 4 == 0:
+            data = data[:int(rng.integers(0, len(data)))]  # truncated
+        else:
+            for _ in range(int(rng.integers(1, 6))):
+                data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        path = tmp_path / f"bad{trial}{ext}"
+        path.write_bytes(bytes(data))
+        try:
+            lrpnb.read_data(path)
+        except ValueError as error:
+            assert str(error).startswith(str(path)), error
+
+
+@pytest.mark.parametrize("header, message", [
+    ("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }", "declares shape"),
+    ("{'descr': '<f8', 'fortran_order': False, 'shape': (3,", "cannot read .npy data"),
+    ("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", "cannot read .npy data"),
+])
+def test_npy_headers_that_lie(tmp_path, header, message):
+    text = header.encode("latin1")
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    path = tmp_path / "lie.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(64))
+    with pytest.raises(ValueError, match=message):
+        lrpnb.read_data(path)
+
+
+def test_an_npz_member_declaring_more_than_it_holds(tmp_path):
+    import zipfile
+
+    text = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w") as archive:
+        archive.writestr("data.npy", b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(64))
+    with pytest.raises(ValueError, match="declares shape"):
+        lrpnb.read_data(tmp_path / "lie.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "lie.npz").read_bytes()[:40])
+    with pytest.raises(ValueError, match="cut.npz: cannot read .npz data"):
+        lrpnb.read_data(tmp_path / "cut.npz")

@@ -1,0 +1,96 @@
+"""The resumable HDF5 writer: a kill at any point leaves a readable partial
+file with exactly its finished batches, a full disk is a clear error, a
+second writer is refused, a finished run killed before its rename finishes."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from lrpnb.batch import HDF5Writer
+from test_cli import run
+
+SETTINGS = {"model": "m", "data": "d"}
+
+
+def batch(start, stop):
+    rows = np.arange(start, stop)
+    return {"ok": np.ones(stop - start, bool), "relevance": np.repeat(rows[:, None], 6, axis=1).astype(np.float32),
+            "target": rows % 3}
+
+
+def test_a_finished_run_killed_before_its_rename_is_finished_by_the_next(tmp_path):
+    path = tmp_path / "r.h5"
+    writer = HDF5Writer(path, 10, SETTINGS)
+    for start in range(0, 10, 4):
+        writer.write(start, batch(start, min(start + 4, 10)))
+    writer.close()  # killed here: every batch done, no rename
+    again = HDF5Writer(path, 10, SETTINGS)
+    assert again.done == 10
+    assert again.finish() == 0
+    with h5py.File(path, "r") as handle:
+        assert sorted(handle) == ["relevance", "target"] and not dict(handle.attrs)
+        np.testing.assert_array_equal(handle["relevance"][:, 0], np.arange(10))
+    assert not os.path.exists(str(path) + ".partial") and not os.path.exists(str(path) + ".lock")
+
+
+def test_a_hard_kill_leaves_the_finished_batches_readable(tmp_path):
+    path = tmp_path / "r.h5"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from test_hdf5_writer import batch, SETTINGS
+        from lrpnb.batch import HDF5Writer
+        writer = HDF5Writer({str(path)!r}, 12, SETTINGS)
+        writer.write(0, batch(0, 4))
+        writer.write(4, batch(4, 8))
+        writer.file["relevance"][8:12] = -1  # rows of a batch being written when the kill came
+        os.kill(os.getpid(), 9)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    with h5py.File(str(path) + ".partial", "r") as handle:
+        assert int(handle["_done"][0]) == 8
+        np.testing.assert_array_equal(handle["relevance"][:8, 0], np.arange(8))
+    writer = HDF5Writer(path, 12, SETTINGS)  # the killed writer's lock went with it
+    assert writer.done == 8
+    writer.write(8, batch(8, 12))
+    writer.finish()
+    with h5py.File(path, "r") as handle:
+        np.testing.assert_array_equal(handle["relevance"][:, 5], np.arange(12))
+
+
+def test_a_second_writer_of_the_same_file_is_refused(tmp_path):
+    first = HDF5Writer(tmp_path / "r.h5", 4, SETTINGS)
+    with pytest.raises(ValueError, match=rf"r.h5: another lrpnb run \(pid {os.getpid()}\) is writing it"):
+        HDF5Writer(tmp_path / "r.h5", 4, SETTINGS)
+    first.write(0, batch(0, 4))
+    first.finish()
+    HDF5Writer(tmp_path / "s.h5", 4, SETTINGS).close()  # other files are free
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="needs posix_fallocate and resource limits")
+def test_a_full_disk_is_a_clear_error_before_any_batch(tmp_path):
+    import resource
+
+    def small_disk():  # files of at most 200 kB, as on a nearly full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((4000, 8, 8, 1), np.float32))  # 1 MB of maps to write
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "lrpnb", "explain", "--model", str(EXAMPLES / "tiny_cnn.txt"), "--data",
+               str(data), "--out", str(tmp_path / "r.h5")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=small_disk)
+    assert result.returncode == 1, result.stderr
+    assert "cannot write" in result.stderr and "file too large; nothing was written" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["x.npy"]
+    assert run(*command[3:]).returncode == 0  # with room, the same command runs
