@@ -253,10 +253,86 @@ _STAND_INS = {name: type(name, (_ToolboxObject,), {"toolbox_class": name, "__mod
               for name, module in _TOOLBOX_CLASSES.items()}
 
 
+class _SafeDtype:
+    """numpy.dtype as a pickle calls it, never handed the pickle's state: only
+    plain numeric dtypes (their descriptor string), and a BUILD state that
+    says what the real dtype says. A forged state (flags that claim object
+    references, fields, a subarray) made numpy print "Internal error" or
+    raise SystemError, and could have made it read floats as pointers."""
+
+    def __init__(self, spec, align=False, copy=False):
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        if not isinstance(spec, str):
+            raise pickle.UnpicklingError("a dtype must be given by its descriptor string")
+        try:
+            self.dtype = np.dtype(spec)
+        except TypeError:
+            raise pickle.UnpicklingError(f"unknown dtype {spec!r}") from None
+        if self.dtype.kind not in "biuf" or self.dtype.fields is not None or self.dtype.subdtype is not None:
+            raise pickle.UnpicklingError(f"only numeric dtypes are admitted, got {spec!r}")
+
+    def __setstate__(self, state):
+        # (version, byte order, subarray, names, fields, item size, alignment, flags)
+        if not isinstance(state, tuple) or len(state) != 8 or state[0] not in (3, 4):
+            raise pickle.UnpicklingError("unexpected dtype state")
+        _, order, subarray, names, fields, size, alignment, flags = state
+        if isinstance(order, bytes):
+            order = order.decode("latin1")
+        if order not in ("<", ">", "|", "=") or subarray is not None or names is not None \
+                or fields is not None or size not in (-1, self.dtype.itemsize) \
+                or alignment not in (-1, self.dtype.alignment) or flags != self.dtype.flags:
+            raise pickle.UnpicklingError(f"a forged dtype state {state!r}")
+        if order in "<>" and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _real_dtype(dtype):
+    if isinstance(dtype, _SafeDtype):
+        return dtype.dtype
+    raise pickle.UnpicklingError("an array's dtype must be a numpy dtype")
+
+
+class _SafeArray:
+    """numpy's array reconstruction (ndarray._reconstruct, then BUILD), made
+    into a copied array only when its bytes match its shape and dtype."""
+
+    array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("unexpected array state")
+        shape, dtype, fortran, raw = state[-4:]
+        dtype = _real_dtype(dtype)
+        if isinstance(raw, str):  # Python 2 pickles read with encoding='latin1'
+            raw = raw.encode("latin1")
+        self.array = _array_from_bytes(raw, dtype, shape, "F" if fortran else "C")
+
+
+def _array_from_bytes(buffer, dtype, shape, order):
+    if isinstance(buffer, pickle.PickleBuffer):
+        buffer = buffer.raw()
+    if not isinstance(buffer, (bytes, bytearray, memoryview)):
+        raise pickle.UnpicklingError("an array's data must be bytes")
+    if not isinstance(shape, tuple) or len(shape) > 32 or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"an array's shape must be a tuple of sizes, got {shape!r}"[:200])
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"an array's order must be 'C' or 'F', got {order!r}"[:200])
+    count = 1
+    for n in shape:
+        count *= n
+    length = len(memoryview(buffer).cast("B"))
+    if count * dtype.itemsize != length:
+        raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} needs "
+                                     f"{count * dtype.itemsize} bytes, the pickle holds {length}")
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
+
+
 def _safe_reconstruct(subtype, shape, dtype):
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError("only plain numpy arrays may be reconstructed")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
+    return _SafeArray()
 
 
 def _safe_frombuffer(buffer, dtype, shape, order):
@@ -265,30 +341,15 @@ def _safe_frombuffer(buffer, dtype, shape, order):
     dtypes, a shape of non-negative ints whose size matches the bytes
     exactly, C or Fortran order; the array is a copy (never a view of the
     pickle's buffer)."""
-    if isinstance(buffer, pickle.PickleBuffer):
-        buffer = buffer.raw()
-    if not isinstance(buffer, (bytes, bytearray, memoryview)):
-        raise pickle.UnpicklingError("an array's data must be bytes")
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or dtype.fields is not None \
-            or dtype.subdtype is not None:
-        raise pickle.UnpicklingError("only numeric numpy arrays are admitted")
-    if not isinstance(shape, tuple) or len(shape) > 32 or \
-            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise pickle.UnpicklingError(f"an array's shape must be a tuple of sizes, got {shape!r}")
-    if order not in ("C", "F"):
-        raise pickle.UnpicklingError(f"an array's order must be 'C' or 'F', got {order!r}")
-    count = 1
-    for n in shape:
-        count *= n
-    if count * dtype.itemsize != len(memoryview(buffer).cast("B")):
-        raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} needs "
-                                     f"{count * dtype.itemsize} bytes, the pickle holds {len(buffer)}")
-    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
+    return _array_from_bytes(buffer, _real_dtype(dtype), shape, order)
 
 
 def _safe_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
-        raise pickle.UnpicklingError("only numeric numpy scalars are admitted")
+    dtype = _real_dtype(dtype)
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if data is not None and (not isinstance(data, bytes) or len(data) != dtype.itemsize):
+        raise pickle.UnpicklingError("a numpy scalar needs exactly its item's bytes")
     return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
 
 
@@ -313,7 +374,7 @@ def _safe_newobj(cls, *args):
 
 
 _NUMPY_GLOBALS = {
-    "_reconstruct": _safe_reconstruct, "ndarray": np.ndarray, "dtype": np.dtype,
+    "_reconstruct": _safe_reconstruct, "ndarray": np.ndarray, "dtype": _SafeDtype,
     "scalar": _safe_scalar, "_frombuffer": _safe_frombuffer,
 }
 _ADMITTED_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
@@ -376,22 +437,77 @@ def _layer_from_toolbox(obj, index):
     return layer
 
 
+#: what a pickle may expand to, in values counted as a tree (a value reached
+#: twice counts twice), per byte of the file: shared references let 400
+#: bytes describe a structure of billions of values (a "reference bomb")
+PICKLE_VALUES_PER_BYTE = 16
+#: how deeply a pickle's values may nest (the toolbox's models: 4 levels)
+PICKLE_DEPTH = 64
+
+
+def _bounded(root, budget):
+    """Walk what the unpickler built, as the tree the model code would walk,
+    and refuse it when it has more than ``budget`` values, nests deeper than
+    PICKLE_DEPTH or holds an integer beyond 64 bits; the walk stops there,
+    so its cost is bounded by the budget."""
+    stack, seen = [(root, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise ValueError(f"the pickle expands to more than {budget:,} values ({PICKLE_VALUES_PER_BYTE} per "
+                             f"byte of the file): shared references that multiply, not a toolbox model")
+        if depth > PICKLE_DEPTH:
+            raise ValueError(f"the pickle nests values more than {PICKLE_DEPTH} levels deep")
+        if isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, _ToolboxObject):
+            stack.extend((item, depth + 1) for item in value.__dict__.values())
+        elif isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
+            raise ValueError("the pickle holds an integer beyond 64 bits")
+        elif isinstance(value, _SafeArray) and value.array is None:
+            raise ValueError("the pickle holds an array without its data")
+
+
+def _plain(value):
+    """The unpickled values with the arrays' stand-ins replaced by the arrays
+    (called after _bounded: the depth and size are known to be small)."""
+    if isinstance(value, _SafeArray):
+        return value.array
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, _ToolboxObject):
+        value.__dict__.update({key: _plain(item) for key, item in value.__dict__.items()})
+    return value
+
+
 def _read_pickle(path):
     with open(path, "rb") as handle:
         data = handle.read()
     try:
         # latin1: Python 2 pickles store numpy's raw bytes as str
         root = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        _bounded(root, PICKLE_VALUES_PER_BYTE * len(data) + 4096)
+        root = _plain(root)
     except _RefusedPickle as error:
         raise ValueError(f"{path}: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     except Exception as error:  # any decoding failure of untrusted bytes
-        raise ValueError(f"{path}: not a readable toolbox model pickle ({type(error).__name__}: {error})") from None
+        raise ValueError(f"{path}: not a readable toolbox model pickle ({type(error).__name__}: "
+                         f"{str(error)[:300]})") from None
     if getattr(root, "toolbox_class", None) != "Sequential" or not isinstance(root.__dict__.get("modules"), list):
         raise ValueError(f"{path}: the pickle does not hold a toolbox Sequential with a list of modules")
     try:
         return Network([_layer_from_toolbox(obj, k) for k, obj in enumerate(root.modules)])
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"{path}: {str(error)[:300]}") from None
 
 
 class _ToolboxPickler(pickle._Pickler):

@@ -268,7 +268,7 @@ def test_highest_protocol_pickles_of_the_current_toolbox(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("edit, message", [
-    ((b"\x8c\x02f8", b"\x8c\x02U2"), "only numeric numpy arrays are admitted"),
+    ((b"\x8c\x02f8", b"\x8c\x02U2"), "only numeric dtypes are admitted, got 'U2'"),
     ((b"K\x03K\x03K\x01K\x04t", b"K\x03K\x03K\x01K\x05t"),
      r"an array of shape \(3, 3, 1, 5\) and dtype float64 needs 360 bytes, the pickle holds 288"),
 ])
@@ -291,3 +291,50 @@ def test_a_numpy_scalar_with_a_long_run_of_spaces_parses_in_linear_time(tmp_path
     (tmp_path / "n.txt").write_text("Linear 1 1\nnp.float64(  0.5 )\nnumpy.float32(0.25)\n")
     net = lrpnb.load(tmp_path / "n.txt")
     assert net.layers[0].W[0, 0] == 0.5 and net.layers[0].B[0] == 0.25
+
+
+# ---------------------------------------------------------------- pickles that try to hurt
+def _toolbox_pickle(monkeypatch, W, lrp_param=1.0, stride=None):
+    classes = _toolbox_modules(monkeypatch)
+    layer = classes["Linear"]() if stride is None else classes["Convolution"]()
+    layer.__dict__.update(W=W, B=[0.0], lrp_var="epsilon", lrp_param=lrp_param)
+    if stride is not None:
+        layer.stride = stride
+    root = classes["Sequential"]()
+    root.modules = [layer]
+    return pickle.dumps(root, 2)
+
+
+def _bomb(levels):
+    """A pickle of a few bytes whose lists hold the list before them twice:
+    2**levels values as a tree."""
+    ops = bytearray(b"\x80\x02]q\x00")
+    for level in range(1, levels):
+        ops += b"(h" + bytes([level - 1]) + b"h" + bytes([level - 1]) + b"lq" + bytes([level])
+    return bytes(ops + b".")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda mp: _toolbox_pickle(mp, [[10 ** 400]]), "an integer beyond 64 bits"),
+    (lambda mp: _toolbox_pickle(mp, [[1.0]], lrp_param=10 ** 400), "an integer beyond 64 bits"),
+    (lambda mp: b"\x80\x02" + b"]" * 200_001 + b"a" * 200_000 + b".", "more than 64 levels deep"),
+    (lambda mp: _bomb(60), "expands to more than"),
+    (lambda mp: _toolbox_pickle(mp, np.ones((1, 1, 1, 1)), stride=list(range(20_000))), "stride must be"),
+])
+def test_hostile_pickles_are_a_short_value_error(tmp_path, monkeypatch, make, message):
+    path = tmp_path / "hostile.nn"
+    path.write_bytes(make(monkeypatch))
+    with pytest.raises(ValueError, match=message) as caught:
+        lrpnb.load(path)
+    assert str(caught.value).startswith(str(path)) and len(str(caught.value)) < 1000
+
+
+@pytest.mark.parametrize("flags", [1, 3, 63, 255])
+def test_forged_dtype_flags_are_refused(tmp_path, flags):
+    lrpnb.save(lrpnb.Network([lrpnb.Linear(np.ones((2, 2)), np.zeros(2))]), tmp_path / "m.nn")
+    data = (tmp_path / "m.nn").read_bytes()
+    normal = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00"
+    assert normal in data
+    (tmp_path / "m.nn").write_bytes(data.replace(normal, normal[:-1] + bytes([flags])))
+    with pytest.raises(ValueError, match="a forged dtype state"):
+        lrpnb.load(tmp_path / "m.nn")
