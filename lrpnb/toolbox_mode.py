@@ -26,6 +26,13 @@ blank lines between pairs are allowed, lines starting with # are comments):
 FILELIST has an image path (appended to PATHPREFIX) and a target per line:
 -1 the top class, -2 the five top classes (all, with fewer), k >= 0 class k.
 
+Paths: entries must lie below PATHPREFIX (absolute paths and '..' that
+leave it are refused, naming the line) and be regular files (a FIFO or
+device is refused before it is opened); results go only below
+standalone_outpath, which must lie below the config file's folder, never
+through a symbolic link below it; distinct inputs get distinct names
+(img.png and img.jpg side by side: img_... and img_jpg_...).
+
 For every image it writes, below standalone_outpath at the image's path
 relative to standalone_rootpath: ``<name>_rawhm.txt`` (see
 formats/README.md), ``<name>_heatmap.png``, ``<name>_as_inputted_into_the_dnn.png``
@@ -80,6 +87,9 @@ def read_config(path):
         if key not in raw:
             raise ValueError(f"{path}: missing key {key!r}")
     folder = os.path.dirname(os.path.abspath(path))
+    if _escapes(raw["standalone_outpath"]):
+        raise ValueError(f"{path}:{where['standalone_outpath']}: standalone_outpath must be a folder below "
+                         f"the config file's folder, got {raw['standalone_outpath']!r}")
     config = dict(model_file=os.path.join(folder, raw["model_file"]),
                   standalone_outpath=os.path.join(folder, raw["standalone_outpath"]),
                   standalone_rootpath=(os.path.join(folder, raw["standalone_rootpath"])
@@ -99,9 +109,16 @@ def read_config(path):
     return config
 
 
+def _escapes(relative):
+    """Whether a path is absolute or climbs out of its base with '..'."""
+    return os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == os.pardir
+
+
 def read_filelist(path, prefix):
     """[(image path, target, line number)] of a file list; bad lines are
-    returned as (None, message, line number)."""
+    returned as (None, message, line number). Entries are paths below
+    PATHPREFIX (the current folder without one): an absolute path, or one
+    that climbs out with '..', is a bad line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"file list not found: {path}")
     entries = []
@@ -115,6 +132,10 @@ def read_filelist(path, prefix):
             if not name or not target.lstrip("-").isdigit() or int(target) < -2:
                 entries.append((None, f"{path}:{lineno}: expected 'path target' with target -1, -2 "
                                       f"or a class >= 0, got {text!r}", lineno))
+                continue
+            if _escapes(name):
+                entries.append((None, f"{path}:{lineno}: {name!r} is not below the path prefix "
+                                      f"{prefix or os.curdir!r}; entries are relative to it", lineno))
                 continue
             entries.append((os.path.join(prefix, name), int(target), lineno))
     return entries
@@ -157,12 +178,42 @@ def _write_text(path, text):
 
 def _out_base(image, config, prefix):
     """The output path (without suffixes) of an image: its path below
-    standalone_rootpath (or below PATHPREFIX) repeated under standalone_outpath."""
-    root = config["standalone_rootpath"] or prefix or os.path.dirname(image)
-    relative = os.path.relpath(os.path.abspath(image), os.path.abspath(root))
-    if relative.startswith(os.pardir):
-        relative = os.path.basename(image)
+    standalone_rootpath, or below PATHPREFIX where it is not below that,
+    repeated under standalone_outpath. Distinct inputs get distinct paths
+    (every input is below PATHPREFIX)."""
+    relative = None
+    if config["standalone_rootpath"]:
+        relative = os.path.relpath(os.path.abspath(image), os.path.abspath(config["standalone_rootpath"]))
+    if relative is None or _escapes(relative):
+        relative = os.path.relpath(os.path.abspath(image), os.path.abspath(prefix or os.curdir))
     return os.path.join(config["standalone_outpath"], os.path.splitext(relative)[0])
+
+
+def _regular_file(path):
+    """Refuse what is not a regular file before opening it: a FIFO would
+    hang the run, a device read forever."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image not found") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file (a folder, FIFO or device); only image files are read")
+
+
+def _output_folder(base, outpath):
+    """Make the folder of ``base`` below ``outpath``, refusing to go through a
+    symbolic link below it (it could lead the results anywhere)."""
+    folder = os.path.dirname(base)
+    relative = os.path.relpath(folder, outpath)
+    current = outpath
+    for part in ([] if relative == os.curdir else relative.split(os.sep)):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise ValueError(f"{current}: a symbolic link below standalone_outpath; results are written "
+                             f"only to real folders below it")
+    os.makedirs(folder, exist_ok=True)
 
 
 def _run(args):
@@ -184,16 +235,21 @@ def _run(args):
                          f"does not take images (set input_size?)")
     classes = net.output_shapes((1,) + tuple(shape))[-1][-1]
     entries = read_filelist(args.filelist, args.pathprefix)
-    failures, done = 0, 0
+    failures, done, bases = 0, 0, {}
     for image_path, target, lineno in entries:
         if image_path is None:
             failures += 1
             print(f"lrpnb toolbox: {target}", file=sys.stderr)
             continue
         try:
+            _regular_file(image_path)
             X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
             base = _out_base(image_path, config, args.pathprefix)
-            os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+            real = os.path.realpath(image_path)
+            if bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
+                base += "_" + os.path.splitext(image_path)[1].lstrip(".").lower()
+                bases.setdefault(base, real)
+            _output_folder(base, config["standalone_outpath"])
             if target == -2:
                 top = min(5, classes)
                 relevance, scores = net.explain(X, target=("topk", top), composite=composite,

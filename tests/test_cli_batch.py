@@ -342,3 +342,58 @@ def test_png_of_vectors_and_missing_gpu_are_clear_errors(tmp_path):
     gpu = run("explain", "--model", str(TINY), "--data", str(TINY_DATA), "--out", str(tmp_path / "g.npy"),
               "--device", "cuda")
     assert gpu.returncode == 1 and "lrpnb explain: error:" in gpu.stderr and "CUDA" in gpu.stderr
+
+
+def _toolbox(tmp_path, lines, prefix=None):
+    (tmp_path / "files.txt").write_text("".join(f"{line}\n" for line in lines))
+    return run("toolbox", "-c", str(tmp_path / "config.txt"), "-f", str(tmp_path / "files.txt"),
+               "-p", str(prefix if prefix is not None else tmp_path / "images"))
+
+
+def test_toolbox_entries_stay_below_the_prefix_and_are_regular_files(tmp_path):
+    root = toolbox_setup(tmp_path, TINY, 8)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    write_digit_images(outside, 1)
+    lines = [f"{outside / 'img0.png'} -1", "../elsewhere/img0.png -1", "sub/../../elsewhere/img0.png -1",
+             "sub/img0.png -1"]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "sub" / "pipe.png")
+        lines.append("sub/pipe.png -1")
+    result = _toolbox(tmp_path, lines)
+    assert result.returncode == 1
+    for k in (1, 2, 3):
+        assert f"files.txt:{k}: " in result.stderr and "is not below the path prefix" in result.stderr
+    if hasattr(os, "mkfifo"):
+        assert "pipe.png: not a regular file" in result.stderr  # refused at once, not a hang
+    assert (tmp_path / "out" / "sub" / "img0_rawhm.txt").exists()
+    assert not any("elsewhere" in str(p) for p in (tmp_path / "out").rglob("*"))
+
+
+def test_toolbox_outputs_stay_real_folders_below_the_outpath_with_distinct_names(tmp_path):
+    root = toolbox_setup(tmp_path, TINY, 8)
+    Image.open(root / "sub" / "img0.png").save(root / "sub" / "img0.jpg")
+    result = _toolbox(tmp_path, ["sub/img0.png -1", "sub/img0.jpg -1"])
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "out" / "sub").iterdir() if p.name.endswith("_rawhm.txt"))
+    assert names == ["img0_jpg_rawhm.txt", "img0_rawhm.txt"]
+    # a symbolic link below the output folder is not followed
+    (root / "linked").mkdir()
+    write_digit_images(root / "linked", 1)
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "out" / "linked").symlink_to(target, target_is_directory=True)
+    result = _toolbox(tmp_path, ["linked/img0.png -1"])
+    assert result.returncode == 1 and "a symbolic link below standalone_outpath" in result.stderr
+    assert not any(target.iterdir())
+
+
+@pytest.mark.parametrize("outpath", ["/tmp/lrpnb-anywhere", "../out"])
+def test_toolbox_outpath_stays_below_the_config_folder(tmp_path, outpath):
+    toolbox_setup(tmp_path, TINY, 8)
+    text = (tmp_path / "config.txt").read_text().replace("standalone_outpath\nout\n", f"standalone_outpath\n{outpath}\n")
+    (tmp_path / "config.txt").write_text(text)
+    result = _toolbox(tmp_path, ["sub/img0.png -1"])
+    assert result.returncode == 1
+    assert "standalone_outpath must be a folder below the config file's folder" in result.stderr
+    assert not os.path.exists("/tmp/lrpnb-anywhere")
