@@ -94,3 +94,15 @@ def test_a_full_disk_is_a_clear_error_before_any_batch(tmp_path):
     assert "Traceback" not in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["x.npy"]
     assert run(*command[3:]).returncode == 0  # with room, the same command runs
+
+
+def test_a_run_killed_while_making_its_partial_file_blocks_nothing(tmp_path):
+    # the partial file appears only whole: a kill while it is made leaves
+    # the temporary file, which the next run replaces
+    path = tmp_path / "r.h5"
+    (tmp_path / "r.h5.partial.new").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(88))  # 96 bytes, cut short
+    writer = HDF5Writer(path, 4, SETTINGS)
+    assert writer.done == 0
+    writer.write(0, batch(0, 4))
+    writer.finish()
+    assert sorted(os.listdir(tmp_path)) == ["r.h5"]
