@@ -244,8 +244,8 @@ def _explain(args):
         raise ValueError(f"--compress applies to HDF5 output; {args.out} is {out_ext}")
     writer = HDF5Writer(args.out, N, settings, args.overwrite, args.compress, names=source.names) \
         if out_ext in (".h5", ".hdf5") else None
-    # .npy results stream into a memory-mapped file; .npz, .mat and .txt are
-    # written whole at the end (their formats cannot grow in place)
+    # .npy results stream to the disk batch by batch; .npz, .mat and .txt
+    # are written whole at the end (their formats cannot grow in place)
     stream = NpyWriter(args.out, N) if out_ext == ".npy" else None
     parts, failures, row_names = [], 0, []
     start = writer.done if writer is not None else 0
@@ -473,8 +473,8 @@ def _demo(args):
                 raise ValueError(f"--labels {args.labels} has {len(labels)} labels for {len(X)} samples")
             labels = labels[:len(X)]
     if args.rule is None and args.composite is None:
-        method = dict(rule="epsilon", param=0.01 if args.param is None else args.param)
-        args.rule, args.param = "epsilon", method["param"]
+        method = dict(rule="epsilon", param=0.01 if args.param is None else _parameter(args.param))
+        args.rule, args.param = "epsilon", f"{method['param']:g}"
     X = X.astype(np.float32)
     before = time.perf_counter()
     relevance, scores = net.explain(X, return_scores=True, **method)
@@ -539,14 +539,7 @@ def _rule_spec(spec, input_range):
     name, _, text = spec.partition(":")
     if name.lower() == "formula" or any(spec.lower() == c.lower() for c in COMPOSITE_NAMES):
         return spec, dict(composite=_composite(spec, input_range))
-    param = None
-    if text:
-        try:
-            values = tuple(float(v) for v in text.split(","))
-        except ValueError:
-            raise ValueError(f"--rule {spec!r}: the parameter after ':' must be a number "
-                             f"(zb: two, LOW,HIGH)") from None
-        param = values[0] if len(values) == 1 else values
+    param = _parameter(text or None, f"--rule {spec!r}: the parameter after ':'")
     resolve(name, param)  # fails before any work
     return spec.replace(":", " "), dict(rule=name, param=param)
 

@@ -82,7 +82,7 @@ def test_defaults_explain_the_embedded_lenet_on_synthetic_digits():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rule", "epsilon:x"], "--rule 'epsilon:x': the parameter after ':' must be a number"),
+    (["--rule", "epsilon:x"], "--rule 'epsilon:x': the parameter after ':' must be a number, or LOW,HIGH"),
     (["--rule", "alphabeta:0.5"], "alpha"),
     (["--rule", "magic"], "magic"),
     (["--replace", "noise"], "--replace must be one of uniform, mean, blur or a number, got 'noise'"),
