@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import _umask, atomic_path
 from .data_io import read_data
 
 #: HDF5 compression of the results when asked for (``lrpnb explain
@@ -638,9 +638,3 @@ class NpyWriter:
         for path in (self.tmp, None if self.tmp is None else self.tmp + ".cut.npy"):
             if path is not None and os.path.exists(path):
                 os.remove(path)
-
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
