@@ -8,6 +8,7 @@ The pieces the ``lrpnb`` command is made of, usable from Python too:
 - :class:`HDF5Writer` writes results batch by batch into an HDF5 file that
   appears under its name only when complete, and resumes an interrupted run.
 """
+import contextlib
 import errno
 import json
 import os
@@ -540,7 +541,12 @@ class _WriterLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)  # a filesystem without locks (some network mounts): go on without
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+                    return
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
                 target = path[:-len(".lock")]
