@@ -261,13 +261,21 @@ def _explain(args):
     previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum)) \
         if in_main_thread else None
     writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrpnb-hdf5")
+    # the next batch is read (images decoded, files read) on a thread while
+    # this one is explained: measured on 4,000 PNG digits, reading took half
+    # as long as explaining
+    reads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrpnb-read")
+    firsts = range(start, N, args.batch_size)
+    reading = reads.submit(source.batch, start, min(start + args.batch_size, N)) if len(firsts) else None
     pending = None
     try:
-        for first in range(start, N, args.batch_size):
+        for first in firsts:
             if stop:
                 raise KeyboardInterrupt
             last = min(first + args.batch_size, N)
-            X, problems, kept = source.batch(first, last)
+            X, problems, kept = reading.result()
+            if last < N:
+                reading = reads.submit(source.batch, last, min(last + args.batch_size, N))
             for index, message in problems:
                 failures += 1
                 print(f"lrpnb explain: skipped sample {index}: {message}", file=sys.stderr)
@@ -332,6 +340,7 @@ def _explain(args):
         raise
     finally:
         writes.shutdown()
+        reads.shutdown(cancel_futures=True)
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
     bar.close()
