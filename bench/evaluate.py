@@ -10,7 +10,10 @@ Quantus's RegionPerturbation is the twin of these regions; its PixelFlipping
 Prints the time of each, the ratio, and how far the curves agree. Usage
 (from the repository root, with the peers extra and quantus==0.6.0):
 
-    python bench/evaluate.py [--count 1000] [--steps 100] [--pixel-flipping]
+    python bench/evaluate.py [--count 1000] [--steps 100] [--pixel-flipping] [--device cuda]
+
+``--device cuda`` runs both on the GPU: lrpnb's network on the device (the
+perturbed copies made there), Quantus's PyTorch model on CUDA (TF32 off).
 
 The toolbox's LeNet-5 and MNIST digits are used when ../shared holds them,
 the embedded LeNet-5 and synthetic digits otherwise.
@@ -66,6 +69,8 @@ def main():
     parser.add_argument("--quantus-batch", type=int, default=1000, help="Quantus's batch_size")
     parser.add_argument("--pixel-flipping", action="store_true",
                         help="also Quantus's PixelFlipping (1 x 1 regions, every pixel) on 100 digits")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where both run (default cpu)")
     args = parser.parse_args()
     import torch
 
@@ -74,9 +79,15 @@ def main():
     R = net.explain(X, rule="epsilon", param=0.01)
     target = np.argmax(net.scores(X), axis=1)
     model = to_torch(net, X.shape)
+    where = f"{os.cpu_count()} cores, torch {torch.__version__} threads {torch.get_num_threads()}"
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        model = model.to("cuda")
+        net.to("cuda")
+        where = f"{torch.cuda.get_device_name()}, torch {torch.__version__} (TF32 off)"
     print(f"{origin}: {len(X)} digits, {args.region} x {args.region} regions, {args.steps} steps, "
-          f"replaced by {args.value:g}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__} threads {torch.get_num_threads()}")
+          f"replaced by {args.value:g}; {platform.processor() or platform.machine()}, {where}")
 
     runs = [("region", args.region, args.steps, len(X))]
     if args.pixel_flipping:
@@ -95,7 +106,7 @@ def main():
         metric = quantus_metric(kind, region, steps, args.value)
         began = time.perf_counter()
         drops = metric(model=model, x_batch=x.transpose(0, 3, 1, 2).copy(), y_batch=t,
-                       a_batch=r.transpose(0, 3, 1, 2).copy(), device="cpu", batch_size=args.quantus_batch,
+                       a_batch=r.transpose(0, 3, 1, 2).copy(), device=args.device, batch_size=args.quantus_batch,
                        softmax=False)
         quantus_seconds = time.perf_counter() - began
         drops = np.asarray(drops, dtype=np.float64)
