@@ -99,6 +99,9 @@ def perturbation_curve(net, X, R, target=None, region=(4, 4), steps=None, order=
     value_range : (low, high), optional
         The range of the uniform values (default: each sample's own
         minimum and maximum).
+    blur_sigma : float, optional
+        The Gaussian's standard deviation in pixels for ``replace='blur'``
+        (default: the region's larger side).
     batch_size : int, optional
         Perturbed copies per forward pass (default: as many as
         COPY_ELEMENTS input elements).
@@ -116,7 +119,8 @@ def perturbation_curve(net, X, R, target=None, region=(4, 4), steps=None, order=
                                                  value_range, blur_sigma)
     N = X.shape[0]
     backend = net._backend
-    scores = np.asarray(net._host(net._scores(backend.put(X))))
+    images = backend.put(images)  # on the network's device once, for every pass below
+    scores = np.asarray(net._host(net._scores(images.reshape(X.shape))))
     _check_scores(scores)
     classes = _target(target, scores)
     total = N * (steps + 1)
@@ -125,7 +129,7 @@ def perturbation_curve(net, X, R, target=None, region=(4, 4), steps=None, order=
         batch_size = max(1, COPY_ELEMENTS[backend.name] // per_copy)
     elif not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    images, V, rank = backend.put(images), backend.put(V), backend.put(rank)
+    V, rank = backend.put(V), backend.put(rank)
     curve = np.empty(total, dtype=np.float64)
     rows = np.repeat(classes, steps + 1)
     for q0 in range(0, total, batch_size):
