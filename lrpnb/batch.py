@@ -456,46 +456,67 @@ class HDF5Writer:
         asked. Returns how many rows were left out."""
         import h5py
 
-        if self.file is None:
-            self.file = h5py.File(self.partial, "r+")
-        ok = self.file["ok"][...] if "ok" in self.file else None
-        if ok is not None and not ok.any():
-            self.close()
-            raise ValueError(f"{self.path}: no sample could be explained")
-        dropped = 0 if ok is None else int(np.sum(~ok))
-        self.file.close()
-        self.file = None
-        if dropped == 0 and not self.compression:
-            os.replace(self.partial, self.path)
-            with h5py.File(self.path, "r+") as handle:  # the run's bookkeeping goes
-                for name in ("ok", "_done"):
-                    if name in handle:
-                        del handle[name]
-                for key in ("done", "count", "settings"):
-                    if key in handle.attrs:
-                        del handle.attrs[key]
-        else:
+        try:
+            if self.file is None:
+                self.file = h5py.File(self.partial, "r+")
+            ok = self.file["ok"][...] if "ok" in self.file else None
+            if ok is not None and not ok.any():
+                self._abandon()
+                raise ValueError(f"{self.path}: no sample could be explained")
+            dropped = 0 if ok is None else int(np.sum(~ok))
+            self._abandon()
+            if dropped == 0 and not self.compression:
+                os.replace(self.partial, self.path)
+                with h5py.File(self.path, "r+") as handle:  # the run's bookkeeping goes
+                    for name in ("ok", "_done"):
+                        if name in handle:
+                            del handle[name]
+                    for key in ("done", "count", "settings"):
+                        if key in handle.attrs:
+                            del handle.attrs[key]
+                return 0
             try:
                 with atomic_path(self.path, suffix=".h5") as tmp:
-                    with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
-                        keep = slice(None) if ok is None else ok
-                        for name in source:
-                            if name in ("ok", "_done"):
-                                continue
-                            data = source[name][...][keep]
-                            if name == "source":
-                                target.create_dataset(name, data=data.astype(object),
-                                                      dtype=h5py.string_dtype())
-                            else:
-                                target.create_dataset(name, data=data, **self.compression)
+                    self._copy(tmp, ok)
             except (OSError, RuntimeError) as error:
-                self._lock.release()
                 raise OSError(f"cannot write {self.path}: {_os_reason(error)}; every sample is done and "
                               f"kept in {self.partial}: make room and run the same command again to "
                               f"finish") from None
             os.remove(self.partial)
-        self._lock.release()
-        return dropped
+            return dropped
+        finally:
+            self._lock.release()
+
+    #: bytes of a dataset copied at a time when finishing by a copy
+    COPY_BYTES = 1 << 26
+
+    def _copy(self, tmp, ok):
+        """The partial file's results into ``tmp``, without the rows not
+        ``ok``, compressed as asked, a slice of rows at a time (memory stays
+        bounded however large the results are)."""
+        import h5py
+
+        with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
+            keep = np.ones(self.count, dtype=bool) if ok is None else ok
+            kept = int(keep.sum())
+            for name in source:
+                if name in ("ok", "_done"):
+                    continue
+                data = source[name]
+                if name == "source":
+                    names = data[...][keep].astype(object)
+                    target.create_dataset(name, data=names, dtype=h5py.string_dtype())
+                    continue
+                row_bytes = max(1, data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)))
+                step = max(1, self.COPY_BYTES // row_bytes)
+                chunks = (max(1, min(step, kept)),) + data.shape[1:]
+                out = target.create_dataset(name, shape=(kept,) + data.shape[1:], dtype=data.dtype,
+                                            chunks=chunks, **self.compression)
+                written = 0
+                for first in range(0, self.count, step):
+                    rows = data[first:first + step][keep[first:first + step]]
+                    out[written:written + len(rows)] = rows
+                    written += len(rows)
 
     def close(self):
         """Close without finishing (an interrupted run: the partial file stays)."""

@@ -107,3 +107,19 @@ def test_a_run_killed_while_making_its_partial_file_blocks_nothing(tmp_path):
     writer.write(0, batch(0, 4))
     writer.finish()
     assert sorted(os.listdir(tmp_path)) == ["r.h5"]
+
+
+def test_finishing_by_a_copy_goes_a_slice_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(HDF5Writer, "COPY_BYTES", 50)  # two rows of 24 bytes per slice
+    writer = HDF5Writer(tmp_path / "r.h5", 9, SETTINGS, compress=True, names=[f"img{k}.png" for k in range(9)])
+    for start in range(0, 9, 4):
+        rows = batch(start, min(start + 4, 9))
+        rows["ok"] = rows["target"] != 1  # samples 1, 4, 7 could not be read
+        writer.write(start, rows)
+    assert writer.finish() == 3
+    with h5py.File(tmp_path / "r.h5", "r") as handle:
+        kept = [0, 2, 3, 5, 6, 8]
+        np.testing.assert_array_equal(handle["relevance"][:, 0], kept)
+        assert handle["relevance"].compression == "gzip"
+        assert [name.decode() for name in handle["source"][...]] == [f"img{k}.png" for k in kept]
+        assert sorted(handle) == ["relevance", "source", "target"]
