@@ -599,6 +599,7 @@ def _evaluate(args):
     from . import evaluate
     from .batch import model_input, open_source, sample_shape
     from .model_io import load
+    from .network import target_classes
 
     input_range = _input_range(args.input_range)
     if args.relevance is not None and args.rule:
@@ -645,20 +646,22 @@ def _evaluate(args):
     if kind in ("all", "top"):
         raise ValueError("--target: a perturbation curve follows one class per sample (pred, K or label:FILE)")
     target = _target_argument(kind, value, kept)
+    if target is None or np.ndim(target) == 0:
+        # the classes followed, once for the explanations, the curves and the file
+        target = target_classes(target, np.asarray(net.scores(X)))[:, 0]
 
     if args.relevance is not None:
-        R, target = _read_relevance(args.relevance, source, kept, X.shape[1:]) if source is not None \
-            else (None, None)
-        if R is None:
+        if source is None:
             raise ValueError("--relevance needs the --data it was computed from")
+        R, target = _read_relevance(args.relevance, source, kept, X.shape[1:])
         maps = {os.path.basename(args.relevance): R}
     else:
         maps = {}
         for label, keywords in methods:
             parts = []
             for first in range(0, len(X), args.batch_size):
-                chunk = target if target is None or np.ndim(target) == 0 else target[first:first + args.batch_size]
-                parts.append(np.asarray(net.explain(X[first:first + args.batch_size], target=chunk, **keywords)))
+                parts.append(np.asarray(net.explain(X[first:first + args.batch_size],
+                                                    target=target[first:first + args.batch_size], **keywords)))
             maps[label] = np.concatenate(parts)
     settings = dict(region=tuple(args.region), steps=args.steps, replace=replace, seed=args.seed)
     (rows, columns), (rh, rw) = evaluate.regions(X.shape[1:], settings["region"])
@@ -687,7 +690,7 @@ def _evaluate(args):
           f"AOPC: the mean fall of the class score over the steps (larger: the order finds what "
           f"the score rests on)")
     if args.out is not None:
-        _write_curves(args.out, curves, target if target is not None else None, kept, source, net, X,
+        _write_curves(args.out, curves, target, kept, source,
                       dict(settings, steps=steps, order=args.order, model=os.path.abspath(model),
                            data=origin))
         print(f"wrote {args.out}")
@@ -737,7 +740,7 @@ def _check_outputs(outputs, inputs, overwrite):
             raise ValueError(f"{path} exists; remove it or pass --overwrite")
 
 
-def _write_curves(path, curves, target, kept, source, net, X, settings):
+def _write_curves(path, curves, target, kept, source, settings):
     """The curves as HDF5: curves (M, N, L+1), aopc (M, N), target (N,),
     index (N,), source names for images; the settings and method names as
     attributes."""
@@ -747,10 +750,7 @@ def _write_curves(path, curves, target, kept, source, net, X, settings):
 
     from ._atomic import atomic_path
     from .evaluate import aopc
-    from .network import target_classes
 
-    if target is None or np.ndim(target) == 0:
-        target = target_classes(target, np.asarray(net.scores(X)))[:, 0]
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("curves", data=np.stack(list(curves.values())))

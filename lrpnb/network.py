@@ -661,11 +661,11 @@ class Network:
         if len(parts) == 1:
             relevance, scores, sums = self._explain(X, target, layers, rules, method, return_layer_sums)
         else:
-            if target is not None and not isinstance(target, (str, tuple)) and np.ndim(target) == 1 \
-                    and len(target) != X.shape[0]:
+            # a target per sample goes with its samples; any other target applies to every part
+            per_sample = target is not None and not isinstance(target, (str, tuple)) and np.ndim(target) == 1
+            if per_sample and len(target) != X.shape[0]:
                 raise ValueError(f"target has {len(target)} entries for {X.shape[0]} samples")
-            pieces = [self._explain(X[n0:n1], target if target is None or isinstance(target, (str, tuple))
-                                    or np.ndim(target) == 0 else np.asarray(target)[n0:n1],
+            pieces = [self._explain(X[n0:n1], np.asarray(target)[n0:n1] if per_sample else target,
                                     layers, rules, method, return_layer_sums) for n0, n1 in parts]
             relevance = self._backend.arrays.concatenate([piece[0] for piece in pieces])
             scores = np.concatenate([piece[1] for piece in pieces])
