@@ -8,15 +8,17 @@ from .composites import (Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, 
                          EpsilonPlus, EpsilonPlusFlat, formula_type)
 from .data_io import read_data, write_data
 from .model_io import load, save
-from .network import (Convolution, Flatten, Layer, Linear, MaxPool, Network, Rect, SoftMax,
-                      SumPool, Tanh)
+from .network import (Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
+                      Identity, Layer, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool,
+                      Tanh)
 # submodules that import nothing heavy at module level (matplotlib, Pillow,
 # h5py and scipy are imported by the functions that use them)
 from . import batch, digits, render, training  # noqa: E402,I001
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "Rect", "Tanh",
-           "SoftMax", "Flatten", "load", "save", "read_data", "write_data", "formula_type", "Composite",
+__all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
+           "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm",
+           "Add", "Concat", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
            "EpsilonGammaBox", "batch", "digits", "render", "training", "__version__"]

@@ -7,10 +7,10 @@ backend is asked for.
 """
 import types
 
-from .kernels import activations, conv, dense, perturb, pool
+from .kernels import activations, conv, dense, perturb, pool, tensors
 
 CPU = types.SimpleNamespace(name="cpu", conv=conv, dense=dense, pool=pool, activations=activations,
-                            perturb=perturb, put=lambda array: array)
+                            perturb=perturb, tensors=tensors, put=lambda array: array)
 
 DEVICES = ("cpu", "cuda", "auto")
 _cuda = None
@@ -27,6 +27,7 @@ def _cuda_backend():
             from .cuda import dense as gpu_dense
             from .cuda import perturb as gpu_perturb
             from .cuda import pool as gpu_pool
+            from .cuda import tensors as gpu_tensors
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "
                                f"{error}") from None
@@ -34,7 +35,8 @@ def _cuda_backend():
         if reason is not None:
             raise RuntimeError(f"device='cuda' needs a usable NVIDIA GPU and driver: {reason}")
         _cuda = types.SimpleNamespace(name="cuda", conv=gpu_conv, dense=gpu_dense, pool=gpu_pool,
-                                      activations=gpu_activations, perturb=gpu_perturb, arrays=arrays,
+                                      activations=gpu_activations, perturb=gpu_perturb, tensors=gpu_tensors,
+                                      arrays=arrays,
                                       put=arrays.cuda.to_device)
     return _cuda
 

@@ -11,8 +11,8 @@ equivalent ``layer.set_lrp_parameters`` calls give. Two families:
 Layer indices count ``net.layers`` from 0, every layer included (Rect and
 pooling too); "at and below k" means layers 0..k.
 """
-from .network import Convolution, Linear
-from .rules import resolve
+from .network import Add, AveragePool, Convolution, Linear
+from .rules import ZENNIT_STABILIZER, resolve
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
            "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "FORMULA_TYPES"]
@@ -126,12 +126,19 @@ def _epsilon_and(conv_rule, conv_param, epsilon, first=None):
             return first
         if isinstance(layer, Convolution):
             return conv_rule, conv_param
+        if isinstance(layer, (Add, AveragePool)):
+            # zennit's Norm rule on its Sum and AvgPool layers: a fixed stabilizer
+            return "epsilon", ZENNIT_STABILIZER
         return "epsilon", epsilon
     return choose
 
 
 def EpsilonPlus(epsilon=1e-6):
-    """zennit's EpsilonPlus: z+ on convolutions, epsilon on dense (and pooling) layers."""
+    """zennit's EpsilonPlus: z+ on convolutions, epsilon on dense (and pooling) layers.
+
+    In these zennit composites, average pools and additions (Add) take the
+    epsilon rule with zennit's fixed stabilizer 1e-6 (its Norm rule),
+    whatever ``epsilon`` is."""
     return Composite("EpsilonPlus", _epsilon_and("zplus", None, epsilon))
 
 

@@ -93,6 +93,12 @@ def save(net, path, fmt=None):
                          "Matlab port reads")
     if not isinstance(net, Network):
         raise TypeError(f"save() needs an lrpnb Network, got {type(net).__name__}")
+    if not net.is_sequential or not all(layer.toolbox for layer in net.layers):
+        other = next((layer.describe() for layer in net.layers if not layer.toolbox), "a graph of nodes")
+        raise ValueError(f"the toolbox's model formats hold chains of Linear, Convolution (no padding, "
+                         f"dilation or groups), SumPool, MaxPool (no padding), Rect, Tanh, SoftMax and "
+                         f"Flatten only; this network has {other}. Keep it in the file it came from "
+                         f"(an ONNX model loads again with lrpnb.load)")
     with atomic_path(path) as tmp:
         if kind == "txt":
             _write_txt(net, tmp)

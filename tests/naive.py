@@ -201,6 +201,165 @@ def maxpool_lrp(X, R, pool, stride, rule, param=None):
     return Rx
 
 
+def maxpool_gradient(X, G, pool, stride):
+    """Autograd's max pool: a window's G to its first maximum, rows then columns."""
+    N, H, Wd, D = X.shape
+    hp, wp = pool
+    out = np.zeros(X.shape)
+    for i, j, si, sj in _windows(H, Wd, hp, wp, *stride):
+        win = X[:, si, sj, :].reshape(N, hp * wp, D)
+        first = win.argmax(axis=1)  # numpy's argmax: the first of equal maxima
+        for n in range(N):
+            for c in range(D):
+                a, b = divmod(first[n, c], wp)
+                out[n, si.start + a, sj.start + b, c] += G[n, i, j, c]
+    return out
+
+
+# ---------------------------------------------------------------- layers of imported models
+def padded(X, padding, value=0.0):
+    """X with ``value`` rows/columns added: padding = (top, bottom, left, right)."""
+    top, bottom, left, right = padding
+    return np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def unpadded(R, padding):
+    top, bottom, left, right = padding
+    return R[:, top:R.shape[1] - bottom, left:R.shape[2] - right]
+
+
+def conv_general_taps(X, Wt, stride, padding, dilation, groups):
+    """For a convolution with zero padding, dilation and groups: the padded
+    input, and for every output (i, j) and group g the tuple
+    (i, j, g, input rows, input columns, input channels) of its taps, in
+    (a, b, c) order, indexing the padded input."""
+    Xp = padded(X, padding)
+    h, w, dg, n = Wt.shape
+    dr, dc = dilation
+    span_h, span_w = (h - 1) * dr + 1, (w - 1) * dc + 1
+    Ho = (Xp.shape[1] - span_h) // stride[0] + 1
+    Wo = (Xp.shape[2] - span_w) // stride[1] + 1
+    taps = []
+    for i in range(Ho):
+        for j in range(Wo):
+            for g in range(groups):
+                rows = i * stride[0] + dr * np.arange(h)
+                cols = j * stride[1] + dc * np.arange(w)
+                taps.append((i, j, g, rows, cols, g * dg + np.arange(dg)))
+    return Xp, Ho, Wo, taps
+
+
+def conv_general_forward(X, Wt, B, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """y_ijk = b_k + sum_{a,b,c} x_{i s0 - top + a dr, j s1 - left + b dc, g d' + c} w_abck
+    (zeros outside the image; output k in group g = k // (n / groups))."""
+    h, w, dg, n = Wt.shape
+    ng = n // groups
+    Xp, Ho, Wo, taps = conv_general_taps(X, Wt, stride, padding, dilation, groups)
+    Y = np.zeros((X.shape[0], Ho, Wo, n))
+    for i, j, g, rows, cols, chans in taps:
+        patch = Xp[:, rows][:, :, cols][:, :, :, chans]
+        ks = slice(g * ng, (g + 1) * ng)
+        Y[:, i, j, ks] = np.tensordot(patch, Wt[..., ks], axes=([1, 2, 3], [0, 1, 2])) + B[ks]
+    return Y
+
+
+def conv_general_lrp(X, Wt, B, R, rule, param=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                     groups=1):
+    """Input relevance of the general convolution: the shares of every
+    output's taps (conv_lrp's formulas; the zeros of the padding contribute
+    nothing, and the shares of flat and ww that fall on the padding are
+    dropped, as autograd drops them), gradient = the transposed convolution."""
+    h, w, dg, n = Wt.shape
+    ng = n // groups
+    Xp, Ho, Wo, taps = conv_general_taps(X, Wt, stride, padding, dilation, groups)
+    N = X.shape[0]
+    Rp = np.zeros(Xp.shape)
+    Y = conv_general_forward(X, Wt, B, stride, padding, dilation, groups)
+    size = h * w * dg
+    for i, j, g, rows, cols, chans in taps:
+        ks = slice(g * ng, (g + 1) * ng)
+        Wg = Wt[..., ks].reshape(1, size, ng)
+        patch = Xp[:, rows][:, :, cols][:, :, :, chans].reshape(N, size, 1)
+        if rule == "gradient":
+            S = np.broadcast_to(Wg, (N, size, ng))
+        elif rule in MODERN:
+            value = param
+            if rule == "zb":
+                inside = padded(np.ones(X.shape[:3] + (1,)), padding)[:, rows][:, :, cols]
+                value = tuple((np.broadcast_to(np.broadcast_to(b, (X.shape[3],))[chans], (N, h, w, dg))
+                               * inside).reshape(N, size, 1) for b in param)
+            S = modern_shares(patch, Wg, B[ks], Y[:, i, j, None, ks], rule, value)
+        elif rule == "flat":
+            S = np.ones((N, size, ng)) / size
+        elif rule == "ww":
+            W2 = Wg[0] ** 2
+            S = np.broadcast_to(W2 / W2.sum(axis=0), (N, size, ng))
+        else:
+            S = shares(patch * Wg, B[None, None, ks], rule, param)
+        contrib = (S * R[:, i, j, None, ks]).sum(axis=2).reshape(N, h, w, dg)
+        for a, p in enumerate(rows):
+            for b, q in enumerate(cols):
+                Rp[:, p, q, chans] += contrib[:, a, b]
+    return unpadded(Rp, padding)
+
+
+def avgpool_windows(H, W, pool, stride, padding, Ho, Wo):
+    """(i, j, rows inside, columns inside) of every average-pool window."""
+    for i in range(Ho):
+        for j in range(Wo):
+            p0, q0 = i * stride[0] - padding[0], j * stride[1] - padding[2]
+            yield i, j, slice(max(p0, 0), min(p0 + pool[0], H)), slice(max(q0, 0), min(q0 + pool[1], W))
+
+
+def avgpool_forward(X, pool, stride, padding, include_pad):
+    N, H, W, D = X.shape
+    Ho = (H + padding[0] + padding[1] - pool[0]) // stride[0] + 1
+    Wo = (W + padding[2] + padding[3] - pool[1]) // stride[1] + 1
+    Y = np.zeros((N, Ho, Wo, D))
+    for i, j, si, sj in avgpool_windows(H, W, pool, stride, padding, Ho, Wo):
+        count = pool[0] * pool[1] if include_pad else (si.stop - si.start) * (sj.stop - sj.start)
+        Y[:, i, j] = X[:, si, sj].sum(axis=(1, 2)) / count
+    return Y
+
+
+def avgpool_lrp(X, R, pool, stride, padding, include_pad, rule, param=None):
+    """Average pool as a layer with weights 1/count: epsilon-type rules
+    (simple 1e-16, epsilon param, other LRP rules 1e-6), alpha-beta/z+ on the
+    inputs' signs, flat/ww equal shares of the inputs inside, gradient 1/count."""
+    N, H, W, D = X.shape
+    Y = avgpool_forward(X, pool, stride, padding, include_pad)
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj in avgpool_windows(H, W, pool, stride, padding, Y.shape[1], Y.shape[2]):
+        inside = (si.stop - si.start) * (sj.stop - sj.start)
+        count = pool[0] * pool[1] if include_pad else inside
+        x = X[:, si, sj]
+        r = R[:, i:i + 1, j:j + 1]
+        if rule == "gradient":
+            Rx[:, si, sj] += r / count
+        elif rule in ("flat", "ww"):
+            Rx[:, si, sj] += r / inside
+        elif rule in ("alphabeta", "zplus"):
+            alpha, tiny = (param, 1e-16) if rule == "alphabeta" else (1.0, 1e-6)
+            xp, xn = np.maximum(x, 0), np.minimum(x, 0)
+            Rx[:, si, sj] += r * (alpha * xp / (xp.sum(axis=(1, 2), keepdims=True) + tiny)
+                                  + (1 - alpha) * xn / (xn.sum(axis=(1, 2), keepdims=True) - tiny))
+        else:
+            eps = {"simple": 1e-16, "epsilon": param}.get(rule, 1e-6)
+            z = x / count
+            zs = z.sum(axis=(1, 2), keepdims=True)
+            Rx[:, si, sj] += r * z / (zs + eps * sgn(zs))
+    return Rx
+
+
+def add_lrp(parts, R, rule, param=None):
+    """R_m = x_m R / (sum x + eps sgn), eps as for the average pool; gradient: R each."""
+    if rule == "gradient":
+        return [R.copy() for _ in parts]
+    y = sum(parts)
+    eps = {"simple": 1e-16, "epsilon": param}.get(rule, 1e-6)
+    return [x * R / (y + eps * sgn(y)) for x in parts]
+
+
 # ---------------------------------------------------------------- networks
 def network_forward(layers, X):
     """``layers``: list of (kind, params) tuples; returns all activations."""
@@ -263,7 +422,7 @@ def network_gradient(layers, acts, G, mode="gradient"):
                 out[:, si, sj, :] += G[:, i:i + 1, j:j + 1, :] / np.sqrt(hp * wp)
             G = out
         elif kind == "maxpool":
-            G = maxpool_lrp(x, G, p["pool"], p["stride"], "simple")
+            G = maxpool_gradient(x, G, p["pool"], p["stride"])
         elif kind == "rect":
             if mode == "deconvnet":
                 G = np.maximum(G, 0)

@@ -33,7 +33,7 @@ def _signature(kinds, dtype):
                  for kind in kinds.split())
 
 
-MODULES = ["conv", "pool", "activations", "arrays", "products", "perturb"]
+MODULES = ["conv", "pool", "activations", "arrays", "products", "perturb", "tensors"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -51,7 +51,7 @@ def test_every_kernel_compiles_to_ptx(module, dtype):
 
 
 def test_every_cpu_kernel_has_its_gpu_twin():
-    for module in ("conv", "dense", "pool", "activations", "perturb"):
+    for module in ("conv", "dense", "pool", "activations", "perturb", "tensors"):
         cpu = importlib.import_module(f"lrpnb.kernels.{module}")
         gpu = importlib.import_module(f"lrpnb.cuda.{module}")
         public = sorted(name for name, obj in vars(cpu).items()

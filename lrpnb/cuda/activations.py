@@ -154,6 +154,48 @@ def sample_sums(A):
     return out
 
 
+@cuda.jit(**KERNEL)
+def _sigmoid(X, Y):
+    one = np.float32(1)  # float32 stays float32
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        if X[e] >= 0:
+            Y[e] = one / (one + math.exp(-X[e]))
+        else:
+            t = math.exp(X[e])
+            Y[e] = t / (one + t)
+
+
+@cuda.jit(**KERNEL)
+def _sigmoid_backward(Y, G, out):
+    for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
+        out[e] = G[e] * Y[e] * (np.float32(1) - Y[e])
+
+
+@cuda.jit(**KERNEL)
+def _channel_affine(X, scale, shift, out):
+    D = scale.shape[0]
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        out[e] = X[e] * scale[e % D] + shift[e % D]
+
+
+def sigmoid_forward(X):
+    """``1 / (1 + exp(-x))`` element-wise."""
+    return _elementwise(_sigmoid, X)
+
+
+def sigmoid_backward(Y, G):
+    """``G y (1 - y)`` with Y = sigmoid(x)."""
+    return _binary(_sigmoid_backward, Y, G)
+
+
+def channel_affine(X, scale, shift):
+    """``y = x scale_c + shift_c`` along the last (channel) axis."""
+    out = cuda.device_array(tuple(X.shape), dtype=X.dtype)
+    launch(_channel_affine, X.size)(X.reshape(X.size), scale, shift, out.reshape(out.size))
+    return out
+
+
 SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
               _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
-              _times: "A1 A1 A1", _sum_rows: "A2 D1"}
+              _times: "A1 A1 A1", _sum_rows: "A2 D1",
+              _sigmoid: "A1 A1", _sigmoid_backward: "A1 A1 A1", _channel_affine: "A1 A1 A1 A1"}

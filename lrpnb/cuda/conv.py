@@ -19,7 +19,9 @@ from numba import cuda
 
 from . import KERNEL, launch, unravel
 from .products import empty, matmul
+from ..kernels.conv import dilate_filter  # noqa: F401  (host-side weight preparation, shared)
 from .rules import negative_part, paired_ratios, positive_part, stabilize
+from .tensors import pad
 
 #: elements of one chunk's patch (or redistribution) matrix at most:
 #: 64 Mi (256 MiB of float32), a chunk being at least one sample
@@ -292,12 +294,17 @@ def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
     return _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, 1, tiny, tiny, tiny)
 
 
-def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
-    """z^B rule (zennit's ZBox); see lrpnb.kernels.conv."""
-    L = cuda.device_array(X.shape, dtype=X.dtype)
-    H = cuda.device_array(X.shape, dtype=X.dtype)
+def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny, padding=(0, 0, 0, 0)):
+    """z^B rule (zennit's ZBox); see lrpnb.kernels.conv (X may be padded by
+    ``padding``, whose bounds are 0)."""
+    top, bottom, left, right = padding
+    inner = (X.shape[0], X.shape[1] - top - bottom, X.shape[2] - left - right, X.shape[3])
+    L = cuda.device_array(inner, dtype=X.dtype)
+    H = cuda.device_array(inner, dtype=X.dtype)
     launch(_fill_channels, L.size)(L.reshape(-1), low)
     launch(_fill_channels, H.size)(H.reshape(-1), high)
+    if tuple(padding) != (0, 0, 0, 0):
+        L, H = pad(L, *padding, 0), pad(H, *padding, 0)
     Wp, Wn = _pairs(W, X.dtype.type(0), 0)
     zero = cuda.device_array(W.shape[3], dtype=W.dtype)
     launch(_fill, zero.size)(zero, X.dtype.type(0))

@@ -165,3 +165,45 @@ def sample_sums(A):
     out = np.empty(rows.shape[0], dtype=np.float64)
     parallel_map(_sum_rows, [(rows, out, n0, n1) for n0, n1 in blocks(rows.shape[0], 64)])
     return out
+
+
+@njit(**JIT)
+def _sigmoid(X, out, e0, e1):
+    one = np.float32(1)  # float32 stays float32
+    for e in range(e0, e1):
+        # exp of a non-positive argument only: no overflow for large |x|
+        if X[e] >= 0:
+            out[e] = one / (one + np.exp(-X[e]))
+        else:
+            t = np.exp(X[e])
+            out[e] = t / (one + t)
+
+
+@njit(**JIT)
+def _sigmoid_backward(Y, G, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = G[e] * Y[e] * (np.float32(1) - Y[e])
+
+
+@njit(**JIT)
+def _channel_affine(X, scale, shift, out, e0, e1):
+    D = scale.shape[0]
+    for e in range(e0, e1):
+        out[e] = X[e] * scale[e % D] + shift[e % D]
+
+
+def sigmoid_forward(X):
+    """``1 / (1 + exp(-x))`` element-wise."""
+    return _elementwise(_sigmoid, X.shape, X)
+
+
+def sigmoid_backward(Y, G):
+    """``G y (1 - y)`` with Y = sigmoid(x)."""
+    return _elementwise(_sigmoid_backward, Y.shape, Y, G)
+
+
+def channel_affine(X, scale, shift):
+    """``y = x scale_c + shift_c`` along the last (channel) axis: BatchNorm at
+    inference (scale = gamma / sqrt(var + eps), shift = beta - mean scale);
+    its gradient is ``channel_affine(G, scale, 0)``."""
+    return _elementwise(_channel_affine, X.shape, X, extra=(scale, shift))

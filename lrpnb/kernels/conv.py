@@ -44,6 +44,7 @@ from numba import njit
 
 from . import JIT, blocks, parallel_map
 from .rules import negative_part, paired_ratios, positive_part, stabilize, times_input
+from .tensors import pad
 
 #: inputs with at most this many channels (images: 1 to 3) take direct loops
 #: along an output row in the forward pass and the sign-paired rules;
@@ -470,7 +471,7 @@ def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
                    s0, s1, GAMMA_MODE, tiny, tiny, tiny)
 
 
-def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
+def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny, padding=(0, 0, 0, 0)):
     """z^B rule for bounded inputs (Montavon et al., Pattern Recognition 65,
     2017), as zennit's ``ZBox``: with per-channel bounds l <= x <= h,
 
@@ -478,12 +479,18 @@ def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny):
 
     (biases cancel in zennit's definition and do not appear); stab(z) =
     z + tiny sgn(z), zennit's tiny 1e-6. Written as three epsilon-rule
-    passes that share one denominator.
+    passes that share one denominator. X may be zero-padded by ``padding``
+    (top, bottom, left, right): the bounds of the padding are 0, as the
+    zeros a padded convolution adds to the bounds in zennit.
     """
-    L = np.empty_like(X)
-    H = np.empty_like(X)
+    top, bottom, left, right = padding
+    inner = (X.shape[0], X.shape[1] - top - bottom, X.shape[2] - left - right, X.shape[3])
+    L = np.empty(inner, dtype=X.dtype)
+    H = np.empty(inner, dtype=X.dtype)
     L[...] = low
     H[...] = high
+    if padding != (0, 0, 0, 0):
+        L, H = pad(L, *padding, 0), pad(H, *padding, 0)
     Wp, Wn = _sign_split(W)
     zero = np.zeros(W.shape[3], dtype=W.dtype)
     Z = conv_forward(X, W, zero, s0, s1) - conv_forward(L, Wp, zero, s0, s1) \
@@ -579,3 +586,15 @@ def _weight_gradient_chunk(X, G2, r0, r1, Ho, Wo, h, w, s0, s1, dW, dB):
     for row in range(rows.shape[0]):
         for k in range(rows.shape[1]):
             dB[k] += rows[row, k]
+
+
+def dilate_filter(W, rows, columns):
+    """W (h, w, d, n) spread out with (rows - 1) and (columns - 1) zero taps
+    between its own: a dilated convolution is the plain convolution with
+    this filter. Weight preparation, done once per layer (not per call)."""
+    if (rows, columns) == (1, 1):
+        return W
+    h, w = W.shape[:2]
+    out = np.zeros(((h - 1) * rows + 1, (w - 1) * columns + 1) + W.shape[2:], dtype=W.dtype)
+    out[::rows, ::columns] = W
+    return out

@@ -222,6 +222,131 @@ def sumpool_backward(X, G, hp, wp, s0, s1, scale):
 
 
 def maxpool_backward(X, Y, G, hp, wp, s0, s1):
-    """Gradient of the max pool, to the window's maxima, split evenly on ties
-    (as its relevance)."""
-    return maxpool_relevance_winners(X, Y, G, hp, wp, s0, s1)
+    """Gradient of the max pool: all of a window's G goes to its first
+    maximum in window order (rows, then columns), as autograd (PyTorch,
+    hence zennit and Captum) and the Caffe toolbox route it. The LRP rules
+    split ties evenly instead (maxpool_relevance_winners)."""
+    Gx = np.zeros_like(X)
+    parallel_map(_maxpool_backward_block, [(X, Y, G, hp, wp, s0, s1, Gx, n0, n1) for n0, n1 in blocks(X.shape[0])])
+    return Gx
+
+
+@njit(**JIT)
+def _maxpool_backward_block(X, Y, G, hp, wp, s0, s1, Gx, n0, n1):
+    N, Ho, Wo, D = G.shape
+    for n in range(n0, n1):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(D):
+                    found = False
+                    for a in range(hp):
+                        for b in range(wp):
+                            if not found and X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
+                                Gx[n, i * s0 + a, j * s1 + b, c] += G[n, i, j, c]
+                                found = True
+
+
+# ---------------------------------------------------------------- average pooling
+# Average pools carry their padding implicitly: output (i, j) averages the
+# inputs at rows i*s0-top .. i*s0-top+hp-1 and columns j*s1-left ..
+# j*s1-left+wp-1 that lie inside the image, divided by hp*wp when the padding
+# counts (ONNX count_include_pad=1) or by the number of inputs inside.
+
+#: how avgpool_relevance treats the window's ratios
+AVG_EPSILON, AVG_GRADIENT, AVG_UNIFORM, AVG_ALPHABETA = 0, 1, 2, 3
+
+
+@njit(**JIT)
+def _avg_window(H, W, i, j, hp, wp, s0, s1, top, left):
+    """(p0, p1, q0, q1): the rows and columns of window (i, j) inside the image."""
+    p0 = i * s0 - top
+    q0 = j * s1 - left
+    return max(p0, 0), min(p0 + hp, H), max(q0, 0), min(q0 + wp, W)
+
+
+def avgpool_forward(X, hp, wp, s0, s1, top, left, Ho, Wo, include_pad):
+    """``Y[n,i,j,c] = sum_{(p,q) in window(i,j)} X[n,p,q,c] / count(i,j)``:
+    count = hp*wp with ``include_pad``, else the inputs inside the image."""
+    N, H, W, D = X.shape
+    Y = np.zeros((N, Ho, Wo, D), dtype=X.dtype)
+    parallel_map(_avgpool_forward_block, [(X, hp, wp, s0, s1, top, left, include_pad, Y, n0, n1)
+                                          for n0, n1 in blocks(N)])
+    return Y
+
+
+@njit(**JIT)
+def _avgpool_forward_block(X, hp, wp, s0, s1, top, left, include_pad, Y, n0, n1):
+    H, W, D = X.shape[1], X.shape[2], X.shape[3]
+    for n in range(n0, n1):
+        for i in range(Y.shape[1]):
+            for j in range(Y.shape[2]):
+                p0, p1, q0, q1 = _avg_window(H, W, i, j, hp, wp, s0, s1, top, left)
+                # float32 keeps float32 sums float32 (the counts are exact in it)
+                count = np.float32(hp * wp if include_pad else (p1 - p0) * (q1 - q0))
+                for p in range(p0, p1):
+                    for q in range(q0, q1):
+                        for c in range(D):
+                            Y[n, i, j, c] += X[n, p, q, c]
+                for c in range(D):
+                    Y[n, i, j, c] /= count
+
+
+def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny):
+    """Relevance (or gradient) of an average pool's inputs, by ``mode``:
+
+    - AVG_EPSILON: ``R_pqc = x_pqc sum_ij R_ijc / (count_ij (y_ijc + p1 sgn y_ijc))``,
+      the epsilon rule with weights 1/count (zennit's Norm rule on AvgPool
+      with p1 = 1e-6);
+    - AVG_GRADIENT: ``dL/dx_pqc = sum_ij G_ijc / count_ij``;
+    - AVG_UNIFORM (flat, w^2): ``R_pqc = sum_ij R_ijc / inside_ij``, every
+      input inside the window an equal share;
+    - AVG_ALPHABETA: ``R_pqc = sum_ij (p1 x+ / (sum x+ + tiny) + p2 x- / (sum x- - tiny)) R_ijc``
+      (alpha = p1, beta = p2; the weights 1/count cancel).
+
+    Sums over the windows (i, j) that hold (p, q).
+    """
+    Rx = np.zeros_like(X)
+    parallel_map(_avgpool_relevance_block, [(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2,
+                                             tiny, Rx, n0, n1) for n0, n1 in blocks(X.shape[0])])
+    return Rx
+
+
+@njit(**JIT)
+def _avgpool_relevance_block(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny, Rx,
+                             n0, n1):
+    H, W, D = X.shape[1], X.shape[2], X.shape[3]
+    Sp = np.empty(D, dtype=X.dtype)
+    Sn = np.empty(D, dtype=X.dtype)
+    for n in range(n0, n1):
+        for i in range(R.shape[1]):
+            for j in range(R.shape[2]):
+                r0, r1, q0, q1 = _avg_window(H, W, i, j, hp, wp, s0, s1, top, left)
+                inside = np.float32((r1 - r0) * (q1 - q0))
+                count = np.float32(hp * wp) if include_pad else inside
+                if mode == AVG_ALPHABETA:
+                    for c in range(D):
+                        Sp[c] = tiny
+                        Sn[c] = -tiny
+                    for p in range(r0, r1):
+                        for q in range(q0, q1):
+                            for c in range(D):
+                                Sp[c] += positive_part(X[n, p, q, c])
+                                Sn[c] += negative_part(X[n, p, q, c])
+                    for c in range(D):
+                        Sp[c] = p1 * R[n, i, j, c] / Sp[c]
+                        Sn[c] = p2 * R[n, i, j, c] / Sn[c]
+                else:
+                    for c in range(D):
+                        if mode == AVG_EPSILON:
+                            Sp[c] = R[n, i, j, c] / (count * stabilize(Y[n, i, j, c], p1))
+                        elif mode == AVG_GRADIENT:
+                            Sp[c] = R[n, i, j, c] / count
+                        else:
+                            Sp[c] = R[n, i, j, c] / inside
+                        Sn[c] = Sp[c]
+                for p in range(r0, r1):
+                    for q in range(q0, q1):
+                        for c in range(D):
+                            Rx[n, p, q, c] += Sp[c] if X[n, p, q, c] >= 0 else Sn[c]
+        if mode == AVG_EPSILON or mode == AVG_ALPHABETA:
+            times_input(Rx, X, n)
