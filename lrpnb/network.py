@@ -713,8 +713,8 @@ class Concat(Layer):
     def relevance(self, X, Y, R, rule, param, backend=CPU):
         parts, c0 = [], 0
         for part in X:
-            parts.append(backend.tensors.take_channels(R, c0, c0 + part.shape[-1]))
-            c0 += part.shape[-1]
+            parts.append(backend.tensors.take_channels(R, c0, c0 + tuple(part.shape)[-1]))
+            c0 += tuple(part.shape)[-1]
         return parts
 
 

@@ -39,6 +39,18 @@ def layers():
         "rect": (lrpnb.Rect(), (2, 3, 3, 2)),
         "tanh": (lrpnb.Tanh(), (2, 5)),
         "softmax": (lrpnb.SoftMax(), (3, 4)),
+        "conv-padded-dilated": (lrpnb.Convolution(rng.normal(size=(2, 2, 2, 3)), rng.normal(size=3),
+                                                  padding=(1, 0, 2, 1), dilation=(2, 1)), (2, 4, 4, 2)),
+        "conv-grouped": (lrpnb.Convolution(rng.normal(size=(3, 3, 1, 4)), rng.normal(size=4), padding=1,
+                                           groups=2), (1, 4, 5, 2)),
+        "maxpool-padded": (lrpnb.MaxPool((3, 3), (2, 2), padding=1), (2, 5, 5, 2)),
+        "avgpool": (lrpnb.AveragePool((3, 2), (2, 1), padding=(1, 1, 0, 1)), (2, 5, 4, 2)),
+        "avgpool-include-pad": (lrpnb.AveragePool((2, 2), (1, 2), padding=1, count_include_pad=True),
+                                (1, 4, 5, 3)),
+        "global-avgpool": (lrpnb.GlobalAveragePool(), (2, 3, 4, 3)),
+        "sigmoid": (lrpnb.Sigmoid(), (2, 3, 2, 2)),
+        "batchnorm": (lrpnb.BatchNorm(rng.normal(size=2), rng.normal(size=2), rng.normal(size=2),
+                                      rng.random(2) + 0.5), (2, 3, 2, 2)),
     }
 
 
@@ -245,3 +257,24 @@ def test_perturbation_curves_and_layer_sums_on_the_gpu():
     expected = cpu.explain(X, rule="epsilon", param=0.1, return_layer_sums=True)[1]
     actual = gpu.explain(X, rule="epsilon", param=0.1, return_layer_sums=True)[1]
     np.testing.assert_allclose(actual, expected, rtol=1e-10)
+
+
+def graph_net():
+    rng = np.random.default_rng(12)
+    conv = lambda d, n: lrpnb.Convolution(rng.normal(size=(3, 3, d, n)) / 3, rng.normal(size=n) / 10,  # noqa: E731
+                                          padding=1)
+    return lrpnb.Network([
+        lrpnb.Node("stem", conv(1, 3), "input"), lrpnb.Node("relu", lrpnb.Rect(), "stem"),
+        lrpnb.Node("branch", conv(3, 3), "relu"), lrpnb.Node("join", lrpnb.Add(), ["branch", "relu"]),
+        lrpnb.Node("cat", lrpnb.Concat(), ["join", "relu"]), lrpnb.Node("pool", lrpnb.GlobalAveragePool(), "cat"),
+        lrpnb.Node("flat", lrpnb.Flatten(), "pool"),
+        lrpnb.Node("fc", lrpnb.Linear(rng.normal(size=(6, 3)), rng.normal(size=3)), "flat")])
+
+
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.1), ("zplus", None), ("gradient", None)])
+def test_graph_network_on_the_gpu_matches_cpu(rule, param):
+    X = np.random.default_rng(4).normal(size=(2, 5, 4, 1))
+    expected, kept = graph_net().explain(X, rule=rule, param=param, layers=["join"])
+    actual, kept_gpu = graph_net().to("cuda").explain(X, rule=rule, param=param, layers=["join"])
+    close(actual, expected, np.float64)
+    close(kept_gpu["join"], kept["join"], np.float64)

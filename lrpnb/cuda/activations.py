@@ -155,8 +155,9 @@ def sample_sums(A):
 
 
 @cuda.jit(**KERNEL)
-def _sigmoid(X, Y):
-    one = np.float32(1)  # float32 stays float32
+def _sigmoid(X, one, Y):
+    # one: 1 in X's dtype, passed in (a literal would be typed float64 or, in
+    # the simulator, float32, whatever X is)
     for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
         if X[e] >= 0:
             Y[e] = one / (one + math.exp(-X[e]))
@@ -166,9 +167,9 @@ def _sigmoid(X, Y):
 
 
 @cuda.jit(**KERNEL)
-def _sigmoid_backward(Y, G, out):
+def _sigmoid_backward(Y, G, one, out):
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
-        out[e] = G[e] * Y[e] * (np.float32(1) - Y[e])
+        out[e] = G[e] * Y[e] * (one - Y[e])
 
 
 @cuda.jit(**KERNEL)
@@ -180,12 +181,14 @@ def _channel_affine(X, scale, shift, out):
 
 def sigmoid_forward(X):
     """``1 / (1 + exp(-x))`` element-wise."""
-    return _elementwise(_sigmoid, X)
+    Y = cuda.device_array(tuple(X.shape), dtype=X.dtype)
+    launch(_sigmoid, X.size)(X.reshape(X.size), X.dtype.type(1), Y.reshape(Y.size))
+    return Y
 
 
 def sigmoid_backward(Y, G):
     """``G y (1 - y)`` with Y = sigmoid(x)."""
-    return _binary(_sigmoid_backward, Y, G)
+    return _binary(_sigmoid_backward, Y, G, Y.dtype.type(1))
 
 
 def channel_affine(X, scale, shift):
@@ -198,4 +201,4 @@ def channel_affine(X, scale, shift):
 SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
               _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
               _times: "A1 A1 A1", _sum_rows: "A2 D1",
-              _sigmoid: "A1 A1", _sigmoid_backward: "A1 A1 A1", _channel_affine: "A1 A1 A1 A1"}
+              _sigmoid: "A1 F A1", _sigmoid_backward: "A1 A1 F A1", _channel_affine: "A1 A1 A1 A1"}

@@ -97,7 +97,7 @@ def _gather(X, Y, Sp, Sn, hp, wp, s0, s1, mode, scale, Rx):
     for e in range(cuda.grid(1), Rx.size, cuda.gridsize(1)):
         n, p, q, c = unravel(e, Rx.shape)
         x = X[n, p, q, c]
-        acc = x - x
+        acc = Sp[n, 0, 0, c] - Sp[n, 0, 0, c]  # not x - x: x is -inf in a max pool's padding
         for a in range(hp):
             if p - a >= 0 and (p - a) % s0 == 0 and (p - a) // s0 < Ho:
                 i = (p - a) // s0

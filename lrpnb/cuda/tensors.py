@@ -78,11 +78,11 @@ def take_channels(X, c0, c1):
 def concat_channels(parts):
     """The arrays joined along their last (channel) axis."""
     shape = tuple(parts[0].shape)
-    out = cuda.device_array(shape[:-1] + (sum(part.shape[-1] for part in parts),), dtype=parts[0].dtype)
+    out = cuda.device_array(shape[:-1] + (sum(tuple(part.shape)[-1] for part in parts),), dtype=parts[0].dtype)
     c0 = 0
     for part in parts:
         launch(_put_channels, part.size)(_four(part), c0, _four(out))
-        c0 += part.shape[-1]
+        c0 += tuple(part.shape)[-1]
     return out
 
 
