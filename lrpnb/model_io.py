@@ -9,6 +9,8 @@ Formats (specified in formats/README.md):
   and numpy arrays, and written so that the toolbox can read it.
 - ``.mat``: the Matlab port's saved ``modules.Sequential`` object (MCOS),
   decoded with the mat-io package; read only.
+- ``.onnx``: models exported from PyTorch and other frameworks, read into a
+  graph network by ``lrpnb.onnx_import`` (needs the onnx package); read only.
 
 Every reader builds the whole network before returning it: a malformed file
 raises ValueError (naming the line, for text) and nothing half-loaded escapes.
@@ -31,8 +33,8 @@ __all__ = ["load", "save", "model_path", "FORMATS", "EMBEDDED"]
 EMBEDDED = {"lenet5_synthetic": "lenet5_synthetic.txt"}
 
 #: file extension -> format name
-FORMATS = {".txt": "txt", ".nn": "pickle", ".pickle": "pickle", ".pkl": "pickle", ".mat": "mat"}
-_FORMAT_NAMES = {"txt": "txt", "nn": "pickle", "pickle": "pickle", "pkl": "pickle", "mat": "mat"}
+FORMATS = {".txt": "txt", ".nn": "pickle", ".pickle": "pickle", ".pkl": "pickle", ".mat": "mat", ".onnx": "onnx"}
+_FORMAT_NAMES = {"txt": "txt", "nn": "pickle", "pickle": "pickle", "pkl": "pickle", "mat": "mat", "onnx": "onnx"}
 
 
 def _format_of(path, fmt):
@@ -70,7 +72,7 @@ def load(path, fmt=None, device="cpu"):
     path : str or path-like
         A model file, or the name of a model that ships with lrpnb
         ('lenet5_synthetic', see EMBEDDED).
-    fmt : {'txt', 'nn', 'pickle', 'mat'}, optional
+    fmt : {'txt', 'nn', 'pickle', 'mat', 'onnx'}, optional
         Defaults to the file's extension.
     device : {'cpu', 'cuda', 'auto'}
         Where the network runs (see :meth:`Network.to`).
@@ -81,13 +83,21 @@ def load(path, fmt=None, device="cpu"):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"model path is a folder, not a file: {path}")
-    net = {"txt": _read_txt, "pickle": _read_pickle, "mat": _read_mat}[kind](path)
+    net = {"txt": _read_txt, "pickle": _read_pickle, "mat": _read_mat, "onnx": _read_onnx}[kind](path)
     return net.to(device) if device != "cpu" else net
+
+
+def _read_onnx(path):
+    from .onnx_import import read_onnx
+
+    return read_onnx(path)
 
 
 def save(net, path, fmt=None):
     """Write ``net`` to ``path`` ('txt' or 'nn'/'pickle'), atomically."""
     kind = _format_of(path, fmt)
+    if kind == "onnx":
+        raise ValueError("writing .onnx models is not supported; lrpnb reads them")
     if kind == "mat":
         raise ValueError("writing .mat models is not supported; write .txt, which the toolbox's "
                          "Matlab port reads")
