@@ -27,7 +27,7 @@ from .data_io import read_data
 COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 
 __all__ = ["input_shape", "sample_shape", "model_input", "describe_input", "ImageSource", "ArraySource", "HDF5Source", "open_source", "HDF5Writer", "NpyWriter",
-           "IMAGE_EXTENSIONS", "load_image"]
+           "IMAGE_EXTENSIONS", "load_image", "normalise"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -37,13 +37,16 @@ _LIST_EXTENSIONS = (".lst", ".list")
 def input_shape(net):
     """The shape of one input sample the network expects, or None.
 
-    A network starting with a dense layer takes vectors (m,). One starting
+    An ONNX model names its input's shape (``net.input_shape``). Otherwise a
+    network starting with a dense layer takes vectors (m,), and one starting
     with a convolution (or pooling) takes images: the smallest square size
     for which every layer fits and the output is a vector of class scores
     (LeNet-5: 32 x 32 x 1).
     """
     from .network import Convolution, Linear
 
+    if getattr(net, "input_shape", None) is not None:  # fixed by the model file (ONNX)
+        return tuple(net.input_shape)
     first = next((layer for layer in net.layers if hasattr(layer, "W")), None)
     if first is None:
         return None
@@ -114,6 +117,25 @@ def model_input(net, X, input_range=(-1.0, 1.0), name="data"):
     sample = f"{X.shape[1]} values" if X.ndim == 2 else f"shape {' x '.join(map(str, X.shape[1:]))}"
     raise ValueError(f"{name}: samples of {sample} do not fit the model, which takes "
                      f"{describe_input(shape)} (lrpnb info MODEL shows its layers)")
+
+
+def normalise(X, mean, std, bgr=False):
+    """``(X[..., order] - mean) / std`` per channel (the last axis), in X's
+    dtype: the input normalisation of a torchvision-style model (mean and
+    std per RGB channel), with ``bgr`` the channels reversed first (Caffe's
+    order). ``mean`` and ``std`` hold one value or one per channel."""
+    X = np.asarray(X)
+    channels = X.shape[-1]
+    for name, values in (("mean", mean), ("std", std)):
+        if np.size(values) not in (1, channels):
+            raise ValueError(f"--{name} has {np.size(values)} values for samples of {channels} channels "
+                             f"(last axis); give one, or one per channel")
+    if bgr:
+        X = X[..., ::-1]
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    mean = np.asarray(mean, dtype=dtype).reshape(-1)
+    std = np.asarray(std, dtype=dtype).reshape(-1)
+    return np.ascontiguousarray((X - mean) / std, dtype=dtype)
 
 
 def _fits(net, shape):

@@ -176,6 +176,21 @@ def _write_pngs(paths, kept, X, relevance, input_range, cmap, scores, classes):
         render.save_image(picture, paths[index], border=0)
 
 
+def _normalisation(args):
+    """The function that turns a batch as read (scaled to --input-range) into
+    what the model takes: channels reversed with --channel-order bgr, then
+    (x - mean) / std per channel. Checked here, before any file exists."""
+    from .batch import normalise
+
+    mean = np.asarray(args.mean if args.mean is not None else [0.0], dtype=np.float64)
+    std = np.asarray(args.std if args.std is not None else [1.0], dtype=np.float64)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()) or np.any(std <= 0):
+        raise ValueError(f"--std must be positive and --mean finite, got mean {mean.tolist()}, std {std.tolist()}")
+    if args.mean is None and args.std is None and args.channel_order == "rgb":
+        return lambda X: X
+    return lambda X: normalise(X, mean, std, args.channel_order == "bgr")
+
+
 def _data_note(command, net, source, input_range):
     """Check that the samples fit the model before any output exists, and
     say on stderr how they are converted (uint8 scaling, MNIST rows)."""
@@ -212,6 +227,7 @@ def _explain(args):
                          f".npy/.npz/.mat/.txt (relevance only)")
     input_range = _input_range(args.input_range)
     method = _method(args, input_range)
+    normalise = _normalisation(args)
     if args.png is not None:
         from .render import colormap
 
@@ -222,6 +238,7 @@ def _explain(args):
     source = open_source(args.data, args.dataset, sample_shape(net, args.size), input_range)
     N = len(source)
     shape = _data_note("explain", net, source, input_range)
+    normalise(np.zeros((1,) + tuple(shape), dtype=np.float32))  # --mean/--std fit the channels
     png_paths = None
     if args.png is not None:
         if len(shape) != 3:
@@ -239,7 +256,8 @@ def _explain(args):
         _check_outputs([names_path], [], args.overwrite)
     settings = dict(model=os.path.abspath(model), data=os.path.abspath(args.data),
                     method=_method_text(args), target=args.target, size=args.size,
-                    input_range=input_range, dataset=args.dataset)
+                    input_range=input_range, dataset=args.dataset, mean=args.mean, std=args.std,
+                    channel_order=args.channel_order)
     if args.compress and out_ext not in (".h5", ".hdf5"):
         raise ValueError(f"--compress applies to HDF5 output; {args.out} is {out_ext}")
     writer = HDF5Writer(args.out, N, settings, args.overwrite, args.compress, names=source.names) \
@@ -284,7 +302,7 @@ def _explain(args):
                 X = model_input(net, X, input_range, source.name)
                 target = _target_argument(kind, value, kept)
                 try:
-                    relevance, scores = net.explain(X, target=target, return_scores=True, **method)
+                    relevance, scores = net.explain(normalise(X), target=target, return_scores=True, **method)
                 except ValueError as error:
                     # explain() counts samples within the batch
                     raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
@@ -418,13 +436,20 @@ def _info(args):
         what = "vectors of" if len(shape) == 1 else "images of"
         print(f"input: {what} {' x '.join(map(str, shape))}")
         shapes = net.output_shapes((1,) + shape)
-    print(f"{'#':>3}  {'layer':<32} {'output':<16} {'parameters':>10}")
+    graph = not net.is_sequential
+    if graph:  # a graph: each node's name and the nodes it reads
+        print(f"graph of {len(net.nodes)} nodes; the input is (N, {', '.join(map(str, shape or ('...',)))})")
+    names = f"{'node':<24} " if graph else ""
+    print(f"{'#':>3}  {names}{'layer':<36} {'output':<16} {'parameters':>10}" + ("  inputs" if graph else ""))
     total = 0
-    for k, (layer, out) in enumerate(zip(net.layers, shapes)):
+    for k, (node, out) in enumerate(zip(net.nodes, shapes)):
+        layer = node.layer
         count = int(layer.W.size + layer.B.size) if hasattr(layer, "W") else 0
         total += count
         text = "" if out is None else " x ".join(map(str, out[1:]))
-        print(f"{k:>3}  {layer.describe():<32} {text:<16} {count:>10,}")
+        name = f"{node.name:<24} " if graph else ""
+        inputs = "  " + ", ".join(node.inputs) if graph else ""
+        print(f"{k:>3}  {name}{layer.describe():<36} {text:<16} {count:>10,}{inputs}")
     print(f"total parameters: {total:,}")
     if shapes and shapes[-1] is not None:
         print(f"classes: {shapes[-1][-1]}")
@@ -832,6 +857,14 @@ def build_parser():
                          help="images' pixels 0..255 are scaled to this range (default -1 1)")
     explain.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                          help="resize images to H x W (default: the model's input size)")
+    explain.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+                         help="subtracted from the samples after --input-range, one value or one per "
+                              "channel (torchvision: --input-range 0 1 --mean 0.485 0.456 0.406 "
+                              "--std 0.229 0.224 0.225)")
+    explain.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+                         help="the samples are divided by it after --mean, one value or one per channel")
+    explain.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb",
+                         help="channel order the model takes (bgr: Caffe's); images are read as RGB")
     explain.add_argument("--overwrite", action="store_true",
                          help="replace an existing output (and an unfinished earlier run's file)")
     explain.add_argument("--compress", action="store_true",

@@ -296,9 +296,12 @@ class Convolution(_Weighted):
     def describe(self):
         h, w, d, n = self.W.shape
         text = f"Convolution {h} {w} {d} {n} {self.stride[0]} {self.stride[1]}"
-        if not self.toolbox:
-            text += f" padding {' '.join(map(str, self.padding))} dilation {self.dilation[0]} " \
-                    f"{self.dilation[1]} groups {self.groups}"
+        if self.padding != (0, 0, 0, 0):
+            text += " pad " + ",".join(map(str, self.padding))
+        if self.dilation != (1, 1):
+            text += " dilation " + ",".join(map(str, self.dilation))
+        if self.groups != 1:
+            text += f" groups {self.groups}"
         return text
 
     def _span(self):
@@ -424,7 +427,7 @@ class _Pool(Layer):
 
     def describe(self):
         text = f"{type(self).__name__} {self.pool[0]} {self.pool[1]} {self.stride[0]} {self.stride[1]}"
-        return text if self.toolbox else text + " padding " + " ".join(map(str, self.padding))
+        return text if self.toolbox else text + " pad " + ",".join(map(str, self.padding))
 
     def output_shape(self, shape):
         hp, wp = self.pool
@@ -508,8 +511,10 @@ class AveragePool(_Pool):
         return False
 
     def describe(self):
-        return (f"AveragePool {self.pool[0]} {self.pool[1]} {self.stride[0]} {self.stride[1]} padding "
-                f"{' '.join(map(str, self.padding))} count_include_pad {int(self.count_include_pad)}")
+        text = f"AveragePool {self.pool[0]} {self.pool[1]} {self.stride[0]} {self.stride[1]}"
+        if self.padding != (0, 0, 0, 0):
+            text += " pad " + ",".join(map(str, self.padding)) + (" counted" if self.count_include_pad else "")
+        return text
 
     def _window(self, shape):
         return self.pool
@@ -839,6 +844,9 @@ class Network:
         self._set_nodes(nodes)
         self._activations = None
         self._backend = backend(device)
+        #: the shape of one input sample, (H, W, C) or (D,), where the model
+        #: file fixes it (ONNX); None where the layers imply it
+        self.input_shape = None
 
     def _set_nodes(self, nodes):
         """Check the graph and index every node's inputs: value 0 is the

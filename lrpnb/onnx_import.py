@@ -372,5 +372,8 @@ def read_onnx(path):
     except Exception as error:  # protobuf's DecodeError and friends
         raise ValueError(f"{os.fspath(path)}: not a readable ONNX model ({type(error).__name__}: "
                          f"{str(error)[:200]})") from None
-    net = _Importer(model, os.fspath(path)).run()
+    importer = _Importer(model, os.fspath(path))
+    net = importer.run()
+    shape = importer.input_shape
+    net.input_shape = shape if len(shape) == 1 else (shape[1], shape[2], shape[0])
     return net
