@@ -390,9 +390,18 @@ class Convolution(_Weighted):
         conv = backend.conv
         if rule in _BACKWARD:
             return conv.conv_backward(X, W, R, *self.stride)
+        if rule in ("flat", "ww") and not self.toolbox:
+            # a neuron's taps that fall on the image share its relevance, in
+            # proportion to 1 (flat) or w^2 (ww): the epsilon rule on an input
+            # of ones inside the image (zeros on the padding) with the filter
+            # of ones (the real taps of a dilated one) or of w^2, as zennit's
+            # Flat and WSquare compute it
+            V = (mask if mask is not None else conv.filled(W.shape, 1, X.dtype)) if rule == "flat" \
+                else conv.squared(W)
+            ones = conv.image_ones(X.shape, padding, X.dtype)
+            Z = conv.conv_forward(ones, V, conv.filled((W.shape[3],), 0, X.dtype), *self.stride)
+            return conv.conv_relevance_epsilon(ones, V, Z, R, *self.stride, t(SIMPLE_STABILIZER))
         if rule == "flat":
-            if mask is not None:  # flat over the real taps: w^2 with their mask of ones
-                return conv.conv_relevance_ww(X, mask, R, *self.stride)
             return conv.conv_relevance_flat(X, W, R, *self.stride)
         if rule == "ww":
             return conv.conv_relevance_ww(X, W, R, *self.stride)

@@ -151,6 +151,9 @@ class _Importer:
         self.tensors[node.output[0]] = self.tensor(node, node.input[0])
 
     def op_Identity(self, node, attrs):
+        if node.input[0] in self.constants:  # exporters share equal weights through Identity
+            self.constants[node.output[0]] = self.constants[node.input[0]]
+            return
         self.alias(node)
 
     def op_Dropout(self, node, attrs):

@@ -267,8 +267,8 @@ def conv_general_lrp(X, Wt, B, R, rule, param=None, stride=(1, 1), padding=(0, 0
                      groups=1):
     """Input relevance of the general convolution: the shares of every
     output's taps (conv_lrp's formulas; the zeros of the padding contribute
-    nothing, and the shares of flat and ww that fall on the padding are
-    dropped, as autograd drops them), gradient = the transposed convolution."""
+    nothing, and flat and ww share among the taps on the image only),
+    gradient = the transposed convolution."""
     h, w, dg, n = Wt.shape
     ng = n // groups
     Xp, Ho, Wo, taps = conv_general_taps(X, Wt, stride, padding, dilation, groups)
@@ -289,11 +289,13 @@ def conv_general_lrp(X, Wt, B, R, rule, param=None, stride=(1, 1), padding=(0, 0
                 value = tuple((np.broadcast_to(np.broadcast_to(b, (X.shape[3],))[chans], (N, h, w, dg))
                                * inside).reshape(N, size, 1) for b in param)
             S = modern_shares(patch, Wg, B[ks], Y[:, i, j, None, ks], rule, value)
-        elif rule == "flat":
-            S = np.ones((N, size, ng)) / size
-        elif rule == "ww":
-            W2 = Wg[0] ** 2
-            S = np.broadcast_to(W2 / W2.sum(axis=0), (N, size, ng))
+        elif rule in ("flat", "ww"):
+            # shares among the taps on the image (zennit's Flat and WSquare
+            # on a padded convolution): 1 or w^2, over their sum on the image
+            inside = np.broadcast_to(padded(np.ones(X.shape[:3] + (1,)), padding)[:, rows][:, :, cols],
+                                     (N, h, w, dg)).reshape(N, size, 1)
+            V = inside * (np.ones_like(Wg) if rule == "flat" else Wg ** 2)
+            S = V / V.sum(axis=1, keepdims=True)
         else:
             S = shares(patch * Wg, B[None, None, ks], rule, param)
         contrib = (S * R[:, i, j, None, ks]).sum(axis=2).reshape(N, h, w, dg)

@@ -385,6 +385,42 @@ def conv_weight_gradient(X, G, h, w, s0, s1):
 #: kernel -> argument kinds, for compiling every kernel to PTX in the tests:
 #: 'A<n>' an n-d C-contiguous array of the float dtype, 'F' a float of that
 #: dtype, 'I' an int64, 'B' a boolean
+@cuda.jit(**KERNEL)
+def _square(W, out):
+    for e in range(cuda.grid(1), W.size, cuda.gridsize(1)):
+        out[e] = W[e] * W[e]
+
+
+@cuda.jit(**KERNEL)
+def _image_ones(top, left, inner_h, inner_w, out):
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        n, p, q, c = unravel(e, out.shape)
+        inside = top <= p < top + inner_h and left <= q < left + inner_w
+        out[n, p, q, c] = 1 if inside else 0
+
+
+def filled(shape, value, dtype):
+    """A device array of ``shape`` holding ``value``."""
+    out = cuda.device_array(tuple(shape), dtype=dtype)
+    launch(_fill, out.size)(out.reshape(out.size), np.dtype(dtype).type(value))
+    return out
+
+
+def squared(W):
+    """``W * W`` element-wise."""
+    out = cuda.device_array(tuple(W.shape), dtype=W.dtype)
+    launch(_square, W.size)(W.reshape(W.size), out.reshape(out.size))
+    return out
+
+
+def image_ones(shape, padding, dtype):
+    """Ones of ``shape`` inside a border of zeros (top, bottom, left, right)."""
+    top, bottom, left, right = padding
+    out = cuda.device_array(tuple(shape), dtype=dtype)
+    launch(_image_ones, out.size)(top, left, shape[1] - top - bottom, shape[2] - left - right, out)
+    return out
+
+
 SIGNATURES = {
     _im2col: "A4 I I I I I I I I B A2",
     _col2im: "A2 A4 I I I I I I I B B A4",
@@ -398,6 +434,8 @@ SIGNATURES = {
     _subtract3: "A1 A1 A1 A1",
     _ww_weights: "A4 A4",
     _fill: "A1 F",
+    _square: "A1 A1",
+    _image_ones: "I I I I A4",
     _weight_gradient: "A4 A4 I I A4",
     _bias_gradient: "A2 A1",
 }

@@ -598,3 +598,23 @@ def dilate_filter(W, rows, columns):
     out = np.zeros(((h - 1) * rows + 1, (w - 1) * columns + 1) + W.shape[2:], dtype=W.dtype)
     out[::rows, ::columns] = W
     return out
+
+
+def filled(shape, value, dtype):
+    """An array of ``shape`` holding ``value`` (the flat rule's filter of ones, a zero bias)."""
+    return np.full(shape, value, dtype=dtype)
+
+
+def squared(W):
+    """``W * W`` element-wise (the w^2 rule's filter)."""
+    return W * W
+
+
+def image_ones(shape, padding, dtype):
+    """Ones of ``shape`` (N, H, W, D) inside a border of zeros (top, bottom,
+    left, right): the input the flat and w^2 rules of a padded convolution
+    count its taps on the image with."""
+    top, bottom, left, right = padding
+    out = np.zeros(shape, dtype=dtype)
+    out[:, top:shape[1] - bottom, left:shape[2] - right] = 1
+    return out
