@@ -9,7 +9,7 @@ from .composites import (Composite, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, 
 from .data_io import read_data, write_data
 from .model_io import load, save
 from .network import (Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
-                      Identity, Layer, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool,
+                      Identity, Layer, Linear, LRN, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool,
                       Tanh)
 # submodules that import nothing heavy at module level (matplotlib, Pillow,
 # h5py and scipy are imported by the functions that use them)
@@ -18,7 +18,7 @@ from . import batch, digits, render, training  # noqa: E402,I001
 __version__ = "0.1.0"
 
 __all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
-           "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm",
+           "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
            "EpsilonGammaBox", "batch", "digits", "render", "training", "__version__"]

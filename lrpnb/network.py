@@ -23,7 +23,7 @@ TARGET_ROWS = 256
 _BACKWARD = ("gradient", "deconvnet", "guided_backprop")
 
 __all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool", "GlobalAveragePool",
-           "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "Add", "Concat",
+           "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN", "Add", "Concat",
            "Node", "Network"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -672,6 +672,36 @@ class BatchNorm(Layer):
         if rule in _BACKWARD:
             scale, _, zero = self._params(X.dtype, backend)
             return backend.activations.channel_affine(R, scale, zero)
+        return R
+
+
+class LRN(Layer):
+    """Local response normalisation across channels (ONNX LRN, Caffe's LRN):
+    ``y_c = x_c / (bias + alpha / size * sum_{i in win(c)} x_i^2)^beta``.
+
+    Relevance passes unchanged, as in the LRP Toolbox's Caffe port; the
+    gradient methods get its gradient.
+    """
+
+    toolbox = False
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, bias=1.0):
+        super().__init__()
+        if not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"LRN: size must be a positive int, got {size!r}")
+        if not all(np.isfinite(v) for v in (alpha, beta, bias)) or bias <= 0:
+            raise ValueError(f"LRN: alpha, beta and bias must be finite and bias > 0, got {alpha}, {beta}, {bias}")
+        self.size, self.alpha, self.beta, self.bias = int(size), float(alpha), float(beta), float(bias)
+
+    def describe(self):
+        return f"LRN {self.size} {self.alpha:g} {self.beta:g} {self.bias:g}"
+
+    def forward(self, X, backend=CPU):
+        return backend.activations.lrn_forward(X, self.size, self.alpha, self.beta, self.bias)
+
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        if rule in _BACKWARD:
+            return backend.activations.lrn_backward(X, R, self.size, self.alpha, self.beta, self.bias)
         return R
 
 

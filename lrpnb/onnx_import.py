@@ -23,12 +23,12 @@ import os
 import numpy as np
 
 from .network import (INPUT, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
-                      Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, Tanh)
+                      Linear, LRN, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, Tanh)
 
 __all__ = ["read_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout", "Flatten",
-                 "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid",
+                 "Gemm", "GlobalAveragePool", "Identity", "LRN", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid",
                  "Softmax", "Tanh")
 
 
@@ -173,6 +173,15 @@ class _Importer:
 
     def op_Sigmoid(self, node, attrs):
         self.elementwise(node, Sigmoid())
+
+    def op_LRN(self, node, attrs):
+        source = self.tensor(node, node.input[0])
+        self.image_check(self, node, source)
+        try:
+            layer = LRN(int(attrs["size"]), attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
+        except (KeyError, ValueError) as error:
+            raise self.error(node, f"needs a positive size and finite alpha, beta, bias > 0 ({error})") from None
+        self.add(node, layer, [source], source.shape)
 
     def op_Softmax(self, node, attrs):
         source = self.tensor(node, node.input[0])

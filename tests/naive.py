@@ -295,7 +295,8 @@ def conv_general_lrp(X, Wt, B, R, rule, param=None, stride=(1, 1), padding=(0, 0
             inside = np.broadcast_to(padded(np.ones(X.shape[:3] + (1,)), padding)[:, rows][:, :, cols],
                                      (N, h, w, dg)).reshape(N, size, 1)
             V = inside * (np.ones_like(Wg) if rule == "flat" else Wg ** 2)
-            S = V / V.sum(axis=1, keepdims=True)
+            total = V.sum(axis=1, keepdims=True)  # 0 where every tap is on the padding
+            S = np.divide(V, total, out=np.zeros_like(V), where=total > 0)
         else:
             S = shares(patch * Wg, B[None, None, ks], rule, param)
         contrib = (S * R[:, i, j, None, ks]).sum(axis=2).reshape(N, h, w, dg)

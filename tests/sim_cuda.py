@@ -49,6 +49,7 @@ def layers():
                                 (1, 4, 5, 3)),
         "global-avgpool": (lrpnb.GlobalAveragePool(), (2, 3, 4, 3)),
         "sigmoid": (lrpnb.Sigmoid(), (2, 3, 2, 2)),
+        "lrn": (lrpnb.LRN(3, 0.5, 0.75, 2.0), (2, 2, 3, 5)),
         "batchnorm": (lrpnb.BatchNorm(rng.normal(size=2), rng.normal(size=2), rng.normal(size=2),
                                       rng.random(2) + 0.5), (2, 3, 2, 2)),
     }

@@ -292,3 +292,33 @@ def test_sequential_networks_are_graphs_of_a_chain():
                                   nodes.explain(X, rule="epsilon", param=0.1))
     _, kept = chain.explain(X, rule="epsilon", param=0.1, layers=["1", 2])
     assert kept["1"].shape == (2, 3, 3, 2) and kept["2"].shape == (2, 18)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_local_response_normalisation(dtype):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(2, 3, 2, 6)) * 2
+    layer = lrpnb.LRN(size=4, alpha=0.3, beta=0.75, bias=1.5)
+
+    def reference(X):  # ONNX's definition, channel by channel
+        out = np.empty_like(X)
+        C = X.shape[-1]
+        for c in range(C):
+            window = slice(max(0, c - 1), min(C, c + 2 + 1))  # floor(3/2) = 1 below, ceil(3/2) = 2 above
+            out[..., c] = X[..., c] / (1.5 + 0.3 / 4 * (X[..., window] ** 2).sum(axis=-1)) ** 0.75
+        return out
+
+    Y = layer.forward(X.astype(dtype))
+    assert Y.dtype == dtype
+    np.testing.assert_allclose(Y, reference(X), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    G = rng.normal(size=X.shape)
+    step, numeric = 1e-6, np.zeros_like(X)
+    for index in np.ndindex(X.shape):
+        Xp, Xm = X.copy(), X.copy()
+        Xp[index] += step
+        Xm[index] -= step
+        numeric[index] = ((reference(Xp) - reference(Xm)) * G).sum() / (2 * step)
+    gradient = layer.relevance(X.astype(dtype), Y, G.astype(dtype), "gradient", None)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4 if dtype == np.float32 else 1e-7, atol=1e-6)
+    R = G.astype(dtype)
+    assert layer.relevance(X.astype(dtype), Y, R, "epsilon", 0.1) is R  # the Caffe toolbox: identity

@@ -161,3 +161,41 @@ def test_info_shows_the_graph(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skip" in result.stdout and "Add" in result.stdout and "relu, conv" in result.stdout
     assert "(N, 5, 5, 1)" in result.stdout
+
+
+def test_explain_command_normalises_images_for_an_onnx_model(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"])]
+    path = make_model(tmp_path / "m.onnx", nodes, (3, 6, 6), "y",
+                      {"w": rng.normal(size=(4, 3, 3, 3)), "b": rng.normal(size=4), "fc": rng.normal(size=(4, 3))})
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = rng.integers(0, 256, size=(2, 6, 6, 3), dtype=np.uint8)
+    for k, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{k}.png")
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.3, 0.4]
+    for order in ("rgb", "bgr"):
+        out = tmp_path / f"r_{order}.npy"
+        command = [sys.executable, "-m", "lrpnb", "explain", "--model", path, "--data", str(folder), "--out", str(out),
+                   "--rule", "epsilon", "--param", "0.01", "--input-range", "0", "1", "--mean", *map(str, mean),
+                   "--std", *map(str, std), "--channel-order", order]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        X = pixels.astype(np.float32) / 255
+        X = X[..., ::-1] if order == "bgr" else X
+        X = ((X - np.float32(mean)) / np.float32(std)).astype(np.float32)
+        expected = lrpnb.load(path).explain(X, rule="epsilon", param=0.01)
+        np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-7)
+    bad = subprocess.run([sys.executable, "-m", "lrpnb", "explain", "--model", path, "--data", str(folder),
+                          "--out", str(tmp_path / "x.npy"), "--mean", "0.5", "0.5"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--mean has 2 values for samples of 3 channels" in bad.stderr
+    assert not (tmp_path / "x.npy").exists()

@@ -198,7 +198,55 @@ def channel_affine(X, scale, shift):
     return out
 
 
+@cuda.jit(device=True, inline=True)
+def _lrn_sum(X, r, c, low, high, bias, scale):
+    """bias + scale * the sum of x_i^2 over channel c's window."""
+    C = X.shape[1]
+    total = X[r, c] - X[r, c]
+    for i in range(max(0, c - low), min(C, c + high + 1)):
+        total += X[r, i] * X[r, i]
+    return bias + scale * total
+
+
+@cuda.jit(**KERNEL)
+def _lrn(X, G, size, scale, beta, beta1, coef, bias, backward, out):
+    C = X.shape[1]
+    low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        r, k = e // C, e % C
+        s = _lrn_sum(X, r, k, low, high, bias, scale)
+        if not backward:
+            out[r, k] = X[r, k] / s ** beta
+        else:
+            acc = X[r, k] - X[r, k]
+            for c in range(max(0, k - high), min(C, k + low + 1)):
+                acc += G[r, c] * X[r, c] / _lrn_sum(X, r, c, low, high, bias, scale) ** beta1
+            out[r, k] = G[r, k] / s ** beta - coef * X[r, k] * acc
+
+
+def _lrn_call(X, G, size, alpha, beta, bias, backward):
+    from ..kernels.activations import _lrn_constants
+
+    shape = tuple(X.shape)
+    rows = X.reshape((X.size // shape[-1], shape[-1]))
+    out = cuda.device_array(rows.shape, dtype=X.dtype)
+    launch(_lrn, X.size)(rows, G.reshape(rows.shape), size, *_lrn_constants(X.dtype, size, alpha, beta, bias),
+                         backward, out)
+    return out.reshape(shape)
+
+
+def lrn_forward(X, size, alpha, beta, bias):
+    """Local response normalisation across channels (see lrpnb.kernels.activations)."""
+    return _lrn_call(X, X, size, alpha, beta, bias, False)
+
+
+def lrn_backward(X, G, size, alpha, beta, bias):
+    """Gradient of lrn_forward (see lrpnb.kernels.activations)."""
+    return _lrn_call(X, G, size, alpha, beta, bias, True)
+
+
 SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
               _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
               _times: "A1 A1 A1", _sum_rows: "A2 D1",
-              _sigmoid: "A1 F A1", _sigmoid_backward: "A1 A1 F A1", _channel_affine: "A1 A1 A1 A1"}
+              _sigmoid: "A1 F A1", _sigmoid_backward: "A1 A1 F A1", _channel_affine: "A1 A1 A1 A1",
+              _lrn: "A2 A2 I F F F F F B A2"}

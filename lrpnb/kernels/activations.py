@@ -207,3 +207,56 @@ def channel_affine(X, scale, shift):
     inference (scale = gamma / sqrt(var + eps), shift = beta - mean scale);
     its gradient is ``channel_affine(G, scale, 0)``."""
     return _elementwise(_channel_affine, X.shape, X, extra=(scale, shift))
+
+
+def _lrn_constants(dtype, size, alpha, beta, bias):
+    """(scale, beta, beta + 1, 2 scale beta, bias) in ``dtype``, computed once
+    on the host: a Python number in a kernel would make float32 code float64."""
+    t = np.dtype(dtype).type
+    scale = alpha / size
+    return t(scale), t(beta), t(beta + 1), t(2 * scale * beta), t(bias)
+
+
+def lrn_forward(X, size, alpha, beta, bias):
+    """Local response normalisation across channels (ONNX LRN, Caffe's LRN):
+    ``y_c = x_c / (bias + alpha / size * sum_{i in win(c)} x_i^2)^beta`` with
+    win(c) = c - floor((size-1)/2) .. c + ceil((size-1)/2), cut to the
+    channels there are."""
+    rows = X.reshape(-1, X.shape[-1])
+    out = np.empty_like(rows)
+    constants = _lrn_constants(X.dtype, size, alpha, beta, bias)
+    parallel_map(_lrn_rows, [(rows, size, *constants, rows, out, False, r0, r1)
+                             for r0, r1 in blocks(rows.shape[0], 64)])
+    return out.reshape(X.shape)
+
+
+def lrn_backward(X, G, size, alpha, beta, bias):
+    """Gradient of lrn_forward: with s_c = bias + alpha/size sum_{win(c)} x_i^2,
+    ``G_x_k = G_k s_k^-beta - 2 alpha beta / size x_k sum_{c: k in win(c)} G_c x_c s_c^(-beta-1)``."""
+    rows, grads = X.reshape(-1, X.shape[-1]), G.reshape(-1, G.shape[-1])
+    out = np.empty_like(grads)
+    constants = _lrn_constants(X.dtype, size, alpha, beta, bias)
+    parallel_map(_lrn_rows, [(rows, size, *constants, grads, out, True, r0, r1)
+                             for r0, r1 in blocks(rows.shape[0], 64)])
+    return out.reshape(X.shape)
+
+
+@njit(**JIT)
+def _lrn_rows(X, size, scale, beta, beta1, coef, bias, G, out, backward, r0, r1):
+    C = X.shape[1]
+    low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
+    s = np.empty(C, dtype=X.dtype)
+    for r in range(r0, r1):
+        for c in range(C):
+            total = X[r, c] - X[r, c]
+            for i in range(max(0, c - low), min(C, c + high + 1)):
+                total += X[r, i] * X[r, i]
+            s[c] = bias + scale * total
+        for k in range(C):
+            if not backward:
+                out[r, k] = X[r, k] / s[k] ** beta
+                continue
+            acc = X[r, k] - X[r, k]
+            for c in range(max(0, k - high), min(C, k + low + 1)):
+                acc += G[r, c] * X[r, c] / s[c] ** beta1
+            out[r, k] = G[r, k] / s[k] ** beta - coef * X[r, k] * acc
