@@ -115,8 +115,8 @@ def test_missing_and_unknown_files(tmp_path):
         lrpnb.load(tmp_path / "absent.txt")
     with pytest.raises(ValueError, match="cannot tell the model format"):
         lrpnb.load(tmp_path / "model.h5")
-    with pytest.raises(ValueError, match="unknown model format 'onnx'"):
-        lrpnb.load(tmp_path / "model.txt", fmt="onnx")
+    with pytest.raises(ValueError, match="unknown model format 'keras'"):
+        lrpnb.load(tmp_path / "model.txt", fmt="keras")
     with pytest.raises(IsADirectoryError):
         lrpnb.load(tmp_path, fmt="txt")
 
