@@ -226,6 +226,30 @@ def test_column_split_products_match_reference(rule, param, stride, monkeypatch)
     assert relative_error(actual, expected) <= 1e-10
 
 
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.5), ("alphabeta", 2.0), ("zplus", None), ("gamma", 0.25),
+                                         ("ww", None), ("gradient", None)])
+@pytest.mark.parametrize("signed", [False, True])
+def test_split_dense_products_match_reference(rule, param, signed, monkeypatch):
+    """A dense layer with few samples and many units (VGG-16's classifier at
+    small batches): the forward product is split along the inner dimension,
+    the redistribution reads the weights' row blocks in place."""
+    from lrpnb.kernels import conv
+
+    monkeypatch.setattr(conv, "MIN_SPLIT_COLUMNS", 8)
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(3, 40))
+    X = X if signed else np.abs(X)
+    W, B = rng.normal(size=(40, 48)), rng.normal(size=48)
+    assert len(conv._column_groups(48, 1, 1)) > 1
+    layer = lrpnb.Linear(W, B)
+    Y = layer.forward(X)
+    np.testing.assert_allclose(Y, naive.dense_forward(X, W, B), rtol=1e-12, atol=1e-12)
+    R = rng.normal(size=Y.shape)
+    name, value = lrpnb.rules.resolve(rule, param)
+    expected = R @ W.T if name == "gradient" else naive.dense_lrp(X, W, B, R, name, value)
+    assert relative_error(layer.relevance(X, Y, R, name, value), expected) <= 1e-10
+
+
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """The split comes from the layer's shape alone: 1 thread and 5 give
     bit-identical relevance, on a network whose products split by rows and

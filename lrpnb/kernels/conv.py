@@ -269,27 +269,33 @@ def _paired_direct_block(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx,
         times_input(Rx, X, n)
 
 
-def _redistribute(X, VT, S2, Ho, Wo, h, w, s0, s1, signed):
-    """``out[n,p,q,c] = sum_{ijk} VT[k, (a,b,c)] S2[(n,i,j), k]`` over the
-    outputs (i, j) whose patch holds (p, q): the rows of S2 @ VT added back
+def _redistribute(X, W2, S2, Ho, Wo, h, w, s0, s1, signed):
+    """``out[n,p,q,c] = sum_{ijk} W2[(a,b,c), k] S2[(n,i,j), k]`` over the
+    outputs (i, j) whose patch holds (p, q): the rows of S2 @ W2^T added back
     onto their patches (col2im), shaped like X.
 
-    ``VT`` (Kc, h*w*d) is C-contiguous; with ``signed`` it has two halves of
-    h*w*d columns and each input takes the first where it is positive, the
-    second where it is negative (the sign-paired rules). Chunks of output
-    rows run in two phases where windows overlap, each chunk split by input
-    channels when a phase has too few chunks (see the module's docstring).
+    ``W2`` (rows, Kc) is C-contiguous, its rows in (a, b, c) order; with
+    ``signed`` it has two halves of h*w*d rows and each input takes the
+    first where it is positive, the second where it is negative (the
+    sign-paired rules). Chunks of output rows run in two phases where
+    windows overlap, each chunk split by input channels when a phase has
+    too few chunks (see the module's docstring). Each group's part of W2^T
+    is gathered in one tiled copy; a 1 x 1 filter's unsigned part is a row
+    block of W2, whose transpose BLAS reads in place (no copy at all: a
+    dense layer's weights, 411 MB for VGG-16's first, were copied twice per
+    explanation before).
     """
     D = X.shape[3]
     rows = S2.shape[0] // Wo
-    chunks = _row_chunks(rows, _rows_per_chunk(Wo, VT.shape[1], -(-h // s0)))
+    chunks = _row_chunks(rows, _rows_per_chunk(Wo, W2.shape[0], -(-h // s0)))
     phases = [chunks[0::2], chunks[1::2]] if h > s0 else [chunks]
-    groups = _column_groups(D, VT.shape[1] // D, 2 * len(phases[0]))
-    if len(groups) == 1:
-        parts = [VT]
+    groups = _column_groups(D, W2.shape[0] // D, 2 * len(phases[0]))
+    if h * w == 1 and not signed:
+        parts = [W2[c0:c1].T for c0, c1 in groups]
     else:
-        halves = VT.reshape(VT.shape[0], 2 if signed else 1, h, w, D)
-        parts = [np.ascontiguousarray(halves[..., c0:c1]).reshape(VT.shape[0], -1) for c0, c1 in groups]
+        halves = 2 if signed else 1
+        index = np.arange(W2.shape[0]).reshape(halves, h, w, D)
+        parts = [_transposed(W2, np.ascontiguousarray(index[..., c0:c1]).reshape(-1)) for c0, c1 in groups]
     out = np.zeros_like(X)
     for phase in phases:
         parallel_map(_redistribute_chunk, [(X, part, S2, r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, signed)
@@ -302,26 +308,26 @@ def _redistribute_chunk(X, VT, S2, r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, si
     _col2im_add(np.dot(S2[r0 * Wo:r1 * Wo], VT), r0, r1, Ho, Wo, h, w, s0, s1, c0, c1, out, X, signed)
 
 
-def _transposed(W2):
-    """W2.T as a C-contiguous array (one layout for every product's kernel),
-    copied in tiles by blocks of rows in parallel: numpy's strided copy of a
-    transpose ran at about a tenth of that speed (ResNet-50's filters: 0.24 s
-    of a 4 s explain)."""
-    rows, columns = W2.shape
-    out = np.empty((columns, rows), dtype=W2.dtype)
-    parallel_map(_transpose_block, [(W2, out, c0, c1) for c0, c1 in blocks(columns, 64)])
+def _transposed(W2, rows=None):
+    """W2[rows].T (all rows by default) as a C-contiguous array, copied in
+    tiles by blocks of columns in parallel: numpy's strided copy of a
+    transpose ran at about a tenth of that speed."""
+    rows = np.arange(W2.shape[0]) if rows is None else rows
+    columns = W2.shape[1]
+    out = np.empty((columns, rows.size), dtype=W2.dtype)
+    parallel_map(_transpose_block, [(W2, rows, out, c0, c1) for c0, c1 in blocks(columns, 64)])
     return out
 
 
 @njit(**JIT)
-def _transpose_block(W2, out, c0, c1):
-    """out[c, r] = W2[r, c] for columns c0..c1-1, in 64 x 64 tiles."""
-    rows = W2.shape[0]
-    for r0 in range(0, rows, 64):
-        r1 = min(r0 + 64, rows)
+def _transpose_block(W2, rows, out, c0, c1):
+    """out[c, j] = W2[rows[j], c] for columns c0..c1-1, in tiles of 64 rows."""
+    count = rows.shape[0]
+    for j0 in range(0, count, 64):
+        j1 = min(j0 + 64, count)
         for c in range(c0, c1):
-            for r in range(r0, r1):
-                out[c, r] = W2[r, c]
+            for j in range(j0, j1):
+                out[c, j] = W2[rows[j], c]
 
 
 def conv_forward(X, W, B, s0, s1):
@@ -336,10 +342,28 @@ def conv_forward(X, W, B, s0, s1):
     W2, Y2 = W.reshape(h * w * d, K), Y.reshape(N * Ho * Wo, K)
     chunks = _row_chunks(N * Ho, _rows_per_chunk(Wo, h * w * d))
     groups = _column_groups(K, 1, len(chunks))
+    if len(groups) > 1 and H * Wd == 1:
+        # a dense layer with few samples: its product reads the weights
+        # once; split along their rows (contiguous blocks, no copy) into as
+        # many tasks as the column split would make, and add the partial
+        # products in block order (a column split copied the weights first:
+        # 411 MB for VGG-16's first dense layer)
+        inner = _row_chunks(d, -(-d // len(groups)))
+        partial = np.empty((len(inner), N, K), dtype=X.dtype)
+        parallel_map(_inner_product_block, [(X.reshape(N, d), W2, i0, i1, partial[t])
+                                            for t, (i0, i1) in enumerate(inner)])
+        Y2[:] = partial.sum(axis=0) + B
+        return Y
     parts = [np.ascontiguousarray(W2[:, k0:k1]) for k0, k1 in groups]
     parallel_map(_forward_chunk, [(X, part, B, r0, r1, Ho, Wo, h, w, s0, s1, k0, Y2)
                                   for r0, r1 in chunks for part, (k0, _) in zip(parts, groups)])
     return Y
+
+
+@njit(**JIT)
+def _inner_product_block(X2, W2, i0, i1, out):
+    """out = X2[:, i0:i1] @ W2[i0:i1]: one block of the inner dimension."""
+    np.dot(np.ascontiguousarray(X2[:, i0:i1]), W2[i0:i1], out)
 
 
 @njit(**JIT)
@@ -365,7 +389,7 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
     S2 = _epsilon_ratios(Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K), epsilon)
-    Rx = _redistribute(X, _transposed(W.reshape(h * w * d, K)), S2, Ho, Wo, h, w, s0, s1, False)
+    Rx = _redistribute(X, W.reshape(h * w * d, K), S2, Ho, Wo, h, w, s0, s1, False)
     _multiply(Rx, X)
     return Rx
 
@@ -435,7 +459,7 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     parallel_map(_paired_ratios_chunk, [(X, part, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, k0, mode, p1,
                                          p2, tiny, signed, sums, S2)
                                         for r0, r1 in chunks for part, (k0, _) in zip(parts, groups)])
-    Rx = _redistribute(X, _transposed(Wq), S2, Ho, Wo, h, w, s0, s1, signed)
+    Rx = _redistribute(X, Wq, S2, Ho, Wo, h, w, s0, s1, signed)
     _multiply(Rx, X)
     return Rx
 
@@ -569,7 +593,7 @@ def _transpose(X, V, G, s0, s1):
     whose patch holds (p, q): the adjoint of the convolution (shaped like X)."""
     N, Ho, Wo, K = G.shape
     h, w, d, _ = V.shape
-    return _redistribute(X, _transposed(V.reshape(h * w * d, K)), G.reshape(N * Ho * Wo, K), Ho, Wo,
+    return _redistribute(X, np.ascontiguousarray(V.reshape(h * w * d, K)), G.reshape(N * Ho * Wo, K), Ho, Wo,
                          h, w, s0, s1, False)
 
 
