@@ -35,6 +35,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import lrpnb  # noqa: E402
+from compare import best_time  # noqa: E402
 from peers import import_zennit  # noqa: E402
 
 
@@ -146,16 +147,6 @@ def fold_batchnorm(model):
                     previous.bias = nn.Parameter((bias - child.running_mean) * scale + child.bias)
                 setattr(parent, name, nn.Identity())
     return model
-
-
-def best_time(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():

@@ -260,8 +260,9 @@ class Convolution(_Weighted):
         Filters (h, w, d / groups, n) and bias (n,), the toolbox's layout.
     stride : int or (rows, columns)
     padding : int, (rows, columns) or (top, bottom, left, right)
-        Zeros around the input (each side separately). The relevance that
-        would fall on the padding is dropped, as autograd drops it (zennit).
+        Zeros around the input (each side separately). They contribute
+        nothing, so no relevance falls on them; flat and ww share among the
+        taps on the image (as zennit's Flat and WSquare).
     dilation : int or (rows, columns)
         Spacing of the filter taps: computed as a filter of (h-1)*dr+1 rows
         whose added taps are zero (the flat rule spreads over the real taps only).
@@ -480,8 +481,9 @@ class SumPool(_Pool):
 
 class MaxPool(_Pool):
     """Max pooling; relevance goes to the maxima, split evenly on ties (flat
-    and ww: uniformly); the gradient methods route a window's signal to its
-    first maximum, as autograd does. Padding is -inf: it never wins."""
+    and ww: uniformly over the window, the padding's shares dropped); the
+    gradient methods route a window's signal to its first maximum, as
+    autograd does. Padding is -inf: it never wins."""
 
     def _padded(self, X, backend):
         return X if self.toolbox else backend.tensors.pad(X, *self.padding, -np.inf)
@@ -587,30 +589,33 @@ class Rect(Layer):
         return R
 
 
-class Tanh(Layer):
+class _Smooth(Layer):
+    """An element-wise activation y = f(x) whose relevance passes unchanged
+    (the toolbox's rule); the gradient methods get f'(x) G, computed from y
+    by the kernels ``<_kernel>_forward`` and ``<_kernel>_backward``."""
+
+    _kernel = None
+
+    def forward(self, X, backend=CPU):
+        return getattr(backend.activations, self._kernel + "_forward")(X)
+
+    def relevance(self, X, Y, R, rule, param, backend=CPU):
+        if rule in _BACKWARD:
+            return getattr(backend.activations, self._kernel + "_backward")(Y, R)
+        return R
+
+
+class Tanh(_Smooth):
     """Hyperbolic tangent."""
 
-    def forward(self, X, backend=CPU):
-        return backend.activations.tanh_forward(X)
-
-    def relevance(self, X, Y, R, rule, param, backend=CPU):
-        if rule in _BACKWARD:
-            return backend.activations.tanh_backward(Y, R)
-        return R
+    _kernel = "tanh"
 
 
-class Sigmoid(Layer):
+class Sigmoid(_Smooth):
     """Logistic sigmoid, 1 / (1 + exp(-x)); relevance passes unchanged."""
 
+    _kernel = "sigmoid"
     toolbox = False
-
-    def forward(self, X, backend=CPU):
-        return backend.activations.sigmoid_forward(X)
-
-    def relevance(self, X, Y, R, rule, param, backend=CPU):
-        if rule in _BACKWARD:
-            return backend.activations.sigmoid_backward(Y, R)
-        return R
 
 
 class Identity(Layer):
