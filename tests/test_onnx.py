@@ -199,3 +199,24 @@ def test_explain_command_normalises_images_for_an_onnx_model(tmp_path):
                           "--out", str(tmp_path / "x.npy"), "--mean", "0.5", "0.5"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--mean has 2 values for samples of 3 channels" in bad.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_lrn_and_count_include_pad(tmp_path):
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("LRN", ["x"], ["n"], size=3, alpha=0.2, beta=0.6, bias=2.0),
+             helper.make_node("AveragePool", ["n"], ["y"], kernel_shape=[2, 2], pads=[1, 1, 1, 1],
+                              count_include_pad=1)]
+    path = make_model(tmp_path / "m.onnx", nodes, (4, 3, 3), "y", {})
+    with pytest.raises(ValueError, match="flattened|scores"):
+        # a pooled image is no class score: refused when explaining, not when loading
+        lrpnb.load(path).explain(np.zeros((1, 3, 3, 4), np.float32))
+    net = lrpnb.load(path)
+    lrn, pool = net.layers
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.bias) == (3, pytest.approx(0.2), pytest.approx(0.6), 2.0)
+    assert pool.count_include_pad and pool.padding == (1, 1, 1, 1)
+    X = rng.normal(size=(2, 4, 3, 3))
+    square = X ** 2
+    window = np.stack([square[:, max(0, c - 1):c + 2].sum(axis=1) for c in range(4)], axis=1)
+    normalised = X / (2.0 + 0.2 / 3 * window) ** 0.6
+    expected = naive.avgpool_forward(to_nhwc(normalised), (2, 2), (1, 1), (1, 1, 1, 1), True)
+    np.testing.assert_allclose(net.forward(to_nhwc(X)), expected, rtol=1e-5)
