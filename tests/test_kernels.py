@@ -237,7 +237,7 @@ def test_split_dense_products_match_reference(rule, param, signed, monkeypatch):
 
     monkeypatch.setattr(conv, "MIN_SPLIT_COLUMNS", 8)
     rng = np.random.default_rng(13)
-    X = rng.normal(size=(3, 40))
+    X = rng.normal(size=(3, 40))  # fewer samples than inputs: split along the inner dimension
     X = X if signed else np.abs(X)
     W, B = rng.normal(size=(40, 48)), rng.normal(size=48)
     assert len(conv._column_groups(48, 1, 1)) > 1
