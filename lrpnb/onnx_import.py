@@ -99,11 +99,10 @@ class _Importer:
         """The lrpnb node that outputs ``tensor``, or None for the input."""
         return next((n for n in self.nodes if n.name == tensor.value), None)
 
-    @staticmethod
-    def image_check(importer, node, tensor):
+    def image_check(self, node, tensor):
         if len(tensor.shape) != 3:
-            raise importer.error(node, f"expects an image (N, C, H, W), got a tensor of shape "
-                                       f"(N, {', '.join(map(str, tensor.shape))})")
+            raise self.error(node, f"expects an image (N, C, H, W), got a tensor of shape "
+                                   f"(N, {', '.join(map(str, tensor.shape))})")
 
     # ------------------------------------------------------------ the graph
     def run(self):
@@ -176,7 +175,7 @@ class _Importer:
 
     def op_LRN(self, node, attrs):
         source = self.tensor(node, node.input[0])
-        self.image_check(self, node, source)
+        self.image_check(node, source)
         try:
             layer = LRN(int(attrs["size"]), attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
         except (KeyError, ValueError) as error:
@@ -185,13 +184,13 @@ class _Importer:
 
     def op_Softmax(self, node, attrs):
         source = self.tensor(node, node.input[0])
-        if len(source.shape) != 1 or attrs.get("axis", -1) not in (-1, 1):
+        if len(source.shape) != 1 or attrs.get("axis", -1) not in (-1, 1) or source.order is not None:
             raise self.error(node, "only a softmax over the classes of (N, C) scores is supported")
         self.add(node, SoftMax(), [source], source.shape)
 
     def op_Conv(self, node, attrs):
         source = self.tensor(node, node.input[0])
-        self.image_check(self, node, source)
+        self.image_check(node, source)
         W = self.constant(node, node.input[1], "the filters")
         if W.ndim != 4:
             raise self.error(node, f"only 2-d convolutions are supported, the filters have shape {W.shape}")
@@ -227,7 +226,7 @@ class _Importer:
 
     def pool(self, node, make):
         source = self.tensor(node, node.input[0])
-        self.image_check(self, node, source)
+        self.image_check(node, source)
         try:
             layer = make()
             out = layer.output_shape((1,) + source.shape[1:] + source.shape[:1])
