@@ -837,7 +837,7 @@ def build_parser():
                     "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
                     "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
                     "relevance alone (.npy, .npz, .mat, .txt).")
-    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat)")
+    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat, .onnx)")
     explain.add_argument("--data", required=True,
                          help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
     explain.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")
@@ -923,11 +923,11 @@ def build_parser():
     info = commands.add_parser("info", help="layers, shapes and parameter counts of a model",
                                description="Print the layers, output shapes, parameter counts and "
                                            "the input shape a model expects.")
-    info.add_argument("model", help="model file (.txt, .nn, .pickle, .mat)")
+    info.add_argument("model", help="model file (.txt, .nn, .pickle, .mat, .onnx)")
     info.set_defaults(run=_info)
 
     convert = commands.add_parser("convert", help="convert a model file to another format",
-                                  description="Read a model (.txt, .nn, .pickle, .mat) and write it "
+                                  description="Read a model (.txt, .nn, .pickle, .mat, .onnx) and write it "
                                               "as .txt or .nn/.pickle (the format from the extension).")
     convert.add_argument("input", help="model file to read")
     convert.add_argument("output", help="model file to write (.txt, .nn, .pickle)")
@@ -951,7 +951,7 @@ def main(argv=None):
     except Failure as failure:
         print(f"lrpnb {args.command}: {failure}", file=sys.stderr)
         return 1
-    except (ValueError, OSError, TypeError, RuntimeError) as error:
+    except (ValueError, OSError, TypeError, RuntimeError, ImportError) as error:
         print(f"lrpnb {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:

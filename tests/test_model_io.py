@@ -338,3 +338,16 @@ def test_forged_dtype_flags_are_refused(tmp_path, flags):
     (tmp_path / "m.nn").write_bytes(data.replace(normal, normal[:-1] + bytes([flags])))
     with pytest.raises(ValueError, match="a forged dtype state"):
         lrpnb.load(tmp_path / "m.nn")
+
+
+def test_onnx_without_the_onnx_package_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from lrpnb.cli import main
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r'needs the onnx package: pip install "lrpnb\[onnx\]"'):
+        lrpnb.load(path)
+    assert main(["info", str(path)]) == 1
