@@ -1,10 +1,13 @@
-"""Layers and the Network that chains them.
+"""Layers, nodes, and the Network that chains them or joins them in a graph.
 
 This module holds the model's structure, checks shapes and arguments, and
 dispatches every forward and relevance pass to a compiled kernel in
-``lrpnb.kernels``; it does no numerics of its own. The semantics are those of
-the LRP Toolbox (Lapuschkin et al., JMLR 17(114), 2016): images are
-(N, H, W, D), vectors (N, D), and ``Network.lrp`` is its ``Sequential.lrp``.
+``lrpnb.kernels`` (or its GPU twin); it does no numerics of its own. The
+semantics are those of the LRP Toolbox (Lapuschkin et al., JMLR 17(114),
+2016): images are (N, H, W, D), vectors (N, D), and ``Network.lrp`` is its
+``Sequential.lrp``. Graphs (``Node``) add the layers of imported models
+(padding, average pooling, BatchNorm, residual Add, Concat); a tensor read
+by several layers receives the sum of their relevance.
 """
 import numbers
 
