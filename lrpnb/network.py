@@ -1078,8 +1078,6 @@ class Network:
         R = received[0]
         if R is None:  # an output that does not depend on the input
             R = self._backend.put(np.zeros(activations[0].shape, dtype=activations[0].dtype))
-        if keep is not None and 0 in keep:
-            keep[0] = R
         return R
 
     def _finish(self, method, X, G):
@@ -1300,9 +1298,7 @@ class Network:
             relevance = self._finish(method, repeated[0], relevance)
             parts.append(relevance.reshape((N, G) + tuple(relevance.shape[1:])))
             for value in keep:
-                # the input's relevance is the answer (after a gradient method's last step)
-                part = relevance if value == 0 else kept[value]
-                kept_parts[value].append(part.reshape((N, G) + tuple(part.shape[1:])))
+                kept_parts[value].append(kept[value].reshape((N, G) + tuple(kept[value].shape[1:])))
             if layer_sums:
                 # the layers' outputs came last layer first; the input's sum is of the answer
                 sums = [self._host(self._backend.activations.sample_sums(relevance))] + sums[::-1]

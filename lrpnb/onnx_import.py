@@ -52,6 +52,7 @@ class _Importer:
         self.numpy_helper = numpy_helper
         self.tensors = {}
         self.nodes = []
+        self.by_name = {}  # lrpnb node name -> Node
         self.readers = {}  # tensor name -> how many nodes read it
         for node in self.graph.node:
             for name in node.input:
@@ -84,20 +85,20 @@ class _Importer:
     def add(self, node, layer, inputs, shape, order=None):
         """Append an lrpnb node for ONNX ``node`` (its first output)."""
         name = node.name or node.output[0]
-        taken = {n.name for n in self.nodes}
         base, k = name, 1
-        while name in taken or name == INPUT:
+        while name in self.by_name or name == INPUT:
             name, k = f"{base}_{k}", k + 1
         try:
             self.nodes.append(Node(name, layer, [t.value for t in inputs]))
         except (TypeError, ValueError) as error:
             raise self.error(node, str(error)) from None
+        self.by_name[name] = self.nodes[-1]
         self.tensors[node.output[0]] = _Tensor(name, shape, order)
         return self.nodes[-1]
 
     def producer(self, tensor):
         """The lrpnb node that outputs ``tensor``, or None for the input."""
-        return next((n for n in self.nodes if n.name == tensor.value), None)
+        return self.by_name.get(tensor.value)
 
     def image_check(self, node, tensor):
         if len(tensor.shape) != 3:
