@@ -15,6 +15,7 @@ import numpy as np
 
 from .backends import CPU, backend
 from .kernels import single_threaded_blas
+from .targets import target_classes
 from .rules import (ALPHABETA_STABILIZER, GRADIENT_METHODS, LAYER_MODE, SIMPLE_STABILIZER,
                     SUMPOOL_SIMPLE_STABILIZER, ZENNIT_STABILIZER, resolve)
 
@@ -935,6 +936,16 @@ class Network:
         """'cpu' or 'cuda': where the kernels run."""
         return self._backend.name
 
+    @property
+    def backend(self):
+        """The compute backend of this network's device (kernel modules, and
+        moving arrays to the device and back)."""
+        return self._backend
+
+    def to_host(self, array):
+        """A result of this network's backend as a numpy array."""
+        return self._host(array)
+
     def to(self, device):
         """Run on ``device`` ('cpu', 'cuda' or 'auto') from now on (returns self).
 
@@ -1361,29 +1372,3 @@ class Network:
         if self._backend is CPU:
             return np.repeat(array, times, axis=0)
         return self._backend.arrays.repeat(array, times)
-
-
-def target_classes(target, scores):
-    """The (N, T) classes ``explain(X, target)`` explains, given the class
-    ``scores`` (N, C) of X: the same rules for the command line and files."""
-    N, C = scores.shape
-    if isinstance(target, str):
-        if target != "all":
-            raise ValueError(f"target must be None, an int, an int array, 'all' or ('topk', k); got {target!r}")
-        return np.tile(np.arange(C), (N, 1))
-    if isinstance(target, tuple):
-        if len(target) != 2 or target[0] != "topk" or not isinstance(target[1], numbers.Integral) \
-                or not 1 <= target[1] <= C:
-            raise ValueError(f"target ('topk', k) needs 1 <= k <= {C}, got {target!r}")
-        return np.argsort(-scores, axis=1, kind="stable")[:, :target[1]]
-    if target is None:
-        return np.argmax(scores, axis=1)[:, None]
-    target = np.asarray(target)
-    if target.dtype.kind not in "iu" or target.ndim > 1:
-        raise ValueError(f"target must be None, an int or an int array of length {N}, got {target!r}")
-    target = np.broadcast_to(target, (N,)) if target.ndim == 0 else target
-    if target.shape != (N,):
-        raise ValueError(f"target has {target.shape[0]} entries for {N} samples")
-    if target.min() < 0 or target.max() >= C:
-        raise ValueError(f"target classes must lie in 0..{C - 1}, got {target.min()}..{target.max()}")
-    return target[:, None]
