@@ -91,6 +91,15 @@ class Target:
         raise ValueError(f"--target must be pred, label:FILE, a class K, all or top:K; got {spec!r}")
 
     @classmethod
+    def from_option(cls, target, count=None):
+        """A Target from ``--target``'s text (:meth:`from_command_line`, for
+        ``count`` samples), or from any form :meth:`parse` takes: what the
+        ``target`` keyword of ``lrpnb.explain_dataset`` accepts."""
+        if isinstance(target, str):
+            return cls.from_command_line(target, count)
+        return cls.parse(target)
+
+    @classmethod
     def from_toolbox(cls, number, classes):
         """A Target from an LRP Toolbox image list entry: -1 the predicted
         class, -2 the five best (of ``classes``), k >= 0 class k."""
