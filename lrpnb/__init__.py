@@ -13,7 +13,8 @@ from .network import (Add, AveragePool, BatchNorm, Concat, Convolution, Flatten,
                       Tanh)
 # submodules that import nothing heavy at module level (matplotlib, Pillow,
 # h5py and scipy are imported by the functions that use them)
-from . import batch, digits, render, training  # noqa: E402,I001
+from . import batch, digits, evaluate, render, training  # noqa: E402,I001
+from .pipeline import evaluate_dataset, explain_dataset  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,5 @@ __all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxP
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
-           "EpsilonGammaBox", "batch", "digits", "render", "training", "__version__"]
+           "EpsilonGammaBox", "batch", "digits", "evaluate", "render", "training", "explain_dataset",
+           "evaluate_dataset", "__version__"]

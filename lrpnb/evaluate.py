@@ -118,27 +118,35 @@ def perturbation_curve(net, X, R, target=None, region=(4, 4), steps=None, order=
     X, V, images, rank, steps, rh, rw = _prepare(net, X, R, region, steps, order, replace, seed,
                                                  value_range, blur_sigma)
     N = X.shape[0]
-    backend = net._backend
+    backend = net.backend
     images = backend.put(images)  # on the network's device once, for every pass below
-    scores = np.asarray(net._host(net._scores(images.reshape(X.shape))))
+    scores = np.asarray(net.to_host(net.scores(images.reshape(X.shape))))
     _check_scores(scores)
     classes = _target(target, scores)
-    total = N * (steps + 1)
     per_copy = int(np.prod(images.shape[1:]))
     if batch_size is None:
         batch_size = max(1, COPY_ELEMENTS[backend.name] // per_copy)
     elif not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    V, rank = backend.put(V), backend.put(rank)
+    curve = _scored_copies(net, images, backend.put(V), backend.put(rank), (rh, rw), steps, classes,
+                           X.shape[1:], batch_size)
+    return curve.reshape(N, steps + 1)
+
+
+def _scored_copies(net, images, V, rank, region, steps, classes, shape, batch_size):
+    """The class score of every perturbed copy, sample by sample and step by
+    step (N * (steps + 1),), ``batch_size`` copies per forward pass; every
+    array is on the network's device already."""
+    total = len(classes) * (steps + 1)
     curve = np.empty(total, dtype=np.float64)
     rows = np.repeat(classes, steps + 1)
     for q0 in range(0, total, batch_size):
         q1 = min(q0 + batch_size, total)
-        copies = backend.perturb.perturbed_copies(images, V, rank, rh, rw, steps, q0, q1)
-        copies = copies.reshape((q1 - q0,) + X.shape[1:])
-        copy_scores = np.asarray(net._host(net._scores(copies)))
+        copies = net.backend.perturb.perturbed_copies(images, V, rank, region[0], region[1], steps, q0, q1)
+        copies = copies.reshape((q1 - q0,) + tuple(shape))
+        copy_scores = np.asarray(net.to_host(net.scores(copies)))
         curve[q0:q1] = copy_scores[np.arange(q1 - q0), rows[q0:q1]]
-    return curve.reshape(N, steps + 1)
+    return curve
 
 
 def aopc(curves, per_sample=False):
@@ -209,9 +217,9 @@ def plot_curves(curves, path, title=None):
 def _prepare(net, X, R, region, steps, order, replace, seed, value_range, blur_sigma):
     """Checked inputs, as images (N, H, W, D) on the host: (X, replacement
     values V, X as images, rank of every region, steps, rh, rw)."""
-    from .network import _as_input
+    from .backends import as_input
 
-    X = _as_input(_host_array(X), "X")
+    X = as_input(_host_array(X), "X")
     if X.ndim not in (2, 4):
         raise ValueError(f"X must be images (N, H, W, D) or vectors (N, D), got shape {X.shape}")
     (rows, columns), (rh, rw) = regions(X.shape[1:], region)
@@ -231,12 +239,12 @@ def _prepare(net, X, R, region, steps, order, replace, seed, value_range, blur_s
     else:
         if R is None:
             raise ValueError(f"order {order!r} ranks the regions by R; give the relevance R")
-        R = _as_input(_host_array(R), "R")
+        R = as_input(_host_array(R), "R")
         if R.shape != X.shape:
             raise ValueError(f"R must have X's shape {X.shape}, got {R.shape}")
         R = R.reshape(images.shape)
-        sums = net._backend.perturb.region_relevance(net._backend.put(R), rh, rw)
-        sums = np.asarray(net._host(sums))
+        sums = net.backend.perturb.region_relevance(net.backend.put(R), rh, rw)
+        sums = np.asarray(net.to_host(sums))
         # stable sorts: ties keep grid order, for MoRF as for LeRF
         ranking = np.argsort(-sums if order == "morf" else sums, axis=1, kind="stable")
     rank = np.empty_like(ranking)
@@ -306,9 +314,13 @@ def _check_scores(scores):
 
 def _target(target, scores):
     """The class followed for each sample (N,)."""
-    from .network import target_classes
+    from .targets import Target, target_classes
 
-    if isinstance(target, (str, tuple)):
+    try:
+        several = Target.parse(target).several
+    except ValueError:
+        several = True  # not a target at all: said as for several
+    if several:
         raise ValueError(f"a perturbation curve follows one class per sample: target must be None, "
                          f"an int or an int array, got {target!r}")
     return target_classes(target, scores)[:, 0]

@@ -1,4 +1,4 @@
-"""``lrpnb toolbox``: the Caffe LRP Toolbox's standalone batch mode.
+"""The Caffe LRP Toolbox's standalone batch mode (``lrpnb toolbox``, :func:`explain_filelist`).
 
     lrpnb toolbox -c CONFIG -f FILELIST -p PATHPREFIX
 
@@ -45,8 +45,9 @@ import sys
 import numpy as np
 
 from ._atomic import atomic_path
+from .failure import Failure
 
-__all__ = ["read_config", "read_filelist", "write_rawhm", "read_rawhm", "add_parser"]
+__all__ = ["read_config", "read_filelist", "write_rawhm", "read_rawhm", "explain_filelist"]
 
 _KEYS = ("model_file", "relpropformulatype", "epsstab", "alphabeta_beta",
          "auxiliaryvariable_maxlayerindexforflatdistinconv", "standalone_outpath",
@@ -216,14 +217,36 @@ def _output_folder(base, outpath):
     os.makedirs(folder, exist_ok=True)
 
 
-def _run(args):
-    from . import render
-    from .batch import load_image, sample_shape
-    from .composites import formula_type
-    from .model_io import load
-    from .network import target_classes
+def explain_filelist(config_path, filelist, pathprefix=""):
+    """Explain every image of a toolbox file list as its config file says:
+    what ``lrpnb toolbox -c CONFIG -f FILELIST -p PATHPREFIX`` runs.
 
-    config = read_config(args.config)
+    Parameters
+    ----------
+    config_path : str
+        The config file (see the module docstring).
+    filelist : str
+        The file list: an image path (below ``pathprefix``) and a target
+        per line.
+    pathprefix : str
+        Joined to every image path of the list.
+
+    Returns
+    -------
+    int
+        The images explained; each writes the files of the module docstring.
+
+    Raises
+    ------
+    lrpnb.failure.Failure
+        After the others are done, where entries failed (each is reported
+        on stderr with its line).
+    """
+    from .composites import formula_type
+    from .inputs import sample_shape
+    from .model_io import load
+
+    config = read_config(config_path)
     net = load(config["model_file"])
     composite = formula_type(config["relpropformulatype"], epsstab=config["epsstab"],
                              alphabeta_beta=config["alphabeta_beta"],
@@ -234,7 +257,7 @@ def _run(args):
         raise ValueError(f"{config['model_file']}: the toolbox mode explains images, and this model "
                          f"does not take images (set input_size?)")
     classes = net.output_shapes((1,) + tuple(shape))[-1][-1]
-    entries = read_filelist(args.filelist, args.pathprefix)
+    entries = read_filelist(filelist, pathprefix)
     failures, done, bases = 0, 0, {}
     for image_path, target, lineno in entries:
         if image_path is None:
@@ -242,55 +265,45 @@ def _run(args):
             print(f"lrpnb toolbox: {target}", file=sys.stderr)
             continue
         try:
-            _regular_file(image_path)
-            X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
-            base = _out_base(image_path, config, args.pathprefix)
-            real = os.path.realpath(image_path)
-            if bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
-                base += "_" + os.path.splitext(image_path)[1].lstrip(".").lower()
-                bases.setdefault(base, real)
-            _output_folder(base, config["standalone_outpath"])
-            if target == -2:
-                top = min(5, classes)
-                relevance, scores = net.explain(X, target=("topk", top), composite=composite,
-                                                return_scores=True)
-                maps = relevance[0]
-                names = [f"{base}_class{k}" for k in target_classes(("topk", top), scores)[0]]
-            else:
-                relevance, scores = net.explain(X, target=None if target == -1 else target,
-                                                composite=composite, return_scores=True)
-                maps, names = relevance, [base]
-            for name, relevance_map in zip(names, maps):
-                write_rawhm(relevance_map, name + "_rawhm.txt")
-                render.save_image(render.heatmap(relevance_map[None], cmap=config["colormap"])[0],
-                                  name + "_heatmap.png", border=0)
-            render.save_image(render.image(X, input_range=config["input_range"])[0],
-                              base + "_as_inputted_into_the_dnn.png", border=0)
-            order = target_classes(("topk", min(10, classes)), scores)[0]
-            _write_text(base + "_toptenscores.txt",
-                        "".join(f"{k} {scores[0, k]:.9g}\n" for k in order))
+            _explain_entry(net, composite, config, shape, classes, image_path, target, pathprefix, bases)
             done += 1
         except (ValueError, OSError) as error:
             failures += 1
-            print(f"lrpnb toolbox: {args.filelist}:{lineno}: {error}", file=sys.stderr)
+            print(f"lrpnb toolbox: {filelist}:{lineno}: {error}", file=sys.stderr)
     print(f"explained {done} of {len(entries)} images with formula type "
           f"{config['relpropformulatype']}; results in {config['standalone_outpath']}")
     if failures:
-        from .cli import Failure
-
         raise Failure(f"{failures} of {len(entries)} entries failed (see above)")
+    return done
 
 
-def add_parser(commands):
-    toolbox = commands.add_parser(
-        "toolbox", help="the Caffe LRP Toolbox's batch mode (config file + file list)",
-        description="Explain the images of a file list as the Caffe LRP Toolbox's standalone "
-                    "executable does, driven by its config file; writes <name>_rawhm.txt, "
-                    "<name>_heatmap.png, <name>_as_inputted_into_the_dnn.png and "
-                    "<name>_toptenscores.txt per image.")
-    toolbox.add_argument("-c", "--config", required=True, help="config file (key line, value line)")
-    toolbox.add_argument("-f", "--filelist", required=True,
-                         help="file list: image path and target (-1 top class, -2 top 5, k class k)")
-    toolbox.add_argument("-p", "--pathprefix", default="",
-                         help="prefix joined to every image path of the list")
-    toolbox.set_defaults(run=_run)
+def _explain_entry(net, composite, config, shape, classes, image_path, number, pathprefix, bases):
+    """Explain one image of the list and write its files; ``bases`` maps the
+    output paths taken so far to their images."""
+    from . import render
+    from .sources import load_image
+    from .targets import Target
+
+    _regular_file(image_path)
+    X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
+    base = _out_base(image_path, config, pathprefix)
+    real = os.path.realpath(image_path)
+    if bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
+        base += "_" + os.path.splitext(image_path)[1].lstrip(".").lower()
+        bases.setdefault(base, real)
+    _output_folder(base, config["standalone_outpath"])
+    target = Target.from_toolbox(number, classes)
+    relevance, scores = net.explain(X, target=target.api_value(), composite=composite, return_scores=True)
+    if target.several:  # a map per class, named by it
+        maps = relevance[0]
+        names = [f"{base}_class{k}" for k in target.classes(scores)[0]]
+    else:
+        maps, names = relevance, [base]
+    for name, relevance_map in zip(names, maps):
+        write_rawhm(relevance_map, name + "_rawhm.txt")
+        render.save_image(render.heatmap(relevance_map[None], cmap=config["colormap"])[0],
+                          name + "_heatmap.png", border=0)
+    render.save_image(render.image(X, input_range=config["input_range"])[0],
+                      base + "_as_inputted_into_the_dnn.png", border=0)
+    order = Target("top", min(10, classes)).classes(scores)[0]
+    _write_text(base + "_toptenscores.txt", "".join(f"{k} {scores[0, k]:.9g}\n" for k in order))

@@ -1,0 +1,60 @@
+"""The ``lrpnb`` command: explain, evaluate, demo, info, convert, toolbox.
+
+Each command's options and run are in a module of this package; the work of
+``explain`` and ``evaluate`` is :func:`lrpnb.explain_dataset` and
+:func:`lrpnb.evaluate_dataset`. :func:`main` turns their errors into one
+line on stderr and an exit status.
+"""
+import argparse
+import os
+import sys
+
+from .. import __version__
+from ..failure import Failure
+from ..pipeline.options import embedded_model as _embedded_model  # noqa: F401 - used by bench/ and tests
+from . import demo, evaluate, explain, info, toolbox
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser():
+    """The parser of every command; each sets ``run`` to the function that runs it."""
+    parser = argparse.ArgumentParser(
+        prog="lrpnb", description="Layer-wise Relevance Propagation with compiled kernels.")
+    parser.add_argument("--version", action="version", version=f"lrpnb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo.add_parser(commands)
+    explain.add_parser(commands)
+    evaluate.add_parser(commands)
+    info.add_parsers(commands)
+    toolbox.add_parser(commands)
+    return parser
+
+
+def main(argv=None):
+    """Run the command of ``argv`` (default: sys.argv); returns the exit status:
+    0, 1 on an error or Failure, 130 on Ctrl-C, 141 on a closed pipe."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+    except BrokenPipeError:
+        # the reader went away (lrpnb info M | head): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Failure as failure:
+        print(f"lrpnb {args.command}: {failure}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, TypeError, RuntimeError, ImportError) as error:
+        print(f"lrpnb {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stop:
+        if not getattr(stop, "reported", False):
+            print(f"lrpnb {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Options several ``lrpnb`` commands share, spelt and explained the same way."""
+from ..pipeline.options import COMPOSITE_NAMES
+
+__all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset"]
+
+
+def add_method(parser, default_text="simple"):
+    """--rule, --param and --composite: the method ``explain`` uses."""
+    parser.add_argument("--rule", default=None,
+                        help=f"LRP rule or gradient method (default {default_text}): simple, epsilon, "
+                             "alphabeta, flat, ww, zplus, gamma, zb, gradient, sensitivity, "
+                             "deconvnet, guided_backprop, gradient_x_input")
+    parser.add_argument("--param", default=None,
+                        help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, gamma "
+                             "for gamma)")
+    parser.add_argument("--composite", default=None,
+                        help=f"a rule per layer instead: {', '.join(COMPOSITE_NAMES)} (box bounds "
+                             f"from --input-range), or formula:N (the Caffe toolbox's formula type N)")
+
+
+def add_input_range(parser, help_text="images' pixels 0..255 are scaled to this range (default -1 1)"):
+    """--input-range LOW HIGH (default -1 1)."""
+    parser.add_argument("--input-range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
+                        help=help_text)
+
+
+def add_device(parser):
+    """--device cpu|cuda|auto (default cpu)."""
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="where the kernels run (default cpu)")
+
+
+def add_size(parser):
+    """--size H W: the size images are resized to."""
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="resize images to H x W (default: the model's input size)")
+
+
+def add_dataset(parser):
+    """--dataset: the dataset of an HDF5 --data file."""
+    parser.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")

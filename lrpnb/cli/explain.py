@@ -1,0 +1,59 @@
+"""``lrpnb explain``: every sample of a data file or image folder explained
+and written to a file (:func:`lrpnb.explain_dataset`)."""
+from ..failure import Failure
+from .common import add_dataset, add_device, add_input_range, add_method, add_size
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands):
+    """The ``explain`` command and its options."""
+    explain = commands.add_parser(
+        "explain", help="explain every sample of a data file or image folder",
+        description="Explain the samples of a data file (.npy, .npz, .mat, .txt, .h5) or of "
+                    "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
+                    "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
+                    "relevance alone (.npy, .npz, .mat, .txt).")
+    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat, .onnx)")
+    explain.add_argument("--data", required=True,
+                         help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
+    add_dataset(explain)
+    explain.add_argument("--out", required=True, help="output: .h5/.hdf5, or .npy/.npz/.mat/.txt")
+    add_method(explain)
+    explain.add_argument("--target", default="pred",
+                         help="class to explain: pred (each sample's prediction, default), "
+                              "label:FILE (labels from a data file), K (class K), all, top:K")
+    add_device(explain)
+    explain.add_argument("--batch-size", type=int, default=256, help="samples per pass (default 256)")
+    explain.add_argument("--png", default=None, metavar="DIR",
+                         help="also write a PNG per sample (input beside heatmaps) into DIR")
+    explain.add_argument("--cmap", default="bwr", help="colormap of the PNG heatmaps (default bwr)")
+    add_input_range(explain)
+    add_size(explain)
+    explain.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+                         help="subtracted from the samples after --input-range, one value or one per "
+                              "channel (torchvision: --input-range 0 1 --mean 0.485 0.456 0.406 "
+                              "--std 0.229 0.224 0.225)")
+    explain.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+                         help="the samples are divided by it after --mean, one value or one per channel")
+    explain.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb",
+                         help="channel order the model takes (bgr: Caffe's); images are read as RGB")
+    explain.add_argument("--overwrite", action="store_true",
+                         help="replace an existing output (and an unfinished earlier run's file)")
+    explain.add_argument("--compress", action="store_true",
+                         help="gzip-compress the HDF5 datasets (level 1, shuffled): about a sixth "
+                              "smaller for float32 maps, and slower to write")
+    explain.set_defaults(run=run)
+
+
+def run(args):
+    """Run ``lrpnb explain``; Failure where samples were left out."""
+    from ..pipeline import explain_dataset
+
+    summary = explain_dataset(
+        args.model, args.data, args.out, dataset=args.dataset, rule=args.rule, param=args.param,
+        composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
+        png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, mean=args.mean,
+        std=args.std, channel_order=args.channel_order, overwrite=args.overwrite, compress=args.compress)
+    if summary.failures:
+        raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")

@@ -1,0 +1,70 @@
+"""``lrpnb info`` (a model's layers, shapes and parameter counts) and
+``lrpnb convert`` (a model file in another format)."""
+import os
+
+from ..pipeline import options
+
+__all__ = ["add_parsers", "run_info", "run_convert"]
+
+
+def add_parsers(commands):
+    """The ``info`` and ``convert`` commands and their options."""
+    info = commands.add_parser("info", help="layers, shapes and parameter counts of a model",
+                               description="Print the layers, output shapes, parameter counts and "
+                                           "the input shape a model expects.")
+    info.add_argument("model", help="model file (.txt, .nn, .pickle, .mat, .onnx)")
+    info.set_defaults(run=run_info)
+
+    convert = commands.add_parser("convert", help="convert a model file to another format",
+                                  description="Read a model (.txt, .nn, .pickle, .mat, .onnx) and write it "
+                                              "as .txt or .nn/.pickle (the format from the extension).")
+    convert.add_argument("input", help="model file to read")
+    convert.add_argument("output", help="model file to write (.txt, .nn, .pickle)")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    convert.set_defaults(run=run_convert)
+
+
+def run_info(args):
+    """Print the input, then a row per layer (per node of a graph), then the totals."""
+    from ..inputs import input_shape
+    from ..model_io import load
+
+    net = load(args.model)
+    shape = input_shape(net)
+    print(f"model: {args.model}")
+    if shape is None:
+        print("input: unknown (no layer fixes it)")
+        shapes = [None] * len(net.layers)
+    else:
+        what = "vectors of" if len(shape) == 1 else "images of"
+        print(f"input: {what} {' x '.join(map(str, shape))}")
+        shapes = net.output_shapes((1,) + shape)
+    graph = not net.is_sequential
+    if graph:  # a graph: each node's name and the nodes it reads
+        print(f"graph of {len(net.nodes)} nodes; the input is (N, {', '.join(map(str, shape or ('...',)))})")
+    names = f"{'node':<24} " if graph else ""
+    print(f"{'#':>3}  {names}{'layer':<36} {'output':<16} {'parameters':>10}" + ("  inputs" if graph else ""))
+    total = 0
+    for k, (node, out) in enumerate(zip(net.nodes, shapes)):
+        layer = node.layer
+        count = int(layer.W.size + layer.B.size) if hasattr(layer, "W") else 0
+        total += count
+        text = "" if out is None else " x ".join(map(str, out[1:]))
+        name = f"{node.name:<24} " if graph else ""
+        inputs = "  " + ", ".join(node.inputs) if graph else ""
+        print(f"{k:>3}  {name}{layer.describe():<36} {text:<16} {count:>10,}{inputs}")
+    print(f"total parameters: {total:,}")
+    if shapes and shapes[-1] is not None:
+        print(f"classes: {shapes[-1][-1]}")
+
+
+def run_convert(args):
+    """Read INPUT and write it as OUTPUT's format."""
+    from ..model_io import load, save
+
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise ValueError("convert needs two different files")
+    options.check_outputs([args.output], [options.open_model(args.input)[0]], args.overwrite)
+    net = load(args.input)
+    save(net, args.output)
+    print(f"wrote {args.output}: {len(net.layers)} layers from {args.input}")

@@ -1,0 +1,222 @@
+"""Settings of the dataset runs, checked before any work: the method, the
+input range and normalisation, the model, the output files.
+
+Each check raises ValueError (or OSError) with the words the ``lrpnb``
+command prints, naming the command's option (``--param``, ``--std``), which
+is also the keyword of :func:`lrpnb.explain_dataset` and
+:func:`lrpnb.evaluate_dataset` with dashes for underscores.
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text", "check_range",
+           "normalisation", "check_outputs", "data_note", "open_model", "embedded_model", "rule_spec",
+           "replacement"]
+
+#: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
+COMPOSITE_NAMES = ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
+                   "EpsilonGammaBox")
+
+#: the model of ``lrpnb demo`` and ``lrpnb evaluate`` without --model
+EMBEDDED_MODEL = "lenet5_synthetic"
+
+
+def composite(spec, input_range):
+    """The composite named ``spec``: one of COMPOSITE_NAMES (EpsilonGammaBox
+    bounded by ``input_range``), or ``formula:N`` (the toolbox's type N)."""
+    from .. import composites
+
+    if spec.lower().startswith("formula:"):
+        number = spec.split(":", 1)[1]
+        if not number.lstrip("-").isdigit():
+            raise ValueError(f"--composite formula:N needs an integer N, got {spec!r}")
+        return composites.formula_type(int(number))
+    for name in COMPOSITE_NAMES:
+        if spec.lower() == name.lower():
+            if name == "EpsilonGammaBox":
+                return composites.EpsilonGammaBox(low=float(input_range[0]), high=float(input_range[1]))
+            return getattr(composites, name)()
+    raise ValueError(f"unknown composite {spec!r}; use one of {', '.join(COMPOSITE_NAMES)} or formula:N")
+
+
+def parameter(text, option="--param"):
+    """A rule parameter: a number, or LOW,HIGH (zb), from the command
+    line's text; a number or pair given as such is returned as it is."""
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} must be a number, or LOW,HIGH for the zb rule; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def method(rule, param, composite_spec, input_range):
+    """Keyword arguments of ``Network.explain`` for a rule (with its
+    parameter) or a composite (a name of :func:`composite`, or a composite
+    object), checked before any data is read."""
+    from ..rules import resolve
+
+    if composite_spec is not None:
+        if rule is not None or param is not None:
+            raise ValueError("give either --rule (with --param) or --composite, not both")
+        if hasattr(composite_spec, "rules"):  # a composite object rather than its name
+            return dict(composite=composite_spec)
+        return dict(composite=composite(composite_spec, input_range))
+    value = parameter(param)
+    resolve(rule, value)  # fail before reading any data
+    return dict(rule=rule, param=value)
+
+
+def method_text(rule, param, composite_spec):
+    """Words for the method: 'the epsilon 0.01 rule', 'the EpsilonPlus composite'."""
+    if composite_spec is not None:
+        name = composite_spec if isinstance(composite_spec, str) else type(composite_spec).__name__
+        return f"the {name} composite"
+    if param is None:
+        text = ""
+    elif isinstance(param, str):
+        text = f" {param}"
+    else:
+        text = " " + ",".join(f"{value:g}" for value in np.atleast_1d(param))
+    return f"the {rule or 'simple'}{text} rule"
+
+
+def check_range(values, option="--input-range"):
+    """(low, high) as floats, finite with low < high."""
+    low, high = (float(v) for v in values)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"{option} needs LOW < HIGH, got {low:g} {high:g}")
+    return low, high
+
+
+def normalisation(mean, std, channel_order):
+    """The function that turns a batch as read (scaled to the input range)
+    into what the model takes: channels reversed for ``channel_order``
+    'bgr', then (x - mean) / std per channel. Checked here, before any file
+    exists."""
+    from ..inputs import normalise
+
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"--channel-order must be rgb or bgr, got {channel_order!r}")
+    mean_values = np.asarray(mean if mean is not None else [0.0], dtype=np.float64)
+    std_values = np.asarray(std if std is not None else [1.0], dtype=np.float64)
+    if not (np.isfinite(mean_values).all() and np.isfinite(std_values).all()) or np.any(std_values <= 0):
+        raise ValueError(f"--std must be positive and --mean finite, got mean {mean_values.tolist()}, "
+                         f"std {std_values.tolist()}")
+    if mean is None and std is None and channel_order == "rgb":
+        return lambda X: X
+    return lambda X: normalise(X, mean_values, std_values, channel_order == "bgr")
+
+
+def check_outputs(outputs, inputs, overwrite):
+    """Refuse outputs that exist (unless ``overwrite``), that are inputs, or
+    whose folder is missing, before any work is done."""
+    # FILE.h5:DATASET reads FILE.h5
+    inputs = [item if item is None or os.path.exists(item) else item.rpartition(":")[0] or item
+              for item in inputs]
+    seen = set()
+    for path in outputs:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(f"{path} is named for two outputs")
+        seen.add(real)
+        if any(item is not None and os.path.exists(item) and os.path.realpath(item) == real for item in inputs):
+            raise ValueError(f"{path} is an input of this command; write the output elsewhere")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
+        if os.path.exists(path) and not overwrite:
+            raise ValueError(f"{path} exists; remove it or pass --overwrite")
+
+
+def data_note(command, net, source, input_range):
+    """Check that the samples fit the model before any output exists, and
+    say on stderr how they are converted (uint8 scaling, MNIST rows).
+    Returns the shape of a converted sample."""
+    from ..inputs import input_shape, model_input
+
+    data = getattr(source, "data", None)
+    dtype = data.dtype if data is not None else np.float32
+    probe = np.zeros((1,) + tuple(source.sample_shape), dtype=dtype)
+    converted = model_input(net, probe, input_range, source.name)
+    notes = []
+    if dtype == np.uint8:
+        notes.append(f"uint8 values are scaled from 0..255 to {input_range[0]:g}..{input_range[1]:g} "
+                     f"(--input-range)")
+    if converted.shape[1:] != probe.shape[1:]:
+        side = int(round(np.sqrt(probe.shape[1])))
+        notes.append(f"rows of {probe.shape[1]} values become {side} x {side} images padded to "
+                     f"{' x '.join(map(str, input_shape(net)))}")
+    if notes:
+        print(f"lrpnb {command}: {source.name}: {'; '.join(notes)}", file=sys.stderr)
+    return tuple(converted.shape[1:])
+
+
+def embedded_model():
+    """The file of the embedded LeNet-5 (trained on synthetic digits)."""
+    from ..model_io import model_path
+
+    return model_path(EMBEDDED_MODEL)
+
+
+def open_model(model):
+    """(model file or None, what to call the model, what identifies it in a
+    run's settings) for a model file, an embedded model's name or a loaded
+    Network (identified by a digest of its parameters)."""
+    from ..model_io import model_path
+
+    if isinstance(model, (str, os.PathLike)):
+        path = model_path(model)
+        return path, os.path.basename(path), os.path.abspath(path)
+    digest = hashlib.sha1()
+    for layer in model.layers:
+        for name, value in sorted(vars(layer).items()):
+            if isinstance(value, np.ndarray):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
+    return None, "the network", f"a Network (parameters' sha1 {digest.hexdigest()})"
+
+
+def load_model(model, path, device):
+    """The Network: ``model`` itself (moved to ``device`` when one is given),
+    or read from ``path`` onto ``device`` (default cpu)."""
+    from ..model_io import load
+
+    if path is None:
+        return model if device is None else model.to(device)
+    return load(path, device=device or "cpu")
+
+
+def rule_spec(spec, input_range):
+    """(label, explain() keywords) for an evaluate rule NAME[:PARAM]
+    (zb:LOW,HIGH), or a composite name."""
+    from ..rules import resolve
+
+    name, _, text = spec.partition(":")
+    if name.lower() == "formula" or any(spec.lower() == c.lower() for c in COMPOSITE_NAMES):
+        return spec, dict(composite=composite(spec, input_range))
+    value = parameter(text or None, f"--rule {spec!r}: the parameter after ':'")
+    resolve(name, value)  # fails before any work
+    return spec.replace(":", " "), dict(rule=name, param=value)
+
+
+def replacement(text):
+    """What replaces a region in evaluate: a name of REPLACEMENTS or a finite
+    number (given as text or as a number)."""
+    from ..evaluate import REPLACEMENTS
+
+    if text in REPLACEMENTS:
+        return text
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--replace must be one of {', '.join(REPLACEMENTS)} or a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"--replace must be finite, got {text!r}")
+    return value

@@ -1,0 +1,177 @@
+"""Sample sources: data files, HDF5 datasets and images, read batch by batch.
+
+:func:`open_source` picks the source for a path; every source has
+``len()``, ``sample_shape``, ``name``, ``names`` (the file of each sample,
+or None) and ``batch(start, stop)``. Images are loaded, resized and scaled
+on the way (:func:`load_image`).
+"""
+import os
+
+import numpy as np
+
+from .data_io import read_data
+
+__all__ = ["ArraySource", "HDF5Source", "ImageSource", "open_source", "load_image", "list_file",
+           "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_HDF5_EXTENSIONS = (".h5", ".hdf5")
+_LIST_EXTENSIONS = (".lst", ".list")
+
+
+def load_image(path, size, channels, input_range):
+    """One image file as an (H, W, channels) float32 array: converted to grey
+    (1 channel) or RGB (3), resized to ``size`` (H, W) and scaled from
+    0..255 to ``input_range``. Raises ValueError naming the file when it
+    cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise ValueError(f"images give 1 (grey) or 3 (RGB) channels; the model expects {channels}")
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("L" if channels == 1 else "RGB")
+            if size is not None and picture.size != (size[1], size[0]):
+                picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            pixels = np.asarray(picture, dtype=np.float32)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image not found") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: refusing to decode the image ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: cannot read the image ({error})") from None
+    low, high = input_range
+    pixels = pixels / np.float32(255) * np.float32(high - low) + np.float32(low)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+class ArraySource:
+    """Samples of an in-memory array (read from .npy, .npz, .mat, .txt)."""
+
+    def __init__(self, data, name):
+        if data.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: data must be numeric, got dtype {data.dtype}")
+        if data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"{name}: holds no samples (shape {data.shape})")
+        self.data, self.name = data, name
+        self.names = None
+
+    def __len__(self):
+        return len(self.data)
+
+    @property
+    def sample_shape(self):
+        return self.data.shape[1:]
+
+    def batch(self, start, stop):
+        """(samples, problems, kept) for samples start..stop-1: the samples
+        that could be read, (index, message) for those that could not, and
+        the indices of the ones read."""
+        return self.data[start:stop], [], list(range(start, stop))
+
+
+class HDF5Source(ArraySource):
+    """Samples of a dataset in an HDF5 file, read batch by batch."""
+
+    def __init__(self, path, dataset):
+        import h5py
+
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as error:
+            raise ValueError(f"{path}: cannot open as HDF5 ({error})") from None
+        names = []
+        self._file.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
+        if dataset is None:
+            if len(names) != 1:
+                raise ValueError(f"{path}: name the dataset to read (--dataset or {path}:NAME); "
+                                 f"it holds {names}")
+            dataset = names[0]
+        if dataset not in names:
+            raise ValueError(f"{path}: no dataset {dataset!r} (found {names})")
+        data = self._file[dataset]
+        if data.dtype.kind not in "biuf" or data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"{path}:{dataset}: needs a numeric (N, ...) dataset, got "
+                             f"{data.dtype} {data.shape}")
+        self.data, self.name, self.names = data, f"{path}:{dataset}", None
+
+    def batch(self, start, stop):
+        return np.asarray(self.data[start:stop]), [], list(range(start, stop))
+
+
+class ImageSource:
+    """Image files (a folder's .png/.jpg/.jpeg files, or the paths in a list
+    file), loaded batch by batch. An image that cannot be read is reported
+    with its file (and list line) and left out."""
+
+    def __init__(self, paths, sample_shape, input_range, lines=None):
+        if sample_shape is None or len(sample_shape) != 3:
+            raise ValueError("images need a model that takes images (H, W, C), or --size")
+        self.paths, self.lines = list(paths), lines
+        if not self.paths:
+            raise ValueError("no images to explain")
+        self.sample_shape, self.input_range = tuple(sample_shape), input_range
+        self.names = [os.path.basename(p) for p in self.paths]
+        self.name = "images"
+
+    def __len__(self):
+        return len(self.paths)
+
+    def batch(self, start, stop):
+        samples, problems, kept = [], [], []
+        for k in range(start, stop):
+            try:
+                samples.append(load_image(self.paths[k], self.sample_shape[:2], self.sample_shape[2],
+                                          self.input_range))
+                kept.append(k)
+            except ValueError as error:
+                where = f" (line {self.lines[k]})" if self.lines else ""
+                problems.append((k, f"{error}{where}"))
+        data = np.stack(samples) if samples else np.zeros((0,) + self.sample_shape, np.float32)
+        return data, problems, kept
+
+
+def list_file(path):
+    """(image paths, line numbers) of a list file: a path per line, relative
+    to the list's folder; blank lines and lines starting with # are skipped;
+    anything after the path (a toolbox target) is ignored."""
+    folder = os.path.dirname(os.path.abspath(path))
+    paths, lines = [], []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            paths.append(os.path.join(folder, text.split()[0]))
+            lines.append(lineno)
+    return paths, lines
+
+
+def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
+    """The sample source for ``path``: a folder of images, a list file
+    (.lst/.list) of images, an HDF5 file (.h5/.hdf5, with ``dataset`` or
+    ``FILE.h5:NAME``) or a data file (.npy, .npz, .mat, .txt)."""
+    path = os.fspath(path)
+    base, _, suffix = path.rpartition(":")
+    if base and os.path.splitext(base)[1].lower() in _HDF5_EXTENSIONS and not os.path.exists(path):
+        path, dataset = base, suffix
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+        return ImageSource([os.path.join(path, f) for f in files], sample_shape, input_range)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data not found: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _LIST_EXTENSIONS:
+        paths, lines = list_file(path)
+        if not paths:
+            raise ValueError(f"{path}: the list names no images")
+        return ImageSource(paths, sample_shape, input_range, lines)
+    if ext in IMAGE_EXTENSIONS:
+        return ImageSource([path], sample_shape, input_range)
+    if ext in _HDF5_EXTENSIONS:
+        return HDF5Source(path, dataset)
+    # .npy files are mapped, not read: a batch reads its rows only
+    return ArraySource(read_data(path, mmap=path.lower().endswith(".npy")), path)
+
