@@ -4,12 +4,16 @@ Every LRP rule and gradient method is known by a canonical name; aliases map
 onto it case-insensitively (the LRP Toolbox's spellings among them). The
 numerics of each rule live in the kernels (``lrpnb/kernels/<layer
 family>.py``); this module validates what a user asked for and holds the
-fixed stabilizers. docs/rules.md gives every formula.
+fixed stabilizers: a :class:`Rule` is made (and checked) once, wherever a
+rule comes from (the API, a composite, the command line, a toolbox formula
+type), and says which stabilizer each layer family divides by. docs/rules.md gives every formula.
 """
 import math
 import numbers
 
 import numpy as np
+
+from .rule_math import BACKWARD_DECONVNET, BACKWARD_GRADIENT, BACKWARD_GUIDED
 
 #: alias (lower case) -> canonical name. ``None`` means 'simple'.
 ALIASES = {
@@ -35,6 +39,11 @@ GRADIENT_METHODS = ("gradient", "sensitivity", "deconvnet", "guided_backprop", "
 #: the backward mode every layer uses for each gradient method
 LAYER_MODE = {"gradient": "gradient", "sensitivity": "gradient", "gradient_x_input": "gradient",
               "deconvnet": "deconvnet", "guided_backprop": "guided_backprop"}
+
+#: the kernels' backward signal of each gradient method (lrpnb.rule_math)
+BACKWARD_MODES = {"gradient": BACKWARD_GRADIENT, "sensitivity": BACKWARD_GRADIENT,
+                  "gradient_x_input": BACKWARD_GRADIENT, "deconvnet": BACKWARD_DECONVNET,
+                  "guided_backprop": BACKWARD_GUIDED}
 
 #: the toolbox's stabilizer of the 'simple' rule on dense and convolution layers
 SIMPLE_STABILIZER = 1e-16
@@ -79,15 +88,8 @@ def _bound(value, what):
     return array
 
 
-def resolve(rule, param):
-    """Validate a (rule, param) pair and return ``(canonical_name, param)``.
-
-    'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite alpha >= 1
-    (beta = alpha - 1 >= 0), 'gamma' a finite gamma >= 0 (default 0.25),
-    'zb' a pair (low, high) of bounds, each a number or one per input
-    channel, low <= high. Every other rule takes no parameter: one given is
-    an error, not silently ignored.
-    """
+def _validate(rule, param):
+    """(canonical name, validated parameter) of a rule and its parameter."""
     name = canonical_rule(rule)
     if not takes_parameter(name):
         if param is not None:
@@ -118,6 +120,94 @@ def resolve(rule, param):
         raise ValueError(f"alpha must be >= 1 (alpha - beta = 1 with beta >= 0, Bach et al. 2015), "
                          f"got {param!r}")
     return name, value
+
+
+class Rule(tuple):
+    """An LRP rule or gradient method with its parameter, validated once.
+
+    ``Rule(rule, param)`` takes any alias of :data:`ALIASES` (None is
+    'simple'); 'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite
+    alpha >= 1 (beta = alpha - 1 >= 0), 'gamma' a finite gamma >= 0 (default
+    0.25), 'zb' a pair (low, high) of bounds, each a number or one per input
+    channel, low <= high. Every other rule takes no parameter: one given is
+    an error, not silently ignored. A Rule given as ``rule`` is returned as
+    it is.
+
+    A Rule is a frozen ``(name, param)`` pair (it unpacks and compares as
+    one) that also knows the stabilizers each layer family uses with it:
+    the policy written once for every layer.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, rule=None, param=None):
+        if isinstance(rule, Rule):
+            if param is not None:
+                raise ValueError(f"a Rule carries its parameter; got {rule!r} and param={param!r}")
+            return rule
+        return super().__new__(cls, _validate(rule, param))
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    @classmethod
+    def unchecked(cls, name, param=None):
+        """A Rule of a canonical ``name`` and ``param`` taken as they are:
+        for calling a layer's kernels directly with parameters outside the
+        ranges explanations use (the toolbox's alpha-beta with alpha < 1)."""
+        return super().__new__(cls, (canonical_rule(name), param))
+
+    @property
+    def name(self):
+        """The canonical name ('simple', 'epsilon', ..., 'gradient_x_input')."""
+        return self[0]
+
+    @property
+    def param(self):
+        """The validated parameter (a float, (low, high) arrays for zb, or None)."""
+        return self[1]
+
+    def __repr__(self):
+        return f"Rule({self.name!r})" if self.param is None else f"Rule({self.name!r}, {self.param!r})"
+
+    @property
+    def is_gradient(self):
+        """Whether this is a gradient method: it starts from the one-hot
+        target instead of its score, and every layer passes a (modified)
+        gradient back."""
+        return self.name in GRADIENT_METHODS
+
+    @property
+    def backward_mode(self):
+        """For a gradient method, the signal every layer passes back
+        (:data:`lrpnb.rule_math.BACKWARD_GRADIENT`, ``BACKWARD_DECONVNET`` or
+        ``BACKWARD_GUIDED``); None for the LRP rules."""
+        return BACKWARD_MODES.get(self.name)
+
+    def epsilon(self, simple=SIMPLE_STABILIZER, other=ZENNIT_STABILIZER):
+        """The stabilizer of an epsilon-rule division under this rule: the
+        parameter of 'epsilon', ``simple`` for 'simple' (the toolbox's
+        1e-16), ``other`` for every other LRP rule (zennit's 1e-6, the Norm
+        rule of its sums and average pools)."""
+        if self.name == "epsilon":
+            return self.param
+        return simple if self.name == "simple" else other
+
+    def paired(self):
+        """(p1, p2, tiny) of the sign-paired kernels for 'alphabeta' (alpha,
+        beta = 1 - alpha as the toolbox, 1e-16) and 'zplus' (1, 0, zennit's
+        1e-6)."""
+        if self.name == "alphabeta":
+            return self.param, 1 - self.param, ALPHABETA_STABILIZER
+        if self.name == "zplus":
+            return 1.0, 0.0, ZENNIT_STABILIZER
+        raise ValueError(f"the {self.name!r} rule is not sign-paired")
+
+
+def resolve(rule, param):
+    """Validate a (rule, param) pair: the :class:`Rule`, which unpacks as
+    ``(canonical_name, param)``."""
+    return Rule(rule, param)
 
 
 def takes_parameter(rule):

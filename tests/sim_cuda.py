@@ -16,6 +16,8 @@ from numba import cuda  # noqa: E402
 import lrpnb  # noqa: E402
 import lrpnb.training  # noqa: E402
 from lrpnb.backends import CPU, backend  # noqa: E402
+from lrpnb.explain import batch_parts  # noqa: E402
+from lrpnb.targets import Target  # noqa: E402
 from lrpnb.cuda.arrays import is_gpu_array  # noqa: E402
 
 GPU = backend("cuda")
@@ -214,7 +216,7 @@ def test_a_batch_larger_than_the_gpu_memory_is_split(monkeypatch):
     gpu = small_net().to("cuda")
     per_sample = 8 * sum(int(np.prod(s[1:])) for s in [X.shape] + gpu.output_shapes(X.shape))
     monkeypatch.setattr(arrays, "free_memory", lambda: 2 * 8 * per_sample)  # a part or two of samples
-    assert len(gpu._batch_parts(cuda.to_device(X), gpu.layers[:-1], None)) > 1
+    assert len(batch_parts(gpu, cuda.to_device(X), len(gpu.layers) - 1, Target.parse(None))) > 1
     for t in (None, np.array([0, 2, 1, 1, 0]), "all"):
         relevance, scores = gpu.explain(X, target=t, rule="epsilon", param=0.1, return_scores=True)
         close(relevance, expected[str(t)], np.float64)

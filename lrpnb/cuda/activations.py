@@ -5,6 +5,7 @@ import numpy as np
 from numba import cuda
 
 from . import KERNEL, launch
+from ..rule_math import lrn_constants
 from .rules import relu_backward
 
 
@@ -106,8 +107,9 @@ def _binary(kernel, A, B, *extra):
 
 
 def rect_backward(X, G, mode):
-    """Backward through a ReLU: 0 gradient ``G [x > 0]``, 1 deconvnet ``max(G, 0)``,
-    2 guided backprop ``G [x > 0] [G > 0]``."""
+    """Backward through a ReLU, by mode (lrpnb.rule_math): BACKWARD_GRADIENT
+    ``G [x > 0]``, BACKWARD_DECONVNET ``max(G, 0)``, BACKWARD_GUIDED
+    ``G [x > 0] [G > 0]``."""
     return _binary(_rect_backward, X, G, mode)
 
 
@@ -225,12 +227,10 @@ def _lrn(X, G, size, scale, beta, beta1, coef, bias, backward, out):
 
 
 def _lrn_call(X, G, size, alpha, beta, bias, backward):
-    from ..kernels.activations import _lrn_constants
-
     shape = tuple(X.shape)
     rows = X.reshape((X.size // shape[-1], shape[-1]))
     out = cuda.device_array(rows.shape, dtype=X.dtype)
-    launch(_lrn, X.size)(rows, G.reshape(rows.shape), size, *_lrn_constants(X.dtype, size, alpha, beta, bias),
+    launch(_lrn, X.size)(rows, G.reshape(rows.shape), size, *lrn_constants(X.dtype, size, alpha, beta, bias),
                          backward, out)
     return out.reshape(shape)
 

@@ -18,6 +18,7 @@ def is_gpu_array(array):
 
 
 def kind_of(array):
+    """The kind of array a caller passed (NUMPY, NUMBA, CUPY, TORCH or OTHER)."""
     if isinstance(array, np.ndarray):
         return NUMPY
     if is_gpu_array(array):
@@ -49,6 +50,16 @@ def to_device(array, what):
     if not device.is_c_contiguous():
         raise ValueError(f"{what} on the GPU must be C-contiguous")
     return device, kind
+
+
+def put(array):
+    """A host (numpy) array copied to the GPU."""
+    return cuda.to_device(array)
+
+
+def to_host(array):
+    """A device array copied to the host."""
+    return array.copy_to_host()
 
 
 def from_device(device, kind):

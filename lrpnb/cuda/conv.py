@@ -19,9 +19,8 @@ from numba import cuda
 
 from . import KERNEL, launch, unravel
 from .products import empty, matmul
-from ..kernels.conv import dilate_filter  # noqa: F401  (host-side weight preparation, shared)
+from ..rule_math import PAIRED_ALPHABETA
 from .rules import negative_part, paired_ratios, positive_part, stabilize
-from .tensors import pad
 
 #: elements of one chunk's patch (or redistribution) matrix at most:
 #: 64 Mi (256 MiB of float32), a chunk being at least one sample
@@ -105,7 +104,7 @@ def _epsilon_ratios(R, Y, epsilon, S):
 
 @cuda.jit(**KERNEL)
 def _paired_ratios(Z, Ba, Bb, R2, Y2, r0, mode, p1, p2, tiny):
-    """The sign-paired rules' ratios, in place (see ``_paired`` in
+    """The sign-paired rules' ratios, in place (see ``conv_relevance_paired`` in
     lrpnb/kernels/conv.py): Z's rows hold the sums ``Za - Ba`` (first K
     columns) and ``Zb - Bb`` (next K) of the outputs r0, r0+1, ..., which
     ``lrpnb.rule_math.paired_ratios`` turns into the two ratios."""
@@ -140,29 +139,15 @@ def _any_negative(X, flag):
 
 @cuda.jit(**KERNEL)
 def _pair_weights(W, gamma, mode, A, Bm):
-    """mode 0: A = W+, Bm = W-; mode 1: A = W + gamma W+, Bm = W + gamma W- (flat views)."""
+    """PAIRED_ALPHABETA: A = W+, Bm = W-; PAIRED_GAMMA: A = W + gamma W+,
+    Bm = W + gamma W- (flat views)."""
     for e in range(cuda.grid(1), W.size, cuda.gridsize(1)):
-        if mode == 0:
+        if mode == PAIRED_ALPHABETA:
             A[e] = positive_part(W[e])
             Bm[e] = negative_part(W[e])
         else:
             A[e] = W[e] + gamma * positive_part(W[e])
             Bm[e] = W[e] + gamma * negative_part(W[e])
-
-
-@cuda.jit(**KERNEL)
-def _fill_channels(L, low):
-    """L[..., c] = low[c] (flat view of L)."""
-    D = low.size
-    for e in range(cuda.grid(1), L.size, cuda.gridsize(1)):
-        L[e] = low[e % D]
-
-
-@cuda.jit(**KERNEL)
-def _subtract3(A, B, C, out):
-    """out = A - B - C (flat views)."""
-    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[e] = A[e] - B[e] - C[e]
 
 
 @cuda.jit(**KERNEL)
@@ -240,15 +225,17 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     return _redistribute(X, W2, S2, Ho, Wo, W.shape[0], W.shape[1], s0, s1, True)
 
 
-def _pairs(W, gamma, mode):
+def paired_weights(W, gamma, mode):
+    """The filter pair (A, Bm) of a sign-paired rule, for weights or biases
+    (see lrpnb.kernels.conv)."""
     A = cuda.device_array(W.shape, dtype=W.dtype)
     Bm = cuda.device_array(W.shape, dtype=W.dtype)
     launch(_pair_weights, W.size)(W.reshape(-1), gamma, mode, A.reshape(-1), Bm.reshape(-1))
     return A, Bm
 
 
-def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
-    """The sign-paired rules (see ``_paired`` in lrpnb/kernels/conv.py): per
+def conv_relevance_paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
+    """The sign-paired rules (see lrpnb.kernels.conv): per
     chunk of samples, the sums of both signs are one product of the
     sign-split patches [P+ | P-] with [[A, Bm], [Bm, A]] (just P [A, Bm]
     when no input is negative), turned into ratios in place, and the
@@ -277,48 +264,6 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
         matmul(Z[:rows], Wq, P[:rows], transpose_b=True)
         launch(_col2im, (n1 - n0) * X.size // N)(P[:rows], X, n0, h, w, s0, s1, Ho, Wo, True, signed, Rx)
     return Rx
-
-
-def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
-    """Alpha-beta rule: ``R_pqc = sum (alpha z+ / (sum z+ + b+ + tiny)
-    + beta z- / (sum z- + b- - tiny)) R_ijk``."""
-    A, Bm = _pairs(W, alpha, 0)
-    Ba, Bb = _pairs(B, alpha, 0)
-    return _paired(X, A, Bm, Ba, Bb, R, R, s0, s1, 0, alpha, beta, tiny)
-
-
-def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
-    """Generalized gamma rule (zennit's Gamma); see lrpnb.kernels.conv."""
-    A, Bm = _pairs(W, gamma, 1)
-    Ba, Bb = _pairs(B, gamma, 1)
-    return _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, 1, tiny, tiny, tiny)
-
-
-def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny, padding=(0, 0, 0, 0)):
-    """z^B rule (zennit's ZBox); see lrpnb.kernels.conv (X may be padded by
-    ``padding``, whose bounds are 0)."""
-    top, bottom, left, right = padding
-    inner = (X.shape[0], X.shape[1] - top - bottom, X.shape[2] - left - right, X.shape[3])
-    L = cuda.device_array(inner, dtype=X.dtype)
-    H = cuda.device_array(inner, dtype=X.dtype)
-    launch(_fill_channels, L.size)(L.reshape(-1), low)
-    launch(_fill_channels, H.size)(H.reshape(-1), high)
-    if tuple(padding) != (0, 0, 0, 0):
-        L, H = pad(L, *padding, 0), pad(H, *padding, 0)
-    Wp, Wn = _pairs(W, X.dtype.type(0), 0)
-    zero = cuda.device_array(W.shape[3], dtype=W.dtype)
-    launch(_fill, zero.size)(zero, X.dtype.type(0))
-
-    def combined(a, b, c):
-        out = cuda.device_array(a.shape, dtype=a.dtype)
-        launch(_subtract3, out.size)(a.reshape(-1), b.reshape(-1), c.reshape(-1), out.reshape(-1))
-        return out
-
-    Z = combined(conv_forward(X, W, zero, s0, s1), conv_forward(L, Wp, zero, s0, s1),
-                 conv_forward(H, Wn, zero, s0, s1))
-    return combined(conv_relevance_epsilon(X, W, Z, R, s0, s1, tiny),
-                    conv_relevance_epsilon(L, Wp, Z, R, s0, s1, tiny),
-                    conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
 
 
 def conv_relevance_flat(X, W, R, s0, s1):
@@ -430,8 +375,6 @@ SIGNATURES = {
     _pair_matrix: "A2 A2 B A2",
     _any_negative: "A1 I1",
     _pair_weights: "A1 F I A1 A1",
-    _fill_channels: "A1 A1",
-    _subtract3: "A1 A1 A1 A1",
     _ww_weights: "A4 A4",
     _fill: "A1 F",
     _square: "A1 A1",

@@ -8,6 +8,7 @@ import numpy as np
 from numba import cuda
 
 from . import KERNEL, launch, unravel
+from ..rule_math import AVG_ALPHABETA, AVG_EPSILON, AVG_GRADIENT
 from .rules import negative_part, positive_part, stabilize
 
 
@@ -184,7 +185,6 @@ def maxpool_backward(X, Y, G, hp, wp, s0, s1):
 
 # ---------------------------------------------------------------- average pooling
 #: the modes of avgpool_relevance, as in lrpnb.kernels.pool
-AVG_EPSILON, AVG_GRADIENT, AVG_UNIFORM, AVG_ALPHABETA = 0, 1, 2, 3
 
 
 @cuda.jit(device=True, inline=True)

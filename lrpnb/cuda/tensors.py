@@ -112,5 +112,34 @@ def add_relevance(X, Y, R, epsilon):
     return out
 
 
+@cuda.jit(**KERNEL)
+def _fill_channels(L, values):
+    """L[..., c] = values[c] (flat view of L)."""
+    D = values.size
+    for e in range(cuda.grid(1), L.size, cuda.gridsize(1)):
+        L[e] = values[e % D]
+
+
+@cuda.jit(**KERNEL)
+def _subtract3(A, B, C, out):
+    """out = A - B - C (flat views)."""
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[e] = A[e] - B[e] - C[e]
+
+
+def channel_filled(shape, values):
+    """A device array of ``shape`` (..., D) whose channel c holds ``values[c]``."""
+    out = cuda.device_array(tuple(shape), dtype=values.dtype)
+    launch(_fill_channels, out.size)(out.reshape(out.size), values)
+    return out
+
+
+def difference3(A, B, C):
+    """``A - B - C`` element-wise, on the device."""
+    out = cuda.device_array(tuple(A.shape), dtype=A.dtype)
+    launch(_subtract3, out.size)(A.reshape(A.size), B.reshape(B.size), C.reshape(C.size), out.reshape(out.size))
+    return out
+
+
 SIGNATURES = {_pad: "A4 I I F A4", _window: "A4 I I I A4", _put_channels: "A4 I A4", _accumulate: "A1 A1",
-              _share: "A1 A1 A1 F A1"}
+              _share: "A1 A1 A1 F A1", _fill_channels: "A1 A1", _subtract3: "A1 A1 A1 A1"}

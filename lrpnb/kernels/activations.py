@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
+from ..rule_math import lrn_constants
 from .rules import relu_backward
 
 #: how rect_backward treats the ReLU
@@ -65,8 +66,9 @@ def tanh_forward(X):
 def rect_backward(X, G, mode):
     """Backward signal through a ReLU with forward input X.
 
-    mode GRADIENT: ``G [x > 0]``; DECONVNET (Zeiler & Fergus 2014): ``max(G, 0)``,
-    ignoring the forward mask; GUIDED (guided backprop, Springenberg et al.
+    mode (lrpnb.rule_math) BACKWARD_GRADIENT: ``G [x > 0]``;
+    BACKWARD_DECONVNET (Zeiler & Fergus 2014): ``max(G, 0)``, ignoring the
+    forward mask; BACKWARD_GUIDED (guided backprop, Springenberg et al.
     2015): ``G [x > 0] [G > 0]``.
     """
     flat_x, flat_g = X.reshape(-1), G.reshape(-1)
@@ -209,14 +211,6 @@ def channel_affine(X, scale, shift):
     return _elementwise(_channel_affine, X.shape, X, extra=(scale, shift))
 
 
-def _lrn_constants(dtype, size, alpha, beta, bias):
-    """(scale, beta, beta + 1, 2 scale beta, bias) in ``dtype``, computed once
-    on the host: a Python number in a kernel would make float32 code float64."""
-    t = np.dtype(dtype).type
-    scale = alpha / size
-    return t(scale), t(beta), t(beta + 1), t(2 * scale * beta), t(bias)
-
-
 def lrn_forward(X, size, alpha, beta, bias):
     """Local response normalisation across channels (ONNX LRN, Caffe's LRN):
     ``y_c = x_c / (bias + alpha / size * sum_{i in win(c)} x_i^2)^beta`` with
@@ -224,7 +218,7 @@ def lrn_forward(X, size, alpha, beta, bias):
     channels there are."""
     rows = X.reshape(-1, X.shape[-1])
     out = np.empty_like(rows)
-    constants = _lrn_constants(X.dtype, size, alpha, beta, bias)
+    constants = lrn_constants(X.dtype, size, alpha, beta, bias)
     parallel_map(_lrn_rows, [(rows, size, *constants, rows, out, False, r0, r1)
                              for r0, r1 in blocks(rows.shape[0], 64)])
     return out.reshape(X.shape)
@@ -235,7 +229,7 @@ def lrn_backward(X, G, size, alpha, beta, bias):
     ``G_x_k = G_k s_k^-beta - 2 alpha beta / size x_k sum_{c: k in win(c)} G_c x_c s_c^(-beta-1)``."""
     rows, grads = X.reshape(-1, X.shape[-1]), G.reshape(-1, G.shape[-1])
     out = np.empty_like(grads)
-    constants = _lrn_constants(X.dtype, size, alpha, beta, bias)
+    constants = lrn_constants(X.dtype, size, alpha, beta, bias)
     parallel_map(_lrn_rows, [(rows, size, *constants, grads, out, True, r0, r1)
                              for r0, r1 in blocks(rows.shape[0], 64)])
     return out.reshape(X.shape)

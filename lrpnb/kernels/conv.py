@@ -45,8 +45,8 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
+from ..rule_math import PAIRED_ALPHABETA
 from .rules import negative_part, paired_ratios, positive_part, stabilize, times_input
-from .tensors import pad
 
 #: inputs with at most this many channels (images: 1 to 3) take direct loops
 #: along an output row in the forward pass and the sign-paired rules;
@@ -57,7 +57,6 @@ from .tensors import pad
 DIRECT_MAX_CHANNELS = 4
 
 #: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios)
-ALPHABETA_MODE, GAMMA_MODE = 0, 1
 
 #: elements of one chunk's patch matrix at most (about 1 MiB of float32):
 #: small enough for the products of a chunk to run from cache
@@ -210,7 +209,7 @@ def _forward_direct_block(X, W, B, s0, s1, Y, n0, n1):
 
 
 def _paired_direct(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
-    """_paired for few input channels (see _forward_direct)."""
+    """conv_relevance_paired for few input channels (see _forward_direct)."""
     Rx = np.zeros_like(X)
     parallel_map(_paired_direct_block, [(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, Rx, n0, n1)
                                         for n0, n1 in blocks(X.shape[0])])
@@ -412,7 +411,7 @@ def _epsilon_ratios_block(Y2, R2, epsilon, S2, r0, r1):
             S2[row, k] = R2[row, k] / stabilize(Y2[row, k], epsilon)
 
 
-def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
+def conv_relevance_paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     """The sign-paired rules (alpha-beta, gamma) of a convolution.
 
     Both split every contribution by the signs of input and weight: with
@@ -440,7 +439,7 @@ def _paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     h, w, d, _ = A.shape
     size = h * w * d
     signed = bool(X.min() < 0)
-    sums = 1 if mode == ALPHABETA_MODE and p2 == 0 else 2
+    sums = 1 if mode == PAIRED_ALPHABETA and p2 == 0 else 2
     A2, B2 = A.reshape(size, K), Bm.reshape(size, K)
     if sums == 1:
         Wq = np.concatenate([A2, B2], axis=0) if signed else A2
@@ -490,73 +489,15 @@ def _paired_ratios_chunk(X, Wq, Ba, Bb, Y2, R2, r0, r1, Ho, Wo, h, w, s0, s1, k0
                                                          mode, p1, p2, tiny)
 
 
-def _sign_split(W):
-    """(W+, W-) element-wise, in W's dtype."""
+def paired_weights(W, gamma, mode):
+    """The filter pair (A, Bm) of a sign-paired rule, for weights or biases:
+    PAIRED_ALPHABETA (W+, W-) (``gamma`` unused), PAIRED_GAMMA
+    (W + gamma W+, W + gamma W-), in W's dtype."""
     zero = W.dtype.type(0)
-    return np.maximum(W, zero), np.minimum(W, zero)
-
-
-def conv_relevance_alphabeta(X, W, B, R, s0, s1, alpha, beta, tiny):
-    """Alpha-beta rule (Bach et al. 2015, eq. 60; the toolbox sets beta = 1-alpha):
-
-    ``R_pqc = sum_{ijk} (alpha z+ / (sum z+ + b_k+ + tiny)
-                       + beta z- / (sum z- + b_k- - tiny)) R_ijk``
-
-    with z = z_{pqc,ijk} and the sums over the patch of (i, j); since
-    ``(x w)+ = x+ w+ + x- w-``, this is _paired with A = W+, Bm = W-. The
-    toolbox uses tiny = 1e-16; zennit's ZPlus rule is alpha = 1, beta = 0,
-    tiny = 1e-6.
-    """
-    Wp, Wn = _sign_split(W)
-    Bp, Bn = _sign_split(B)
-    return _paired(X, Wp, Wn, Bp, Bn, R, R, s0, s1, ALPHABETA_MODE, alpha, beta, tiny)
-
-
-def conv_relevance_gamma(X, W, B, Y, R, s0, s1, gamma, tiny):
-    """Generalized gamma rule, as zennit's ``Gamma`` (Montavon et al. 2019;
-    Andéol et al. 2021). Where z_ijk > 0:
-
-    ``R_pqc = sum (x+ (w + gamma w+) + x- (w + gamma w-)) / stab(Za) R_ijk``,
-    ``Za = sum_{patch} (x+ (w + gamma w+) + x- (w + gamma w-)) + b + gamma b+``;
-
-    where z_ijk < 0 the same with w+ and w- (and b+ with b-) swapped, and
-    nothing where z_ijk = 0. stab(z) = z + tiny sgn(z), zennit's tiny 1e-6.
-    ``Y`` is the forward output z. This is _paired with A = W + gamma W+,
-    Bm = W + gamma W-.
-    """
-    Wp, Wn = _sign_split(W)
-    Bp, Bn = _sign_split(B)
-    return _paired(X, W + gamma * Wp, W + gamma * Wn, B + gamma * Bp, B + gamma * Bn, Y, R,
-                   s0, s1, GAMMA_MODE, tiny, tiny, tiny)
-
-
-def conv_relevance_zbox(X, W, R, s0, s1, low, high, tiny, padding=(0, 0, 0, 0)):
-    """z^B rule for bounded inputs (Montavon et al., Pattern Recognition 65,
-    2017), as zennit's ``ZBox``: with per-channel bounds l <= x <= h,
-
-    ``R_pqc = sum_{ijk} (x w - l w+ - h w-) / stab(sum_{patch} (x w - l w+ - h w-)) R_ijk``
-
-    (biases cancel in zennit's definition and do not appear); stab(z) =
-    z + tiny sgn(z), zennit's tiny 1e-6. Written as three epsilon-rule
-    passes that share one denominator. X may be zero-padded by ``padding``
-    (top, bottom, left, right): the bounds of the padding are 0, as the
-    zeros a padded convolution adds to the bounds in zennit.
-    """
-    top, bottom, left, right = padding
-    inner = (X.shape[0], X.shape[1] - top - bottom, X.shape[2] - left - right, X.shape[3])
-    L = np.empty(inner, dtype=X.dtype)
-    H = np.empty(inner, dtype=X.dtype)
-    L[...] = low
-    H[...] = high
-    if padding != (0, 0, 0, 0):
-        L, H = pad(L, *padding, 0), pad(H, *padding, 0)
-    Wp, Wn = _sign_split(W)
-    zero = np.zeros(W.shape[3], dtype=W.dtype)
-    Z = conv_forward(X, W, zero, s0, s1) - conv_forward(L, Wp, zero, s0, s1) \
-        - conv_forward(H, Wn, zero, s0, s1)
-    return (conv_relevance_epsilon(X, W, Z, R, s0, s1, tiny)
-            - conv_relevance_epsilon(L, Wp, Z, R, s0, s1, tiny)
-            - conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
+    Wp, Wn = np.maximum(W, zero), np.minimum(W, zero)
+    if mode == PAIRED_ALPHABETA:
+        return Wp, Wn
+    return W + gamma * Wp, W + gamma * Wn
 
 
 def conv_relevance_flat(X, W, R, s0, s1):
@@ -645,18 +586,6 @@ def _weight_gradient_chunk(X, G2, r0, r1, Ho, Wo, h, w, s0, s1, dW, dB):
     for row in range(rows.shape[0]):
         for k in range(rows.shape[1]):
             dB[k] += rows[row, k]
-
-
-def dilate_filter(W, rows, columns):
-    """W (h, w, d, n) spread out with (rows - 1) and (columns - 1) zero taps
-    between its own: a dilated convolution is the plain convolution with
-    this filter. Weight preparation, done once per layer (not per call)."""
-    if (rows, columns) == (1, 1):
-        return W
-    h, w = W.shape[:2]
-    out = np.zeros(((h - 1) * rows + 1, (w - 1) * columns + 1) + W.shape[2:], dtype=W.dtype)
-    out[::rows, ::columns] = W
-    return out
 
 
 def filled(shape, value, dtype):

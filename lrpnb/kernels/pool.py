@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
+from ..rule_math import AVG_ALPHABETA, AVG_EPSILON, AVG_GRADIENT
 from .rules import negative_part, positive_part, stabilize, times_input
 
 
@@ -253,7 +254,6 @@ def _maxpool_backward_block(X, Y, G, hp, wp, s0, s1, Gx, n0, n1):
 # counts (ONNX count_include_pad=1) or by the number of inputs inside.
 
 #: how avgpool_relevance treats the window's ratios
-AVG_EPSILON, AVG_GRADIENT, AVG_UNIFORM, AVG_ALPHABETA = 0, 1, 2, 3
 
 
 @njit(**JIT)

@@ -93,3 +93,16 @@ def add_relevance(X, Y, R, epsilon):
 def _share_block(X, Y, R, epsilon, out, e0, e1):
     for e in range(e0, e1):
         out[e] = X[e] * R[e] / stabilize(Y[e], epsilon)
+
+
+def channel_filled(shape, values):
+    """An array of ``shape`` (..., D) whose channel c holds ``values[c]``, in
+    values' dtype (the z^B rule's bounds as an image)."""
+    out = np.empty(shape, dtype=values.dtype)
+    out[...] = values
+    return out
+
+
+def difference3(A, B, C):
+    """``A - B - C`` element-wise (the z^B rule's three passes joined)."""
+    return A - B - C

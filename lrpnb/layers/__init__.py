@@ -1,0 +1,25 @@
+"""lrpnb's layers, one module per family.
+
+- ``base``: the layer protocol (``Layer``), layers with weights
+  (``Weighted``), the checks of layer arguments;
+- ``dense``: Linear; ``conv``: Convolution (and the rules composed of
+  several kernel calls: z^B, sign-paired weights, flat and w^2 on padding);
+- ``pool``: SumPool, MaxPool, AveragePool, GlobalAveragePool;
+- ``elementwise``: Rect, Tanh, Sigmoid, Identity, BatchNorm, LRN, SoftMax,
+  Flatten;
+- ``joins``: Add, Concat.
+
+Each family's ``propagate`` method is its rule block: which kernel and which
+stabilizer every rule uses on it, on one screen. docs/architecture.md walks
+through adding a rule or a layer.
+"""
+from .base import Layer, Weighted
+from .conv import Convolution
+from .dense import Linear
+from .elementwise import LRN, BatchNorm, Flatten, Identity, Rect, Sigmoid, SoftMax, Tanh
+from .joins import Add, Concat
+from .pool import AveragePool, GlobalAveragePool, MaxPool, SumPool
+
+__all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
+           "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
+           "Add", "Concat"]
