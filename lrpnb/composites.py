@@ -12,7 +12,7 @@ Layer indices count ``net.layers`` from 0, every layer included (Rect and
 pooling too); "at and below k" means layers 0..k.
 """
 from .network import Add, AveragePool, Convolution, Linear
-from .rules import ZENNIT_STABILIZER, resolve
+from .rules import ZENNIT_STABILIZER, Rule
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
            "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "FORMULA_TYPES"]
@@ -44,11 +44,11 @@ class Composite:
         return f"<Composite {self.name}>"
 
     def rules(self, layers):
-        """[(canonical rule, param)] for ``layers``, validated."""
+        """The :class:`~lrpnb.rules.Rule` of each of ``layers`` (validated here, once)."""
         if self.layer_index is not None and not 0 <= self.layer_index < len(layers):
             raise ValueError(f"{self.name}: layer index {self.layer_index} is outside the network "
                              f"(layers 0..{len(layers) - 1})")
-        return [resolve(*self._choose(k, layer, layers)) for k, layer in enumerate(layers)]
+        return [Rule(*self._choose(k, layer, layers)) for k, layer in enumerate(layers)]
 
 
 def _weighted(layer):
@@ -99,10 +99,10 @@ def formula_type(number, epsstab=0.01, alphabeta_beta=1.0, layer_index=None):
     if number in _METHODS:
         method = _METHODS[number]
         return Composite(f"formula type {number}", lambda k, layer, layers: (method, None), method=method)
-    epsilon = resolve("epsilon", epsstab)[1]
+    epsilon = Rule("epsilon", epsstab).param
     if float(alphabeta_beta) < 0:
         raise ValueError(f"alphabeta_beta must be >= 0, got {alphabeta_beta!r}")
-    alpha = resolve("alphabeta", 1.0 + float(alphabeta_beta))[1]
+    alpha = Rule("alphabeta", 1.0 + float(alphabeta_beta)).param
     low = {54: "flat", 56: "ww", 58: "flat", 60: "ww", 102: "flat", 104: "ww"}.get(number)
     k_max = _check_index(number, layer_index) if low else None
 
@@ -162,6 +162,6 @@ def EpsilonGammaBox(low, high, gamma=0.25, epsilon=1e-6):
     """zennit's EpsilonGammaBox: z^B with bounds (low, high) on the first
     convolution or dense layer, gamma on the other convolutions, epsilon
     on dense (and pooling) layers."""
-    bounds = resolve("zb", (low, high))[1]
+    bounds = Rule("zb", (low, high)).param
     return Composite("EpsilonGammaBox", _epsilon_and("gamma", gamma, epsilon, first=("zb", bounds)))
 

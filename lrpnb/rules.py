@@ -1,12 +1,12 @@
 """Names and parameters of the explanation methods.
 
 Every LRP rule and gradient method is known by a canonical name; aliases map
-onto it case-insensitively (the LRP Toolbox's spellings among them). The
-numerics of each rule live in the kernels (``lrpnb/kernels/<layer
-family>.py``); this module validates what a user asked for and holds the
-fixed stabilizers: a :class:`Rule` is made (and checked) once, wherever a
-rule comes from (the API, a composite, the command line, a toolbox formula
-type), and says which stabilizer each layer family divides by. docs/rules.md gives every formula.
+onto it case-insensitively (the LRP Toolbox's spellings among them). A
+:class:`Rule` is made (and checked) once, wherever a rule comes from (the
+API, a composite, the command line, a toolbox formula type), and holds the
+stabilizer policy; which kernels each layer family uses for it is in
+``lrpnb/layers/<family>.py``, the numerics in the kernels. docs/rules.md
+gives every formula.
 """
 import math
 import numbers
@@ -35,10 +35,6 @@ ALIASES = {
 #: gradient-based methods: they start from the one-hot target instead of its
 #: score, and every layer passes the (modified) gradient back
 GRADIENT_METHODS = ("gradient", "sensitivity", "deconvnet", "guided_backprop", "gradient_x_input")
-
-#: the backward mode every layer uses for each gradient method
-LAYER_MODE = {"gradient": "gradient", "sensitivity": "gradient", "gradient_x_input": "gradient",
-              "deconvnet": "deconvnet", "guided_backprop": "guided_backprop"}
 
 #: the kernels' backward signal of each gradient method (lrpnb.rule_math)
 BACKWARD_MODES = {"gradient": BACKWARD_GRADIENT, "sensitivity": BACKWARD_GRADIENT,
