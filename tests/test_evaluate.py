@@ -194,10 +194,10 @@ def test_aopc_of_hand_made_curves():
 def test_good_explanations_beat_random_on_the_embedded_lenet():
     """The issue's check: on lrpnb's own LeNet-5 and held-out synthetic
     digits, epsilon and alpha-beta fall faster than a random order."""
-    from lrpnb.cli import _embedded_model
     from lrpnb.digits import synthetic_digits
+    from lrpnb.pipeline.options import embedded_model
 
-    net = lrpnb.load(_embedded_model())
+    net = lrpnb.load(embedded_model())
     X = synthetic_digits(200, seed=7).images
     settings = dict(region=2, steps=64, replace="uniform", seed=0)
     random = evaluate.aopc(evaluate.perturbation_curve(net, X, None, order="random", **settings))

@@ -176,6 +176,7 @@ def open_model(model):
         return path, os.path.basename(path), os.path.abspath(path)
     digest = hashlib.sha1()
     for layer in model.layers:
+        digest.update(layer.describe().encode())
         for name, value in sorted(vars(layer).items()):
             if isinstance(value, np.ndarray):
                 digest.update(name.encode())
