@@ -32,6 +32,9 @@ ALIASES = {
     "gradient_x_input": "gradient_x_input",
 }
 
+#: every canonical name, LRP rules first, in the order the help texts list them
+RULE_NAMES = tuple(dict.fromkeys(ALIASES.values()))
+
 #: gradient-based methods: they start from the one-hot target instead of its
 #: score, and every layer passes the (modified) gradient back
 GRADIENT_METHODS = ("gradient", "sensitivity", "deconvnet", "guided_backprop", "gradient_x_input")
