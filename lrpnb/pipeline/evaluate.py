@@ -8,6 +8,9 @@ import types
 
 import numpy as np
 
+from ..inputs import model_input, sample_shape
+from ..sources import open_source
+from ..targets import Target
 from . import options
 
 __all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES"]
@@ -209,8 +212,6 @@ def _check(s, input_range, replace, overwrite):
 def _follows_prediction(target):
     """Whether ``target`` is each sample's prediction (the default); any
     other, even one that cannot be read, is not."""
-    from ..targets import Target
-
     try:
         return Target.from_option(target).kind == "pred"
     except (ValueError, OSError):
@@ -230,9 +231,6 @@ def _samples(net, s, input_range):
         X = synthetic_digits(count, seed=s.seed + 1000).images
         # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
         return X, list(range(count)), count, None, f"{count} held-out synthetic digits (seed {s.seed + 1000})"
-    from ..inputs import model_input, sample_shape
-    from ..sources import open_source
-
     source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range)
     options.data_note("evaluate", net, source, input_range)
     count = len(source) if s.count is None else min(s.count, len(source))
@@ -248,8 +246,6 @@ def _samples(net, s, input_range):
 def _followed(net, s, X, kept, count):
     """The class followed in each sample (N,), decided once for the
     explanations, the curves and the file."""
-    from ..targets import Target
-
     target = Target.from_option(s.target, count)
     if target.several:
         raise ValueError("--target: a perturbation curve follows one class per sample (pred, K or label:FILE)")

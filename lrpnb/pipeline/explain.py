@@ -11,6 +11,10 @@ import types
 
 import numpy as np
 
+from ..inputs import model_input, sample_shape
+from ..sources import open_source
+from ..targets import Target
+from ..writers import HDF5Writer, NpyWriter
 from . import options, pngs
 
 __all__ = ["explain_dataset", "ExplainSummary"]
@@ -137,9 +141,6 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
 def _plan(model, data, out, **settings):
     """Every setting checked, the model loaded and the data opened, in the
     order ``lrpnb explain`` reports their errors."""
-    from ..inputs import sample_shape
-    from ..sources import open_source
-
     s = types.SimpleNamespace(**settings)
     out, data = os.fspath(out), os.fspath(data)
     if s.batch_size < 1:
@@ -167,8 +168,6 @@ def _plan(model, data, out, **settings):
             raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
                              f"{tuple(source.sample_shape)}")
         png_paths = pngs.check_pngs(s.png, source, s.overwrite)
-    from ..targets import Target
-
     target = Target.from_option(s.target, len(source))
     if out_ext == ".txt" and (len(shape) > 1 or target.several):
         raise ValueError(f"{out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
@@ -218,8 +217,6 @@ class _Run:
     the batches, and what is said when it ends or is interrupted."""
 
     def __init__(self, plan):
-        from ..writers import HDF5Writer, NpyWriter
-
         self.plan, self.N = plan, len(plan.source)
         s = plan.settings
         self.writer = HDF5Writer(plan.out, self.N, plan.record, s.overwrite, s.compress,
@@ -293,9 +290,6 @@ class _Run:
 
     def _explain(self, X, kept, first, last):
         """The results of one batch of samples read (``kept``)."""
-        from ..inputs import model_input
-        from ..targets import Target
-
         plan = self.plan
         X = model_input(plan.net, X, plan.input_range, plan.source.name)
         target = Target("label", np.asarray(plan.target.value)[kept]) if plan.target.per_sample \
