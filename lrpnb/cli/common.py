@@ -1,5 +1,6 @@
 """Options several ``lrpnb`` commands share, spelt and explained the same way."""
 from ..pipeline.options import COMPOSITE_NAMES
+from ..rules import RULE_NAMES
 
 __all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset"]
 
@@ -7,9 +8,7 @@ __all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_datas
 def add_method(parser, default_text="simple"):
     """--rule, --param and --composite: the method ``explain`` uses."""
     parser.add_argument("--rule", default=None,
-                        help=f"LRP rule or gradient method (default {default_text}): simple, epsilon, "
-                             "alphabeta, flat, ww, zplus, gamma, zb, gradient, sensitivity, "
-                             "deconvnet, guided_backprop, gradient_x_input")
+                        help=f"LRP rule or gradient method (default {default_text}): {', '.join(RULE_NAMES)}")
     parser.add_argument("--param", default=None,
                         help="the rule's parameter (epsilon for epsilon, alpha for alphabeta, gamma "
                              "for gamma)")
