@@ -56,8 +56,6 @@ from .rules import negative_part, paired_ratios, positive_part, stabilize, times
 #: and 26 ms, to pay for compiling a second version of it)
 DIRECT_MAX_CHANNELS = 4
 
-#: the modes of the sign-paired rules (lrpnb.rule_math.paired_ratios)
-
 #: elements of one chunk's patch matrix at most (about 1 MiB of float32):
 #: small enough for the products of a chunk to run from cache
 CHUNK_ELEMENTS = 1 << 18

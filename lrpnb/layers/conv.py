@@ -34,13 +34,23 @@ def dilate_filter(W, rows, columns):
 
 def paired_arguments(conv, W, B, Y, R, rule, t):
     """((A, Bm, Ba, Bb, Y), (mode, p1, p2, tiny)): the sign-paired kernels'
-    arguments before and after R (and the strides).
+    arguments before and after R (and the strides), for weights W and bias B.
 
     Both rules split every contribution by the signs of input and weight
-    (see conv_relevance_paired): alpha-beta (Bach et al. 2015; z+ is alpha =
-    1, beta = 0 with zennit's 1e-6) pairs A = W+ with Bm = W-; the gamma
-    rule (Montavon et al. 2019, as zennit's Gamma) A = W + gamma W+ with
-    Bm = W + gamma W-, and chooses its ratio by the sign of the output z.
+    (see conv_relevance_paired):
+
+    - alpha-beta (Bach et al., PLoS ONE 10(7), 2015, eq. 60; the toolbox
+      sets beta = 1 - alpha, tiny = 1e-16; z+ is alpha = 1, beta = 0 with
+      zennit's tiny 1e-6):
+      ``R_pqc = sum_{ijk} (alpha z+ / (sum z+ + b_k+ + tiny)
+      + beta z- / (sum z- + b_k- - tiny)) R_ijk``; since
+      ``(x w)+ = x+ w+ + x- w-``, the pair is A = W+, Bm = W-;
+    - gamma (Montavon et al. 2019; Andéol et al. 2021; zennit's Gamma):
+      where z_ijk > 0, ``R_pqc = sum (x+ (w + gamma w+) + x- (w + gamma w-))
+      / stab(Za) R_ijk`` with Za the same sum over the patch plus
+      b + gamma b+; where z_ijk < 0 the same with w+ and w- (b+ and b-)
+      swapped; nothing where z_ijk = 0. The pair is A = W + gamma W+,
+      Bm = W + gamma W-; stab(z) = z + 1e-6 sgn(z).
     """
     if rule.name == "gamma":
         gamma, tiny = t(rule.param), t(ZENNIT_STABILIZER)
