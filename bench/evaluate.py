@@ -38,7 +38,7 @@ SHARED = HERE.parent.parent / "shared" / "formats"
 
 
 def model_and_digits(count):
-    from lrpnb.cli import _embedded_model
+    from lrpnb.pipeline.options import embedded_model
     from lrpnb.digits import mnist_images, synthetic_digits
 
     if (SHARED / "models" / "LeNet-5.txt").exists():
@@ -46,7 +46,7 @@ def model_and_digits(count):
         pixels = lrpnb.read_data(SHARED / "data" / "test_images.mat")[:count]
         return net, mnist_images(pixels), "the toolbox's LeNet-5 on MNIST test digits"
     digits = synthetic_digits(count, seed=7)
-    return lrpnb.load(_embedded_model()), digits.images, "the embedded LeNet-5 on synthetic digits"
+    return lrpnb.load(embedded_model()), digits.images, "the embedded LeNet-5 on synthetic digits"
 
 
 def quantus_metric(kind, region, steps, value):

@@ -26,7 +26,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "formats"
 
 import lrpnb  # noqa: E402
-from lrpnb.cli import _embedded_model, main as cli_main  # noqa: E402
+from lrpnb.cli import main as cli_main  # noqa: E402
+from lrpnb.pipeline.options import embedded_model  # noqa: E402
 from lrpnb.digits import mnist_images, synthetic_digits  # noqa: E402
 from lrpnb.training import lenet5  # noqa: E402
 
@@ -37,7 +38,7 @@ def inputs(count):
         digits = lrpnb.read_data(images)[:count]
         X = mnist_images(digits)
         return str(model), X, "toolbox LeNet-5, MNIST test digits"
-    return _embedded_model(), synthetic_digits(count, seed=7).images, "embedded LeNet-5, synthetic digits"
+    return embedded_model(), synthetic_digits(count, seed=7).images, "embedded LeNet-5, synthetic digits"
 
 
 def timed(function):

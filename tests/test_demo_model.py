@@ -6,7 +6,7 @@ from scipy import ndimage
 
 import lrpnb
 from conftest import DATA, need_shared
-from lrpnb.cli import _embedded_model
+from lrpnb.pipeline.options import embedded_model as _embedded_model
 from lrpnb.digits import mnist_images, synthetic_digits
 
 #: held-out digits: a seed the training script did not use (it used 1 and 2)

@@ -11,7 +11,6 @@ import sys
 
 from .. import __version__
 from ..failure import Failure
-from ..pipeline.options import embedded_model as _embedded_model  # noqa: F401 - used by bench/ and tests
 from . import demo, evaluate, explain, info, toolbox
 
 __all__ = ["main", "build_parser"]
