@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ..pipeline import options
+from ..rules import Rule
 from .common import add_input_range, add_method
 
 __all__ = ["add_parser", "run", "DEMO_PICTURES", "DEMO_PANEL_PIXELS"]
@@ -58,8 +59,8 @@ def run(args):
     net = load(model)
     X, labels, origin = _samples(net, args, input_range)
     if args.rule is None and args.composite is None:
-        method = dict(rule="epsilon", param=0.01 if args.param is None else options.parameter(args.param))
-        args.rule, args.param = "epsilon", f"{method['param']:g}"
+        method = dict(rule=Rule("epsilon", 0.01 if args.param is None else options.parameter(args.param)))
+        args.rule, args.param = "epsilon", f"{method['rule'].param:g}"
     X = X.astype(np.float32)
     before = time.perf_counter()
     relevance, scores = net.explain(X, return_scores=True, **method)

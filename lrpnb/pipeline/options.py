@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 
+from ..rules import Rule
+
 __all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text", "check_range",
            "normalisation", "check_outputs", "data_note", "open_model", "embedded_model", "rule_spec",
            "replacement"]
@@ -57,18 +59,14 @@ def parameter(text, option="--param"):
 def method(rule, param, composite_spec, input_range):
     """Keyword arguments of ``Network.explain`` for a rule (with its
     parameter) or a composite (a name of :func:`composite`, or a composite
-    object), checked before any data is read."""
-    from ..rules import resolve
-
+    object), checked before any data is read: the Rule is made here, once."""
     if composite_spec is not None:
         if rule is not None or param is not None:
             raise ValueError("give either --rule (with --param) or --composite, not both")
         if hasattr(composite_spec, "rules"):  # a composite object rather than its name
             return dict(composite=composite_spec)
         return dict(composite=composite(composite_spec, input_range))
-    value = parameter(param)
-    resolve(rule, value)  # fail before reading any data
-    return dict(rule=rule, param=value)
+    return dict(rule=Rule(rule, parameter(param)))
 
 
 def method_text(rule, param, composite_spec):
@@ -197,14 +195,11 @@ def load_model(model, path, device):
 def rule_spec(spec, input_range):
     """(label, explain() keywords) for an evaluate rule NAME[:PARAM]
     (zb:LOW,HIGH), or a composite name."""
-    from ..rules import resolve
-
     name, _, text = spec.partition(":")
     if name.lower() == "formula" or any(spec.lower() == c.lower() for c in COMPOSITE_NAMES):
         return spec, dict(composite=composite(spec, input_range))
-    value = parameter(text or None, f"--rule {spec!r}: the parameter after ':'")
-    resolve(name, value)  # fails before any work
-    return spec.replace(":", " "), dict(rule=name, param=value)
+    rule = Rule(name, parameter(text or None, f"--rule {spec!r}: the parameter after ':'"))
+    return spec.replace(":", " "), dict(rule=rule)
 
 
 def replacement(text):
