@@ -11,6 +11,8 @@ equivalent ``layer.set_lrp_parameters`` calls give. Two families:
 Layer indices count ``net.layers`` from 0, every layer included (Rect and
 pooling too); "at and below k" means layers 0..k.
 """
+import numpy as np
+
 from .network import Add, AveragePool, Convolution, Linear
 from .rules import ZENNIT_STABILIZER, Rule
 
@@ -158,10 +160,39 @@ def EpsilonAlpha2Beta1Flat(epsilon=1e-6):
                      _epsilon_and("alphabeta", 2.0, epsilon, first=("flat", None)))
 
 
-def EpsilonGammaBox(low, high, gamma=0.25, epsilon=1e-6):
+def EpsilonGammaBox(low, high, gamma=0.25, epsilon=1e-6, mean=None, std=None):
     """zennit's EpsilonGammaBox: z^B with bounds (low, high) on the first
     convolution or dense layer, gamma on the other convolutions, epsilon
-    on dense (and pooling) layers."""
-    bounds = Rule("zb", (low, high)).param
+    on dense (and pooling) layers.
+
+    The bounds are those of the values the first layer reads. For a model
+    that takes normalised inputs ``(x - mean) / std``, give ``low`` and
+    ``high`` in the input's units (the data range, e.g. 0 and 1) with the
+    ``mean`` and ``std`` (one value or one per channel, in the model's
+    channel order): the bounds become ``(low - mean) / std`` and
+    ``(high - mean) / std`` per channel.
+    """
+    bounds = Rule("zb", normalised_bounds(low, high, mean, std)).param
     return Composite("EpsilonGammaBox", _epsilon_and("gamma", gamma, epsilon, first=("zb", bounds)))
 
+
+def normalised_bounds(low, high, mean=None, std=None):
+    """(low, high) of the z^B rule for inputs normalised as ``(x - mean) /
+    std``: ``low`` and ``high`` as given without a normalisation, else
+    ``(low - mean) / std`` and ``(high - mean) / std`` (one per channel
+    where mean, std or the bounds hold one per channel)."""
+    if mean is None and std is None:
+        return low, high
+    mean = np.ravel(np.asarray(0.0 if mean is None else mean, dtype=np.float64))
+    std = np.ravel(np.asarray(1.0 if std is None else std, dtype=np.float64))
+    if mean.size == 0 or std.size == 0 or not (np.isfinite(mean).all() and np.isfinite(std).all()) \
+            or np.any(std <= 0):
+        raise ValueError(f"EpsilonGammaBox: std must be positive and mean finite, got mean {mean.tolist()}, "
+                         f"std {std.tolist()}")
+    try:
+        low, high, mean, std = np.broadcast_arrays(np.ravel(np.asarray(low, dtype=np.float64)),
+                                                   np.ravel(np.asarray(high, dtype=np.float64)), mean, std)
+    except ValueError:
+        raise ValueError(f"EpsilonGammaBox: low, high, mean and std must hold one value or one per channel "
+                         f"each, got {np.size(low)}, {np.size(high)}, {mean.size}, {std.size}") from None
+    return (low - mean) / std, (high - mean) / std

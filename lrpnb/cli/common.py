@@ -14,7 +14,7 @@ def add_method(parser, default_text="simple"):
                              "for gamma)")
     parser.add_argument("--composite", default=None,
                         help=f"a rule per layer instead: {', '.join(COMPOSITE_NAMES)} (box bounds "
-                             f"from --input-range), or formula:N (the Caffe toolbox's formula type N)")
+                             f"from --input-range, normalised by --mean and --std), or formula:N (the Caffe toolbox's formula type N)")
 
 
 def add_input_range(parser, help_text="images' pixels 0..255 are scaled to this range (default -1 1)"):

@@ -88,7 +88,8 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
         numbers); neither: each layer's own preset.
     composite : str or lrpnb.Composite, optional
         A rule per layer instead: a name of ``options.COMPOSITE_NAMES`` (box
-        bounds from ``input_range``), 'formula:N', or a composite object.
+        bounds from ``input_range``, normalised by ``mean`` and ``std`` as
+        the samples are), 'formula:N', or a composite object.
     target : str or lrpnb.targets.Target
         'pred' (each sample's prediction), 'label:FILE', 'K' (class K),
         'all', 'top:K', or a Target (or any form ``Network.explain`` takes).
@@ -150,8 +151,8 @@ def _plan(model, data, out, **settings):
         raise ValueError(f"{out}: write .h5/.hdf5 (relevance, prediction, scores, target) or "
                          f".npy/.npz/.mat/.txt (relevance only)")
     input_range = options.check_range(s.input_range)
-    method = options.method(s.rule, s.param, s.composite, input_range)
     normalise = options.normalisation(s.mean, s.std, s.channel_order)
+    method = options.method(s.rule, s.param, s.composite, input_range, s.mean, s.std)
     if s.png is not None:
         from ..render import colormap
 

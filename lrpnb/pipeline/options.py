@@ -26,9 +26,11 @@ COMPOSITE_NAMES = ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "Epsi
 EMBEDDED_MODEL = "lenet5_synthetic"
 
 
-def composite(spec, input_range):
-    """The composite named ``spec``: one of COMPOSITE_NAMES (EpsilonGammaBox
-    bounded by ``input_range``), or ``formula:N`` (the toolbox's type N)."""
+def composite(spec, input_range, mean=None, std=None):
+    """The composite named ``spec``: one of COMPOSITE_NAMES, or ``formula:N``
+    (the toolbox's type N). EpsilonGammaBox is bounded by ``input_range``,
+    normalised as the samples are by ``mean`` and ``std`` (--mean, --std):
+    (low - mean) / std and (high - mean) / std per channel."""
     from .. import composites
 
     if spec.lower().startswith("formula:"):
@@ -39,7 +41,8 @@ def composite(spec, input_range):
     for name in COMPOSITE_NAMES:
         if spec.lower() == name.lower():
             if name == "EpsilonGammaBox":
-                return composites.EpsilonGammaBox(low=float(input_range[0]), high=float(input_range[1]))
+                return composites.EpsilonGammaBox(low=float(input_range[0]), high=float(input_range[1]),
+                                                  mean=mean, std=std)
             return getattr(composites, name)()
     raise ValueError(f"unknown composite {spec!r}; use one of {', '.join(COMPOSITE_NAMES)} or formula:N")
 
@@ -56,16 +59,17 @@ def parameter(text, option="--param"):
     return values[0] if len(values) == 1 else values
 
 
-def method(rule, param, composite_spec, input_range):
+def method(rule, param, composite_spec, input_range, mean=None, std=None):
     """Keyword arguments of ``Network.explain`` for a rule (with its
     parameter) or a composite (a name of :func:`composite`, or a composite
-    object), checked before any data is read: the Rule is made here, once."""
+    object), checked before any data is read: the Rule is made here, once.
+    ``mean`` and ``std`` are the samples' normalisation (the box bounds')."""
     if composite_spec is not None:
         if rule is not None or param is not None:
             raise ValueError("give either --rule (with --param) or --composite, not both")
         if hasattr(composite_spec, "rules"):  # a composite object rather than its name
             return dict(composite=composite_spec)
-        return dict(composite=composite(composite_spec, input_range))
+        return dict(composite=composite(composite_spec, input_range, mean, std))
     return dict(rule=Rule(rule, parameter(param)))
 
 
@@ -192,12 +196,13 @@ def load_model(model, path, device):
     return load(path, device=device or "cpu")
 
 
-def rule_spec(spec, input_range):
+def rule_spec(spec, input_range, mean=None, std=None):
     """(label, explain() keywords) for an evaluate rule NAME[:PARAM]
-    (zb:LOW,HIGH), or a composite name."""
+    (zb:LOW,HIGH), or a composite name (box bounds normalised by ``mean``
+    and ``std`` as in :func:`composite`)."""
     name, _, text = spec.partition(":")
     if name.lower() == "formula" or any(spec.lower() == c.lower() for c in COMPOSITE_NAMES):
-        return spec, dict(composite=composite(spec, input_range))
+        return spec, dict(composite=composite(spec, input_range, mean, std))
     rule = Rule(name, parameter(text or None, f"--rule {spec!r}: the parameter after ':'"))
     return spec.replace(":", " "), dict(rule=rule)
 
