@@ -14,7 +14,7 @@ pooling too); "at and below k" means layers 0..k.
 import numpy as np
 
 from .network import Add, AveragePool, Convolution, Linear
-from .rules import ZENNIT_STABILIZER, Rule
+from .rules import NORM, Rule
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
            "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "FORMULA_TYPES"]
@@ -100,7 +100,7 @@ def formula_type(number, epsstab=0.01, alphabeta_beta=1.0, layer_index=None):
         raise ValueError(f"unknown formula type {number!r}; known: {known}")
     if number in _METHODS:
         method = _METHODS[number]
-        return Composite(f"formula type {number}", lambda k, layer, layers: (method, None), method=method)
+        return Composite(f"formula type {number}", _Everywhere(method), method=method)
     epsilon = Rule("epsilon", epsstab).param
     if float(alphabeta_beta) < 0:
         raise ValueError(f"alphabeta_beta must be >= 0, got {alphabeta_beta!r}")
@@ -108,31 +108,53 @@ def formula_type(number, epsstab=0.01, alphabeta_beta=1.0, layer_index=None):
     low = {54: "flat", 56: "ww", 58: "flat", 60: "ww", 102: "flat", 104: "ww"}.get(number)
     k_max = _check_index(number, layer_index) if low else None
 
-    def choose(k, layer, layers):
-        if low is not None and k <= k_max:
-            return low, None
-        if number in (0, 54, 56):
-            return "epsilon", epsilon
-        if number in (2, 58, 60):
-            return "alphabeta", alpha
-        return ("alphabeta", alpha) if isinstance(layer, Convolution) else ("epsilon", epsilon)
-
-    return Composite(f"formula type {number}", choose, layer_index=k_max)
+    return Composite(f"formula type {number}", _Formula(number, epsilon, alpha, low, k_max), layer_index=k_max)
 
 
-def _epsilon_and(conv_rule, conv_param, epsilon, first=None):
+# The choices are classes rather than closures so that a composite pickles
+# (to the workers of multiprocessing, joblib or Dask).
+class _Everywhere:
+    """One rule (a gradient method) on every layer."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def __call__(self, k, layer, layers):
+        return self.method, None
+
+
+class _Formula:
+    """The choice of a toolbox formula type."""
+
+    def __init__(self, number, epsilon, alpha, low, k_max):
+        self.number, self.epsilon, self.alpha, self.low, self.k_max = number, epsilon, alpha, low, k_max
+
+    def __call__(self, k, layer, layers):
+        if self.low is not None and k <= self.k_max:
+            return self.low, None
+        if self.number in (0, 54, 56):
+            return "epsilon", self.epsilon
+        if self.number in (2, 58, 60):
+            return "alphabeta", self.alpha
+        return ("alphabeta", self.alpha) if isinstance(layer, Convolution) else ("epsilon", self.epsilon)
+
+
+class _epsilon_and:
     """epsilon for dense and every other layer, conv_rule for convolutions;
     ``first`` (rule, param) for the first convolution or dense layer."""
-    def choose(k, layer, layers):
-        if first is not None and k == _first_weighted(layers):
-            return first
+
+    def __init__(self, conv_rule, conv_param, epsilon, first=None):
+        self.conv_rule, self.conv_param, self.epsilon, self.first = conv_rule, conv_param, epsilon, first
+
+    def __call__(self, k, layer, layers):
+        if self.first is not None and k == _first_weighted(layers):
+            return self.first
         if isinstance(layer, Convolution):
-            return conv_rule, conv_param
+            return self.conv_rule, self.conv_param
         if isinstance(layer, (Add, AveragePool)):
             # zennit's Norm rule on its Sum and AvgPool layers: a fixed stabilizer
-            return "epsilon", ZENNIT_STABILIZER
-        return "epsilon", epsilon
-    return choose
+            return NORM
+        return "epsilon", self.epsilon
 
 
 def EpsilonPlus(epsilon=1e-6):

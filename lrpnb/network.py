@@ -193,11 +193,14 @@ class Network:
     # ------------------------------------------------------------ presets
     def set_lrp_parameters(self, rule=None, param=None, nodes=None):
         """Preset the same LRP rule on every layer, or on the ``nodes`` given
-        by name or index."""
+        by name or index. Every layer's is one rule for the whole network:
+        the joins (Add, average pools) take zennit's Norm rule under it, as
+        under ``explain(rule=...)``; a node named keeps the rule given."""
         Rule(rule, param)
         layers = self.layers if nodes is None else [self.node(key).layer for key in nodes]
         for layer in layers:
             layer.set_lrp_parameters(rule, param)
+            layer.lrp_explicit = nodes is not None
 
     def drop_softmax_output_layer(self):
         """Remove a final SoftMax layer, if there is one (returns self)."""
@@ -290,7 +293,10 @@ class Network:
             classes, from one forward pass (see :class:`lrpnb.targets.Target`).
         rule, param : str, float
             LRP rule or gradient method for every layer; neither given uses
-            the layer presets.
+            the layer presets. Under one LRP rule, the joins (Add,
+            AveragePool, GlobalAveragePool) take zennit's Norm rule
+            (``rules.NORM``: epsilon 1e-6), as do those whose preset was
+            not set on them (docs/rules.md).
         composite : lrpnb composite, optional
             A rule per layer instead of ``rule``.
         return_scores : bool

@@ -212,3 +212,8 @@ def resolve(rule, param):
 def takes_parameter(rule):
     """Whether the rule (any alias) has a parameter: epsilon, alphabeta, gamma and zb do."""
     return canonical_rule(rule) in ("epsilon", "alphabeta", "gamma", "zb")
+
+
+#: zennit's Norm rule: the epsilon rule with its fixed stabilizer 1e-6, which
+#: the joins (Add, average pools) take under one rule for the whole network
+NORM = Rule("epsilon", ZENNIT_STABILIZER)

@@ -99,6 +99,10 @@ class Layer:
     toolbox = True
     #: how many inputs the layer takes (None: two or more, given as a list)
     arity = 1
+    #: whether the preset was set on this layer itself (``set_lrp_parameters``
+    #: here, or on the network naming its node), rather than never or for the
+    #: whole network: a join (Add, average pool) keeps only such a preset
+    lrp_explicit = False
 
     def __init__(self):
         self.lrp_var = None
@@ -108,6 +112,7 @@ class Layer:
         """Preset the LRP rule of this layer (validated now, used by lrp())."""
         Rule(rule, param)
         self.lrp_var, self.lrp_param = rule, param
+        self.lrp_explicit = True
 
     @property
     def preset(self):
