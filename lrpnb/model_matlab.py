@@ -4,6 +4,8 @@ A MAT-file holding the Matlab port's saved ``modules.Sequential`` object
 (MCOS), decoded with the mat-io package (imported when a file is read).
 Write ``.txt`` for the Matlab port: it reads the text format.
 """
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -30,9 +32,17 @@ def read_mat(path):
     Raises
     ------
     ValueError
-        The file is not a readable MAT-file, does not hold exactly one
-        model, or the model has no modules or one lrpnb does not know.
+        The file is not a regular file or not a well-formed MAT-file of
+        version 5 (v6, v7; every element is checked before mat-io decodes
+        it), does not hold exactly one model, or the model has no modules
+        or one lrpnb does not know.
     """
+    from ._matfile import checked_v5_bytes
+
+    # mat-io's compiled reader crashes the process on forged bytes: the whole
+    # element tree is checked first, and mat-io decodes the bytes checked (a
+    # private copy), not the file again
+    data = checked_v5_bytes(path)
     # mat-io sets a pandas option at import that newer pandas deprecates
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -40,26 +50,35 @@ def read_mat(path):
             import matio
         except ImportError:  # pragma: no cover - mat-io is a dependency
             raise ImportError("reading .mat models needs the mat-io package (pip install mat-io)") from None
-        try:
-            contents = matio.load_from_mat(path)
-        except Exception as error:
-            raise ValueError(f"{path}: not a readable MAT-file ({type(error).__name__}: {error})") from None
+        with tempfile.TemporaryDirectory(prefix="lrpnb-mat-") as folder:
+            copy = os.path.join(folder, "model.mat")
+            with open(copy, "wb") as handle:
+                handle.write(data)
+            try:
+                contents = matio.load_from_mat(copy)
+            except Exception as error:
+                raise ValueError(f"{path}: not a readable MAT-file ({type(error).__name__}: {error})") from None
+    try:
+        return _network(path, contents)
+    except ValueError as error:
+        if str(error).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - forged properties of any type are a bad file
+        raise ValueError(f"{path}: not a toolbox model ({type(error).__name__}: {error})") from None
+
+
+def _network(path, contents):
     models = [v for v in contents.values() if getattr(v, "classname", None) == "modules.Sequential"]
     if len(models) != 1:
         found = sorted(contents)
         raise ValueError(f"{path}: expected one modules.Sequential object, found "
                          f"{len(models)} among the variables {found}")
     modules = np.ravel(models[0].properties.get("modules", np.empty(0, dtype=object)))
-    layers = []
-    try:
-        for index, module in enumerate(modules):
-            layers.append(_layer_from_matlab(module, index))
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"{path}: {error}") from None
+    layers = [_layer_from_matlab(module, index) for index, module in enumerate(modules)]
     if not layers:
         raise ValueError(f"{path}: the model has no modules")
     return Network(layers)
-
 
 def _matlab_ints(props, name, index, kind):
     if name not in props:
