@@ -118,8 +118,20 @@ def _array_from_bytes(buffer, dtype, shape, order):
     return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
 
 
+class _NdarrayName:
+    """numpy.ndarray as a pickle names it: admitted only as the subtype that
+    numpy's array reconstruction is handed. Calling it is refused: with its
+    own arguments, numpy.ndarray(shape) makes an array of any size from
+    uninitialised memory (a 244-byte file asked for 1.5 GiB); arrays are
+    built only from their bytes."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray: arrays are built only from "
+                                     "their bytes (numpy's array reconstruction)")
+
+
 def _safe_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+    if subtype is not _NdarrayName:
         raise pickle.UnpicklingError("only plain numpy arrays may be reconstructed")
     return _SafeArray()
 
@@ -163,7 +175,7 @@ def _safe_newobj(cls, *args):
 
 
 _NUMPY_GLOBALS = {
-    "_reconstruct": _safe_reconstruct, "ndarray": np.ndarray, "dtype": _SafeDtype,
+    "_reconstruct": _safe_reconstruct, "ndarray": _NdarrayName, "dtype": _SafeDtype,
     "scalar": _safe_scalar, "_frombuffer": _safe_frombuffer,
 }
 _ADMITTED_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
@@ -296,8 +308,9 @@ def read_pickle(path):
         arrays, expands beyond its bounds, is not a toolbox ``Sequential``,
         or holds a layer lrpnb does not know.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
+    from ._matfile import read_regular
+
+    data = read_regular(path)
     try:
         # latin1: Python 2 pickles store numpy's raw bytes as str
         root = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()

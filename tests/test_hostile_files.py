@@ -125,3 +125,39 @@ def test_a_v73_mat_model_is_refused(tmp_path):
         handle["W"] = np.ones(3)
     with pytest.raises(ValueError, match=r"model.mat: .*v7.3"):
         lrpnb.load(path)
+
+
+# ---------------------------------------------------------------- .nn pickles
+class _CallsNdarray:
+    """Pickles as numpy.ndarray((20000, 10000)): 1.5 GiB of uninitialised
+    memory from a file of a few hundred bytes."""
+
+    def __reduce__(self):
+        return np.ndarray, ((20000, 10000),)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_pickle_cannot_call_ndarray(tmp_path, protocol):
+    import io
+
+    from lrpnb.model_pickle import _STAND_INS, _ToolboxPickler
+
+    model = _STAND_INS["Sequential"]()
+    layer = _STAND_INS["Linear"]()
+    layer.__dict__.update(W=_CallsNdarray(), B=np.zeros(10000))
+    model.__dict__["modules"] = [layer]
+    path = tmp_path / "bomb.nn"
+    buffer = io.BytesIO()
+    _ToolboxPickler(buffer, protocol=protocol).dump(model)
+    path.write_bytes(buffer.getvalue())
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"bomb.nn: .*refusing to call numpy.ndarray"):
+        lrpnb.load(path)
+
+
+def test_pickled_models_still_load(tmp_path):
+    net = lrpnb.load("lenet5_synthetic")
+    lrpnb.save(net, tmp_path / "m.nn")
+    again = lrpnb.load(tmp_path / "m.nn")
+    X = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 1))
+    np.testing.assert_array_equal(net.scores(X), again.scores(X))
