@@ -1,6 +1,7 @@
 """Issue 25, "As a researcher meets it": the box bounds of a normalised
 input, the Norm rule on the joins under one rule, pickled networks, data
 far outside the model's range."""
+import h5py
 import numpy as np
 import pytest
 
@@ -201,3 +202,34 @@ def test_composites_pickle():
                 for rule in copy.rules(net.layers)] == \
             [(rule.name, np.ravel(rule.param).tolist() if rule.param is not None else None)
              for rule in composite.rules(net.layers)]
+
+
+# ------------------------------------------------------------ 4. data far outside the model's range
+def test_data_far_outside_the_input_range_is_said_once(tmp_path, capsys):
+    from lrpnb.digits import synthetic_digits
+
+    images = synthetic_digits(12, seed=3).images  # -1..1, as the embedded LeNet-5 takes
+    data = tmp_path / "pixels.npy"
+    np.save(data, ((images + 1) * 127.5).astype(np.float32))  # 0..255 as floats
+    lrpnb.explain_dataset("lenet5_synthetic", data, tmp_path / "out.npy", batch_size=4, verbose=False)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "span 0..255" in err and "input range -1..1" in err
+    np.save(data, images)
+    lrpnb.explain_dataset("lenet5_synthetic", data, tmp_path / "out.npy", batch_size=4, verbose=False,
+                          overwrite=True)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_uint8_images_of_mnist_digits_are_taken_as_rows(tmp_path, capsys):
+    pixels = np.random.default_rng(9).integers(0, 256, size=(6, 28, 28, 1)).astype(np.uint8)
+    np.save(tmp_path / "images.npy", pixels)
+    np.save(tmp_path / "rows.npy", pixels.reshape(6, 784))
+    for name in ("images", "rows"):
+        lrpnb.explain_dataset("lenet5_synthetic", tmp_path / f"{name}.npy", tmp_path / f"{name}.h5",
+                              rule="epsilon", param=0.01, verbose=False)
+    err = capsys.readouterr().err
+    assert "28 x 28 images are padded to 32 x 32 x 1" in err and "rows of 784 values become" in err
+    with h5py.File(tmp_path / "images.h5", "r") as images, h5py.File(tmp_path / "rows.h5", "r") as rows:
+        assert images["relevance"].shape == (6, 32, 32, 1)
+        for key in ("relevance", "scores", "prediction"):
+            np.testing.assert_array_equal(images[key][...], rows[key][...])

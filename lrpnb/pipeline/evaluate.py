@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 
-from ..inputs import model_input, sample_shape
+from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
 from . import options
@@ -239,7 +239,8 @@ def _samples(net, s, input_range):
         print(f"lrpnb evaluate: skipped sample {index}: {message}", file=sys.stderr)
     if not len(kept):
         raise ValueError(f"{s.data}: no sample could be read")
-    X = model_input(net, X, input_range, s.data)
+    X = options.model_samples(net, X, input_range, s.data)
+    options.range_note("evaluate", s.data, X, input_range)
     return X, kept, count, source, f"{len(kept)} samples of {s.data}"
 
 

@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 
-from ..inputs import model_input, sample_shape
+from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
 from ..writers import HDF5Writer, NpyWriter
@@ -228,6 +228,7 @@ class _Run:
         self.parts, self.row_names, self.failures, self.explained = [], [], 0, 0
         self.start = self.writer.done if self.writer is not None else 0
         self.pending = None
+        self.range_warned = False  # data far outside the input range is said once
 
     def run(self):
         """Explain every batch not done yet and finish the file; an ExplainSummary."""
@@ -292,7 +293,9 @@ class _Run:
     def _explain(self, X, kept, first, last):
         """The results of one batch of samples read (``kept``)."""
         plan = self.plan
-        X = model_input(plan.net, X, plan.input_range, plan.source.name)
+        X = options.model_samples(plan.net, X, plan.input_range, plan.source.name)
+        if not self.range_warned:
+            self.range_warned = options.range_note("explain", plan.source.name, X, plan.input_range)
         target = Target("label", np.asarray(plan.target.value)[kept]) if plan.target.per_sample \
             else plan.target
         try:

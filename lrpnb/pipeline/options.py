@@ -15,8 +15,8 @@ import numpy as np
 from ..rules import Rule
 
 __all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text", "check_range",
-           "normalisation", "check_outputs", "data_note", "open_model", "embedded_model", "rule_spec",
-           "replacement"]
+           "normalisation", "check_outputs", "data_note", "model_samples", "range_note", "open_model",
+           "embedded_model", "rule_spec", "replacement"]
 
 #: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
 COMPOSITE_NAMES = ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
@@ -137,24 +137,63 @@ def check_outputs(outputs, inputs, overwrite):
             raise ValueError(f"{path} exists; remove it or pass --overwrite")
 
 
+def model_samples(net, X, input_range, name):
+    """:func:`lrpnb.inputs.model_input`, which also takes the toolbox's MNIST
+    digits as (N, S, S, 1) images: a stack that does not fit the model as it
+    is is read as the rows of S x S values it holds."""
+    from ..inputs import model_input
+
+    try:
+        return model_input(net, X, input_range, name)
+    except ValueError:
+        X = np.asarray(X)
+        if X.ndim != 4 or X.shape[3] != 1 or X.shape[1] != X.shape[2]:
+            raise
+        try:
+            return model_input(net, X.reshape(len(X), -1), input_range, name)
+        except ValueError:
+            pass
+        raise
+
+
+def range_note(command, name, X, input_range):
+    """Warn on stderr when samples (as the model takes them, before any
+    normalisation) lie far outside ``input_range``: more than its width
+    beyond either end, as 0..255 floats given to a model on -1..1. True when
+    it warned."""
+    low, high = input_range
+    if not X.size:
+        return False
+    seen_low, seen_high = float(np.min(X)), float(np.max(X))
+    width = high - low
+    if seen_low >= low - width and seen_high <= high + width:
+        return False
+    print(f"lrpnb {command}: {name}: warning: the samples' values span {seen_low:g}..{seen_high:g}, far "
+          f"outside the model's input range {low:g}..{high:g} (--input-range); float data is used as it is "
+          f"(only uint8 is scaled from 0..255), so scale it first or give its range", file=sys.stderr)
+    return True
+
+
 def data_note(command, net, source, input_range):
     """Check that the samples fit the model before any output exists, and
     say on stderr how they are converted (uint8 scaling, MNIST rows).
     Returns the shape of a converted sample."""
-    from ..inputs import input_shape, model_input
+    from ..inputs import input_shape
 
     data = getattr(source, "data", None)
     dtype = data.dtype if data is not None else np.float32
     probe = np.zeros((1,) + tuple(source.sample_shape), dtype=dtype)
-    converted = model_input(net, probe, input_range, source.name)
+    converted = model_samples(net, probe, input_range, source.name)
     notes = []
     if dtype == np.uint8:
         notes.append(f"uint8 values are scaled from 0..255 to {input_range[0]:g}..{input_range[1]:g} "
                      f"(--input-range)")
     if converted.shape[1:] != probe.shape[1:]:
-        side = int(round(np.sqrt(probe.shape[1])))
-        notes.append(f"rows of {probe.shape[1]} values become {side} x {side} images padded to "
-                     f"{' x '.join(map(str, input_shape(net)))}")
+        values = int(np.prod(probe.shape[1:]))
+        side = int(round(np.sqrt(values)))
+        what = f"rows of {values} values become {side} x {side} images" if probe.ndim == 2 \
+            else f"{side} x {side} images are"
+        notes.append(f"{what} padded to {' x '.join(map(str, input_shape(net)))}")
     if notes:
         print(f"lrpnb {command}: {source.name}: {'; '.join(notes)}", file=sys.stderr)
     return tuple(converted.shape[1:])
