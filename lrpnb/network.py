@@ -14,14 +14,14 @@ import numbers
 import numpy as np
 
 from . import explain as passes
-from .backends import CPU_TARGET_ROWS as TARGET_ROWS  # noqa: F401  (public since the first release)
+from .backends import CPU_TARGET_ROWS as TARGET_ROWS  # noqa: F401  (lrpnb.network.TARGET_ROWS)
 from .backends import backend
 from .kernels import single_threaded_blas
 from .layers import (LRN, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                      Identity, Layer, Linear, MaxPool, Rect, Sigmoid, SoftMax, SumPool, Tanh, Weighted)
 from .rules import Rule
 from .sgd import train
-from .targets import target_classes  # noqa: F401  (public here since the first release)
+from .targets import target_classes  # noqa: F401  (lrpnb.network.target_classes)
 
 __all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool", "GlobalAveragePool",
            "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN", "Add", "Concat",
