@@ -13,7 +13,7 @@ pooling too); "at and below k" means layers 0..k.
 """
 import numpy as np
 
-from .network import Add, AveragePool, Convolution, Linear
+from .network import Convolution, Linear
 from .rules import NORM, Rule
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
@@ -151,7 +151,7 @@ class _epsilon_and:
             return self.first
         if isinstance(layer, Convolution):
             return self.conv_rule, self.conv_param
-        if isinstance(layer, (Add, AveragePool)):
+        if layer.join:
             # zennit's Norm rule on its Sum and AvgPool layers: a fixed stabilizer
             return NORM
         return "epsilon", self.epsilon

@@ -14,7 +14,6 @@ import numbers
 import numpy as np
 
 from .kernels import single_threaded_blas
-from .layers import Add, AveragePool
 from .rules import NORM, Rule
 from .targets import Target
 
@@ -69,20 +68,15 @@ def scores(net, X):
     return values[count]
 
 
-#: the joins: under one LRP rule for the whole network they take zennit's
-#: Norm rule (rules.NORM), as zennit's Sum and AvgPool do whatever the
-#: composite; the toolbox's SumPool keeps its rule
-JOINS = (Add, AveragePool)
-
-
 def plan(net, count, rule, param, composite):
     """(the Rule of each of the first ``count`` nodes, the whole-network
     gradient method's name or None): from ``rule``/``param``, a
     ``composite``, or (neither given) the layers' presets.
 
     Under one LRP rule (``rule``, or presets not set on the layer itself)
-    the joins (:data:`JOINS`) take :data:`~lrpnb.rules.NORM`; a preset set
-    on a join itself is kept, and gradient methods apply everywhere."""
+    the joins (layers whose ``join`` is true: Add, the average pools) take
+    :data:`~lrpnb.rules.NORM`; a preset set on a join itself is kept, and
+    gradient methods apply everywhere."""
     if composite is not None:
         if rule is not None or param is not None:
             raise ValueError("give either a rule (with its param) or a composite, not both")
@@ -96,7 +90,7 @@ def plan(net, count, rule, param, composite):
         if chosen.is_gradient:
             return [chosen] * count, chosen.name
         rules = [(chosen, False)] * count
-    return [NORM if isinstance(layer, JOINS) and not explicit and not chosen.is_gradient else chosen
+    return [NORM if layer.join and not explicit and not chosen.is_gradient else chosen
             for layer, (chosen, explicit) in zip(net.layers, rules)], None
 
 

@@ -103,6 +103,11 @@ class Layer:
     #: here, or on the network naming its node), rather than never or for the
     #: whole network: a join (Add, average pool) keeps only such a preset
     lrp_explicit = False
+    #: whether the layer joins values without weights of its own (Add, the
+    #: average pools): under one LRP rule for the whole network it takes
+    #: zennit's Norm rule (rules.NORM), as zennit's Sum and AvgPool do
+    #: whatever the composite; the toolbox's SumPool is no join here
+    join = False
 
     def __init__(self):
         self.lrp_var = None

@@ -21,6 +21,7 @@ class Add(Layer):
 
     toolbox = False
     arity = None  # two or more inputs
+    join = True
 
     def describe(self):
         return "Add"

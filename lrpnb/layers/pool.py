@@ -109,6 +109,8 @@ class AveragePool(Pool):
     equally among the inputs inside a window.
     """
 
+    join = True
+
     def __init__(self, pool=(2, 2), stride=(2, 2), padding=0, count_include_pad=False):
         super().__init__(pool, stride, padding)
         self.count_include_pad = bool(count_include_pad)
