@@ -7,13 +7,14 @@
 - ``.txt``: whitespace-separated numbers, one row per line (numpy.loadtxt).
 """
 import os
+import stat
 import warnings
 
 import numpy as np
 
 from ._atomic import atomic_path
 
-__all__ = ["read_data", "write_data", "class_labels"]
+__all__ = ["read_data", "write_data", "class_labels", "check_regular", "check_hdf5_dataset"]
 
 _EXTENSIONS = (".npy", ".npz", ".mat", ".txt")
 
@@ -24,6 +25,27 @@ def _extension(path):
         raise ValueError(f"unknown data format {ext or '(no extension)'!r} of {os.fspath(path)!r}; "
                          f"use one of {', '.join(_EXTENSIONS)}")
     return ext
+
+
+def check_regular(path, what="file"):
+    """Refuse ``path`` unless it is a regular file (after links), checked
+    before it is opened: a FIFO would block the read, a device such as
+    /dev/zero never end it. ``what`` names the file in the message."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a file")
+        raise ValueError(f"{os.fspath(path)}: {what} is {kind}, not a regular file")
+
+
+def check_hdf5_dataset(dataset, where):
+    """Refuse an h5py dataset whose values lie outside its file: external
+    storage (raw files named in the dataset) or a virtual layout (other
+    HDF5 files' datasets); either reads files that were not named."""
+    if dataset.is_virtual:
+        raise ValueError(f"{where}: a virtual dataset (its values are in other files); refused")
+    if dataset.id.get_create_plist().get_external_count() > 0:
+        raise ValueError(f"{where}: a dataset with external storage (its values are in other files); refused")
 
 
 def read_data(path, mmap=False):
@@ -41,6 +63,7 @@ def read_data(path, mmap=False):
         raise FileNotFoundError(f"data file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"data path is a folder, not a file: {path}")
+    check_regular(path, "the data file")
     try:
         with warnings.catch_warnings():
             # files written by Python 2 need extra header parsing; harmless
@@ -96,8 +119,15 @@ def _read_npz(path):
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        members = {name[:-4]: info for info in archive.infolist()
-                   for name in [info.filename] if name.endswith(".npy")}
+        names = [info.filename for info in archive.infolist()]
+        # a member that is not .npy is returned raw by numpy, and "data" beside
+        # "data.npy" shadows it: both bypass the header's checks
+        others = [name for name in names if not name.endswith(".npy")]
+        if others:
+            raise ValueError(f"{path}: holds members that are not .npy arrays: {others[:5]}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{path}: holds two members of one name")
+        members = {info.filename[:-4]: info for info in archive.infolist()}
         keys = list(members)
         key = "data" if "data" in keys else keys[0] if len(keys) == 1 else None
         if key is None:
@@ -105,21 +135,28 @@ def _read_npz(path):
         with archive.open(members[key]) as handle:
             # the member's own size bounds what its header may declare
             _check_npy_header(handle, members[key].file_size)
-    with np.load(path, allow_pickle=False) as archive:
-        return archive[key]
+        from numpy.lib import format as npy
+
+        with archive.open(members[key]) as handle:
+            return npy.read_array(handle, allow_pickle=False)
 
 
 def _read_mat(path):
     from ._matfile import read_matrices
 
     with open(path, "rb") as handle:
-        hdf5 = handle.read(512)[-8:] == b"\x89HDF\r\n\x1a\n"
+        # MATLAB v7.3: a 512-byte header, then an HDF5 file (its signature at byte 512)
+        hdf5 = handle.read(520)[512:] == b"\x89HDF\r\n\x1a\n"
     if hdf5:
-        import h5py  # MATLAB v7.3 files are HDF5 (after a 512-byte header), stored column-major
+        import h5py  # MATLAB v7.3 files are HDF5, stored column-major
 
         with h5py.File(path, "r") as handle:
             if "data" not in handle:
                 raise ValueError(f"{path}: no variable 'data' (found {sorted(handle)})") from None
+            if not isinstance(handle.get("data", getlink=True), h5py.HardLink) \
+                    or not isinstance(handle["data"], h5py.Dataset):
+                raise ValueError(f"{path}: 'data' is not a dataset of the file")
+            check_hdf5_dataset(handle["data"], f"{path}:data")
             return np.asarray(handle["data"]).T
     # v4 and v5 through lrpnb's strict reader, not scipy's loadmat, which
     # crashed the process on malformed files (issue 13)

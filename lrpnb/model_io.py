@@ -22,6 +22,7 @@ raises ValueError (naming the line, for text) and nothing half-loaded escapes.
 import os
 
 from ._atomic import atomic_path
+from .data_io import check_regular
 from .model_matlab import read_mat
 # PICKLE_DEPTH and PICKLE_VALUES_PER_BYTE stay importable from here
 from .model_pickle import PICKLE_DEPTH, PICKLE_VALUES_PER_BYTE, read_pickle, write_pickle  # noqa: F401
@@ -84,6 +85,7 @@ def load(path, fmt=None, device="cpu"):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"model path is a folder, not a file: {path}")
+    check_regular(path, "the model file")
     net = {"txt": read_txt, "pickle": read_pickle, "mat": read_mat, "onnx": _read_onnx}[kind](path)
     return net.to(device) if device != "cpu" else net
 

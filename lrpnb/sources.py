@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .data_io import read_data
+from .data_io import check_hdf5_dataset, check_regular, read_data
 
 __all__ = ["ArraySource", "HDF5Source", "ImageSource", "open_source", "load_image", "list_file",
            "IMAGE_EXTENSIONS"]
@@ -29,6 +29,7 @@ def load_image(path, size, channels, input_range):
     if channels not in (1, 3):
         raise ValueError(f"images give 1 (grey) or 3 (RGB) channels; the model expects {channels}")
     try:
+        check_regular(path, "the image")
         with Image.open(path) as picture:
             picture = picture.convert("L" if channels == 1 else "RGB")
             if size is not None and picture.size != (size[1], size[0]):
@@ -76,6 +77,7 @@ class HDF5Source(ArraySource):
     def __init__(self, path, dataset):
         import h5py
 
+        check_regular(path, "the HDF5 file")
         try:
             self._file = h5py.File(path, "r")
         except OSError as error:
@@ -90,6 +92,11 @@ class HDF5Source(ArraySource):
         if dataset not in names:
             raise ValueError(f"{path}: no dataset {dataset!r} (found {names})")
         data = self._file[dataset]
+        try:
+            check_hdf5_dataset(data, f"{path}:{dataset}")
+        except ValueError:
+            self._file.close()
+            raise
         if data.dtype.kind not in "biuf" or data.ndim < 2 or len(data) == 0:
             raise ValueError(f"{path}:{dataset}: needs a numeric (N, ...) dataset, got "
                              f"{data.dtype} {data.shape}")
@@ -137,6 +144,7 @@ def list_file(path):
     anything after the path (a toolbox target) is ignored."""
     folder = os.path.dirname(os.path.abspath(path))
     paths, lines = [], []
+    check_regular(path, "the list file")
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             text = line.strip()

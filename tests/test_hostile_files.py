@@ -161,3 +161,163 @@ def test_pickled_models_still_load(tmp_path):
     again = lrpnb.load(tmp_path / "m.nn")
     X = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 1))
     np.testing.assert_array_equal(net.scores(X), again.scores(X))
+
+
+# ---------------------------------------------------------------- HDF5 inputs
+def _hdf5_reading_another_file(tmp_path, kind):
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(8, dtype="<f8").tobytes())
+    path = tmp_path / f"{kind}.h5"
+    with h5py.File(path, "w") as handle:
+        if kind == "external":
+            handle.create_dataset("ds", shape=(2, 4), dtype="<f8", external=[(str(secret), 0, 64)])
+        else:
+            other = tmp_path / "other.h5"
+            with h5py.File(other, "w") as source:
+                source["x"] = np.ones((2, 4))
+            layout = h5py.VirtualLayout(shape=(2, 4), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(other), "x", shape=(2, 4))
+            handle.create_virtual_dataset("ds", layout)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["external", "virtual"])
+def test_hdf5_datasets_stored_in_other_files_are_refused(tmp_path, kind):
+    from lrpnb.sources import open_source
+
+    path = _hdf5_reading_another_file(tmp_path, kind)
+    with pytest.raises(ValueError, match=rf"{kind}.h5:ds: a (virtual|dataset with external)"):
+        open_source(f"{path}:ds")
+
+
+@pytest.mark.parametrize("kind", ["external", "virtual"])
+def test_a_v73_mat_data_file_stored_in_other_files_is_refused(tmp_path, kind):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / f"{kind}.mat"
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(8, dtype="<f8").tobytes())
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        if kind == "external":
+            handle.create_dataset("data", shape=(2, 4), dtype="<f8", external=[(str(secret), 0, 64)])
+        else:
+            other = tmp_path / "other.h5"
+            with h5py.File(other, "w") as source:
+                source["x"] = np.ones((2, 4))
+            layout = h5py.VirtualLayout(shape=(2, 4), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(other), "x", shape=(2, 4))
+            handle.create_virtual_dataset("data", layout)
+    _matlab_header(path)
+    with pytest.raises(ValueError, match=rf"{kind}.mat:data: a (virtual|dataset with external)"):
+        lrpnb.read_data(path)
+
+
+# ---------------------------------------------------------------- MATLAB v7.3 data
+def _matlab_header(path):
+    """Write a MATLAB v7.3 header text into the 512-byte user block."""
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Dec  1 12:00:00 2026 HDF5 schema 1.00 ."
+    with open(path, "r+b") as handle:
+        handle.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+
+
+def test_matlab_v73_data_files_are_read(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "v73.mat"
+    array = np.arange(12.0).reshape(3, 4)
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        handle["data"] = array.T  # MATLAB stores column-major: HDF5 sees the transpose
+    _matlab_header(path)
+    assert path.read_bytes()[512:520] == b"\x89HDF\r\n\x1a\n"
+    np.testing.assert_array_equal(lrpnb.read_data(path), array)
+
+
+# ---------------------------------------------------------------- .npz members
+def test_an_npz_member_that_is_not_npy_is_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "raw.npz"
+    np.savez(path, data=np.ones((2, 2)))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data", b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"raw.npz: holds members that are not .npy arrays: \['data'\]"):
+        lrpnb.read_data(path)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, data=np.ones((2, 2)), other=np.zeros(3))
+    np.testing.assert_array_equal(lrpnb.read_data(plain), np.ones((2, 2)))
+
+
+# ---------------------------------------------------------------- regular files only
+_FIFO_CHECKS = """
+import json, sys
+import lrpnb
+from lrpnb.sources import list_file, load_image, open_source
+folder = sys.argv[1]
+checks = {
+    "model.nn": lambda p: lrpnb.load(p),
+    "model.mat": lambda p: lrpnb.load(p),
+    "data.npy": lambda p: lrpnb.read_data(p),
+    "data.txt": lambda p: lrpnb.read_data(p),
+    "data.h5": lambda p: open_source(p, dataset="x"),
+    "list.lst": lambda p: open_source(p, sample_shape=(8, 8, 1)),
+    "image.png": lambda p: load_image(p, (8, 8), 1, (-1, 1)),
+    "zero.nn": lambda p: lrpnb.load(p),
+}
+results = {}
+for name, check in checks.items():
+    try:
+        check(folder + "/" + name)
+        results[name] = "ok"
+    except Exception as error:
+        results[name] = f"{type(error).__name__}: {error}"
+source = open_source(folder + "/images", sample_shape=(8, 8, 1))
+_, problems, kept = source.batch(0, len(source))
+results["folder"] = [kept, [message for _, message in problems]]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_fifos_and_devices_are_refused_before_they_are_opened(tmp_path):
+    from PIL import Image
+
+    for name in ("model.nn", "model.mat", "data.npy", "data.txt", "data.h5", "list.lst", "image.png"):
+        os.mkfifo(tmp_path / name)
+    os.symlink("/dev/zero", tmp_path / "zero.nn")
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / "a.png")
+    os.mkfifo(tmp_path / "images" / "b.png")
+    # a subprocess with a timeout: a FIFO opened by mistake would block forever
+    done = subprocess.run([sys.executable, "-c", _FIFO_CHECKS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("model.nn", "model.mat", "data.npy", "data.txt", "data.h5", "list.lst", "image.png"):
+        assert results[name].startswith("ValueError: ") and name in results[name] \
+            and "a FIFO, not a regular file" in results[name], results[name]
+    assert "zero.nn: the model file is a device, not a regular file" in results["zero.nn"]
+    kept, problems = results["folder"]
+    assert kept == [0] and len(problems) == 1 and "b.png: the image is a FIFO" in problems[0]
+
+
+# ---------------------------------------------------------------- lrpnb info
+def test_info_escapes_node_names(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from lrpnb.cli.info import run_info
+
+    evil = "\x1b]0;owned\x07\x1b[2Jrelu"
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name=evil),
+             helper.make_node("Add", ["r", "x"], ["y"], name="skip")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    class Args:
+        model = str(path)
+
+    run_info(Args)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;owned\\x07\\x1b[2Jrelu" in out

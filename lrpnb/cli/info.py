@@ -24,6 +24,14 @@ def add_parsers(commands):
     convert.set_defaults(run=run_convert)
 
 
+def shown(text):
+    """``text`` with its non-printable characters escaped (as repr writes
+    them): a model's node names are the file's, and a terminal escape
+    sequence in one would be obeyed by the terminal, not printed."""
+    text = str(text)
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def run_info(args):
     """Print the input, then a row per layer (per node of a graph), then the totals."""
     from ..inputs import input_shape
@@ -31,7 +39,7 @@ def run_info(args):
 
     net = load(args.model)
     shape = input_shape(net)
-    print(f"model: {args.model}")
+    print(f"model: {shown(args.model)}")
     if shape is None:
         print("input: unknown (no layer fixes it)")
         shapes = [None] * len(net.layers)
@@ -50,9 +58,9 @@ def run_info(args):
         count = int(layer.W.size + layer.B.size) if hasattr(layer, "W") else 0
         total += count
         text = "" if out is None else " x ".join(map(str, out[1:]))
-        name = f"{node.name:<24} " if graph else ""
-        inputs = "  " + ", ".join(node.inputs) if graph else ""
-        print(f"{k:>3}  {name}{layer.describe():<36} {text:<16} {count:>10,}{inputs}")
+        name = f"{shown(node.name):<24} " if graph else ""
+        inputs = "  " + ", ".join(map(shown, node.inputs)) if graph else ""
+        print(f"{k:>3}  {name}{shown(layer.describe()):<36} {text:<16} {count:>10,}{inputs}")
     print(f"total parameters: {total:,}")
     if shapes and shapes[-1] is not None:
         print(f"classes: {shapes[-1][-1]}")
