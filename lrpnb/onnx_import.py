@@ -373,6 +373,19 @@ class _Importer:
         self.add(node, norm, [source], source.shape, source.order)
 
 
+def _refuse_external_data(model, path):
+    """Refuse tensors stored outside the model file (external data): lrpnb
+    reads the file it was given, nothing the file names."""
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            tensors += ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
+    for tensor in tensors:
+        if tensor.data_location == tensor.EXTERNAL or tensor.external_data:
+            raise ValueError(f"{path}: tensor {tensor.name!r} is stored in another file (external "
+                             f"data); lrpnb reads models held in one file")
+
+
 def read_onnx(path):
     """An ONNX model file as a graph :class:`~lrpnb.Network` (see the module's docstring)."""
     try:
@@ -380,10 +393,12 @@ def read_onnx(path):
     except ImportError:
         raise ImportError("reading .onnx models needs the onnx package: pip install \"lrpnb[onnx]\"") from None
     try:
-        model = onnx.load(os.fspath(path))
+        # external data would read other files (any path the model names)
+        model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends
         raise ValueError(f"{os.fspath(path)}: not a readable ONNX model ({type(error).__name__}: "
                          f"{str(error)[:200]})") from None
+    _refuse_external_data(model, os.fspath(path))
     importer = _Importer(model, os.fspath(path))
     net = importer.run()
     shape = importer.input_shape
