@@ -249,8 +249,12 @@ def _prepare(net, X, R, region, steps, order, replace, seed, value_range, blur_s
         ranking = np.argsort(-sums if order == "morf" else sums, axis=1, kind="stable")
     rank = np.empty_like(ranking)
     np.put_along_axis(rank, ranking, np.arange(count)[None, :], axis=1)
-    V = _replacement(images, replace, np.random.default_rng(values_seed), value_range, blur_sigma,
-                     (rh, rw))
+    with np.errstate(over="ignore", invalid="ignore"):
+        V = _replacement(images, replace, np.random.default_rng(values_seed), value_range, blur_sigma,
+                         (rh, rw))
+    if not np.isfinite(V).all():  # a value_range beyond the dtype's range
+        raise ValueError(f"the replacement values are not finite in the data's dtype ({X.dtype}); "
+                         f"give a value_range within +-{np.finfo(X.dtype).max:.3g}")
     return X, V, images, rank.astype(np.int64), int(steps), rh, rw
 
 
@@ -258,8 +262,10 @@ def _replacement(images, replace, rng, value_range, blur_sigma, region):
     """The values a replaced region takes, for every element: (N, H, W, D)."""
     dtype = images.dtype
     if isinstance(replace, numbers.Real) and not isinstance(replace, bool):
-        if not np.isfinite(replace):
-            raise ValueError(f"replace must be finite, got {replace!r}")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(dtype.type(replace)):
+                raise ValueError(f"replace must be finite in the data's dtype ({dtype}, largest "
+                                 f"{np.finfo(dtype).max:.3g}), got {replace!r}")
         return np.full(images.shape, replace, dtype=dtype)
     if replace == "uniform":
         if value_range is None:

@@ -184,11 +184,13 @@ def explain(net, X, target=None, rule=None, param=None, composite=None, return_s
     target = Target.parse(target)
     count = net.scoring_count()
     rules, method = plan(net, count, rule, param, composite)
+    for chosen in {id(chosen): chosen for chosen in rules}.values():
+        chosen.check_dtype(X.dtype)
     keep = kept_values(net, layers, count)
     if target.per_sample and np.ndim(target.value) == 1 and len(target.value) != X.shape[0]:
         raise ValueError(f"target has {len(target.value)} entries for {X.shape[0]} samples")
     pieces = [_explain_part(net, X[n0:n1] if (n0, n1) != (0, X.shape[0]) else X, target.rows(n0, n1), count,
-                            rules, method, return_layer_sums, keep)
+                            rules, method, return_layer_sums, keep, n0)
               for n0, n1 in batch_parts(net, X, count, target)]
     if len(pieces) == 1:
         relevance, class_scores, sums, kept = pieces[0]
@@ -197,6 +199,10 @@ def explain(net, X, target=None, rule=None, param=None, composite=None, return_s
         class_scores = np.concatenate([piece[1] for piece in pieces])
         sums = np.concatenate([piece[2] for piece in pieces]) if return_layer_sums else None
         kept = {name: backend.concatenate([piece[3][name] for piece in pieces]) for name in pieces[0][3]}
+    bad = backend.arrays.first_nonfinite_sample(relevance)
+    if bad is not None:
+        raise ValueError(f"the relevance of sample {bad} is not finite (overflow in the relevance pass? "
+                         f"a rule parameter too large for {X.dtype}, or values too large for it)")
     relevance = backend.output(relevance, kind)
     if not (return_scores or return_layer_sums or layers is not None):
         return relevance
@@ -205,16 +211,30 @@ def explain(net, X, target=None, rule=None, param=None, composite=None, return_s
                        if layers is not None else None)
 
 
-def _explain_part(net, X, target, count, rules, method, layer_sums, keep):
+def check_scores(class_scores, first=0):
+    """ValueError naming the first samples (counted from ``first``) whose
+    class scores are NaN or infinite: an overflow inside the network would
+    otherwise give a map of NaN without a word."""
+    if np.isfinite(class_scores).all():
+        return
+    bad = np.flatnonzero(~np.isfinite(class_scores.reshape(class_scores.shape[0], -1)).all(axis=1)) + first
+    named = ", ".join(str(n) for n in bad[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
+    raise ValueError(f"the scores of sample{'s' if len(bad) > 1 else ''} {named} are not finite "
+                     f"(overflow inside the network?)")
+
+
+def _explain_part(net, X, target, count, rules, method, layer_sums, keep, first=0):
     """(relevance on the device, scores on the host, layer sums on the host
     or None, {name: relevance at that node's output}) of one part of a
-    batch; ``keep`` maps value indices to node names."""
+    batch whose first sample is sample ``first`` of the whole; ``keep``
+    maps value indices to node names."""
     backend = net.backend
     activations = trace(net, X, count)
     class_scores = backend.to_host(activations[-1])
     if class_scores.ndim != 2:
         raise ValueError(f"explain() needs class scores of shape (N, C); "
                          f"the network outputs shape {class_scores.shape}")
+    check_scores(class_scores, first)
     targets = target.classes(class_scores)
     N, T = targets.shape
     # several targets share the forward pass; their relevance passes run as

@@ -183,6 +183,32 @@ class Rule(tuple):
         ``BACKWARD_GUIDED``); None for the LRP rules."""
         return BACKWARD_MODES.get(self.name)
 
+    def check_dtype(self, dtype):
+        """ValueError unless the parameter holds in ``dtype`` (the data's
+        float32 or float64): epsilon > 0 and finite once cast (1e-300 is 0
+        in float32), alpha and beta = 1 - alpha, gamma and the z^B bounds
+        finite. Products that overflow later (alpha times a large score)
+        are caught by the check of the relevance for non-finite values."""
+        dtype = np.dtype(dtype)
+        if self.param is None or dtype.kind != "f":
+            return
+        if self.name == "zb":
+            values = [("low bound", self.param[0]), ("high bound", self.param[1])]
+        elif self.name == "alphabeta":
+            values = [("alpha", self.param), ("beta = 1 - alpha", 1 - self.param)]
+        else:
+            values = [(self.name, self.param)]
+        with np.errstate(over="ignore", under="ignore"):
+            for what, value in values:
+                cast = np.asarray(value, dtype=np.float64).astype(dtype)
+                if not np.isfinite(cast).all():
+                    raise ValueError(f"the {self.name!r} rule's {what} ({value!r}) overflows {dtype} (largest "
+                                     f"{np.finfo(dtype).max:.3g}); use a smaller value or float64 data")
+                if self.name == "epsilon" and not cast > 0:
+                    raise ValueError(f"the 'epsilon' rule's epsilon ({value!r}) is 0 in {dtype} (smallest "
+                                     f"{np.finfo(dtype).smallest_subnormal:.3g}); use a larger value or "
+                                     f"float64 data")
+
     def epsilon(self, simple=SIMPLE_STABILIZER, other=ZENNIT_STABILIZER):
         """The stabilizer of an epsilon-rule division under this rule: the
         parameter of 'epsilon', ``simple`` for 'simple' (the toolbox's

@@ -84,7 +84,8 @@ def _winner_ratios(X, Y, R, hp, wp, s0, s1, S):
             for b in range(wp):
                 if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
                     count += 1
-        S[n, i, j, c] = R[n, i, j, c] / count
+        # a window with no winner (NaN) gives nothing
+        S[n, i, j, c] = R[n, i, j, c] / count if count > 0 else 0
 
 
 @cuda.jit(**KERNEL)

@@ -207,8 +207,8 @@ def _maxpool_relevance_winners_block(X, Y, R, hp, wp, s0, s1, Rx, n0, n1):
                         for c in range(D):
                             if X[n, i * s0 + a, j * s1 + b, c] == Y[n, i, j, c]:
                                 share[c] += 1
-                for c in range(D):
-                    share[c] = R[n, i, j, c] / share[c]
+                for c in range(D):  # a window with no winner (NaN) gives nothing
+                    share[c] = R[n, i, j, c] / share[c] if share[c] > 0 else 0
                 for a in range(hp):
                     for b in range(wp):
                         for c in range(D):
