@@ -320,9 +320,19 @@ def colorbar(height, cmap="bwr", limit=1.0, width=12, labels=48):
     bar = np.repeat(colours[:, None, :], width, axis=1)
     bar[[0, -1], :] = 0  # a thin frame, so that a white end still shows
     bar[:, [0, -1]] = 0
-    text = _text_strip(labels, height, [(6, f"{limit:+.3g}"), (height / 2, "0"), (height - 7, f"{-limit:+.3g}")],
-                       anchor="lm")
+    text = _text_strip(labels, height, [(6, _scale_label(limit)), (height / 2, "0"),
+                                        (height - 7, _scale_label(-limit))], anchor="lm")
     return np.concatenate([bar, text], axis=1)
+
+
+def _scale_label(value):
+    """``value`` in at most 7 characters, for the colour bar's narrow strip:
+    +0.0012, +1.2e-5 (not +0.000123 cut to +0.00...)."""
+    candidates = [f"{value:+.3g}", f"{value:+.0f}" if 1 <= abs(value) < 1e5 else "", f"{value:+.2g}"]
+    for digits in (1, 0):
+        mantissa, exponent = f"{value:+.{digits}e}".split("e")
+        candidates.append(f"{mantissa}e{int(exponent)}")
+    return next((text for text in candidates if 0 < len(text) <= 7), candidates[-1])
 
 
 def labelled(x, maps, captions, cmap="bwr", input_range=(-1.0, 1.0), panel=PANEL_PIXELS):

@@ -13,7 +13,7 @@ from .. import __version__
 from ..failure import Failure
 from . import demo, evaluate, explain, info, toolbox
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse"]
 
 
 def build_parser():
@@ -27,13 +27,29 @@ def build_parser():
     evaluate.add_parser(commands)
     info.add_parsers(commands)
     toolbox.add_parser(commands)
+    parser.commands = commands.choices  # the parser of each command, for its usage in errors
     return parser
+
+
+def parse(argv=None):
+    """The arguments of ``argv``; an option a command does not know is
+    reported with that command's usage (``usage: lrpnb explain ...``), not
+    the top-level one. Exits (status 2) on an error, as argparse does."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # an unknown option before the command's name is the top level's
+        before = argv[:argv.index(args.command)] if args.command in argv else []
+        which = parser if any(item in before for item in unknown) else parser.commands[args.command]
+        which.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv=None):
     """Run the command of ``argv`` (default: sys.argv); returns the exit status:
     0, 1 on an error or Failure, 130 on Ctrl-C, 141 on a closed pipe."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below

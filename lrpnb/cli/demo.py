@@ -35,7 +35,11 @@ def add_parser(commands):
     add_method(demo, "epsilon 0.01")
     add_input_range(demo, "the model's input range (default -1 1)")
     demo.add_argument("--out", default=None,
-                      help="PNG file or folder to write lrpnb_demo.png into (default: the current folder)")
+                      help="PNG file or folder to write lrpnb_demo.png into (default: the current folder); "
+                           "an earlier lrpnb_demo.png is replaced, any other existing file only with "
+                           "--overwrite, and a file the demo reads never")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out file (never the model, data or labels read)")
     demo.set_defaults(run=run)
 
 
@@ -50,14 +54,12 @@ def run(args):
     method = options.method(args.rule, args.param, args.composite, input_range)
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}")
-    out = args.out or os.getcwd()
-    path = os.path.join(out, "lrpnb_demo.png") if os.path.isdir(out) else out
-    if not path.lower().endswith(".png"):
-        raise ValueError(f"--out {out}: give a folder or a .png file")
-    # the demo's picture is replaced
-    options.check_outputs([path], [model, args.data, args.labels], overwrite=True)
+    if args.labels is not None and args.data is None:
+        raise ValueError("--labels are the labels of --data; give --data too (synthetic digits bring "
+                         "their own)")
+    path = _picture_path(args, model)
     net = load(model)
-    X, labels, origin = _samples(net, args, input_range)
+    X, labels, origin = _samples(net, args, input_range, path)
     if args.rule is None and args.composite is None:
         method = dict(rule=Rule("epsilon", 0.01 if args.param is None else options.parameter(args.param)))
         args.rule, args.param = "epsilon", f"{method['rule'].param:g}"
@@ -80,22 +82,37 @@ def run(args):
     again = time.perf_counter()
     net.explain(X, **method)  # the kernels are compiled (or loaded from the cache) by now
     warm = time.perf_counter() - again
-    print(f"explained {len(X)} samples in {seconds:.2f} s the first time (loading or compiling the "
+    print(f"explained {len(X)} sample{'s' * (len(X) != 1)} in {seconds:.2f} s the first time (loading or compiling the "
           f"kernels), {warm * 1000:.1f} ms the second ({len(X) / warm:,.0f} samples/s); "
           f"{time.perf_counter() - started:.1f} s in all")
 
 
-def _samples(net, args, input_range):
+def _picture_path(args, model):
+    """The PNG to write, checked: its own lrpnb_demo.png is replaced, any
+    other existing file only with --overwrite, a file the demo reads never."""
+    out = args.out or os.getcwd()
+    path = os.path.join(out, "lrpnb_demo.png") if os.path.isdir(out) else out
+    if not path.lower().endswith(".png"):
+        raise ValueError(f"--out {out}: give a folder or a .png file")
+    overwrite = args.overwrite or os.path.basename(path) == "lrpnb_demo.png"
+    options.check_outputs([path], [model, args.data, args.labels], overwrite=overwrite)
+    return path
+
+
+def _samples(net, args, input_range, path):
     """(samples, labels or None, the samples in words): synthetic digits, or
-    the first --count samples of --data (with --labels)."""
+    the first --count samples of --data (with --labels); ``path``, the
+    picture, must not be one of the images read."""
     from ..digits import synthetic_digits
     from ..inputs import input_shape, model_input
+    from ..pipeline.evaluate import refuse_read_outputs
     from ..sources import open_source
 
     if args.data is None:
         digits = synthetic_digits(args.count, seed=args.seed)
-        return digits.images, digits.labels, f"{args.count} synthetic digits (seed {args.seed})"
+        return digits.images, digits.labels, f"{args.count} synthetic digit{'s' * (args.count != 1)} (seed {args.seed})"
     source = open_source(args.data, None, input_shape(net), input_range)
+    refuse_read_outputs([path], source)
     X, problems, _ = source.batch(0, min(args.count, len(source)))
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
@@ -106,9 +123,10 @@ def _samples(net, args, input_range):
 
         labels = class_labels(read_data(args.labels), args.labels)
         if len(labels) < len(X):
-            raise ValueError(f"--labels {args.labels} has {len(labels)} labels for {len(X)} samples")
+            raise ValueError(f"--labels {args.labels} has {len(labels)} label{'s' * (len(labels) != 1)} "
+                             f"for {len(X)} samples")
         labels = labels[:len(X)]
-    return X, labels, f"the first {len(X)} samples of {args.data}"
+    return X, labels, f"the first {len(X)} sample{'s' * (len(X) != 1)} of {args.data}"
 
 
 def _draw(path, X, relevance, scores, labels, drawn_digits, input_range):

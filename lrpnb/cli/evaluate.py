@@ -12,7 +12,7 @@ def add_parser(commands):
         "evaluate", help="compare explanations by region perturbation (AOPC)",
         description="Replace the regions of each input one after the other, the most relevant "
                     "first, and follow the class score (Samek et al., IEEE TNNLS 2017). Prints the "
-                    "area over the perturbation curve (AOPC) of each method with a 95%% interval "
+                    "area over the perturbation curve (AOPC) of each method with a 95% interval "
                     "over the samples, against a random order of the regions. By default: the "
                     "embedded LeNet-5 on held-out synthetic digits, comparing "
                     + ", ".join(EVALUATE_RULES) + ".")

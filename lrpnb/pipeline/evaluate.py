@@ -13,7 +13,7 @@ from ..sources import open_source
 from ..targets import Target
 from . import options
 
-__all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES"]
+__all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES", "refuse_read_outputs"]
 
 #: what evaluate compares when neither ``rule`` nor ``relevance`` is given
 EVALUATE_RULES = ("epsilon:0.01", "alphabeta:2", "flat", "gradient")
@@ -205,8 +205,20 @@ def _check(s, input_range, replace, overwrite):
         if path is not None and os.path.splitext(path)[1].lower() not in extensions:
             raise ValueError(f"{path}: write {' or '.join(extensions)}")
     model = s.model if s.model is None or isinstance(s.model, (str, os.PathLike)) else None
-    options.check_outputs(outputs, [model, s.data, s.relevance], overwrite)
+    labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
+    # inputs are never outputs, with or without overwrite
+    options.check_outputs(outputs, [model, s.data, s.relevance, labels], overwrite)
     return methods, replace
+
+
+def refuse_read_outputs(outputs, source):
+    """Refuse an output that is a file ``source`` reads (an image of an image
+    folder or list), with or without overwrite."""
+    read = {os.path.realpath(path) for path in getattr(source, "paths", None) or ()}
+    for path in outputs:
+        if path is not None and os.path.realpath(path) in read:
+            raise ValueError(f"{path} is an input of this command (an image --data reads); "
+                             f"write the output elsewhere")
 
 
 def _follows_prediction(target):
@@ -230,8 +242,9 @@ def _samples(net, s, input_range):
         count = s.count or 500
         X = synthetic_digits(count, seed=s.seed + 1000).images
         # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
-        return X, list(range(count)), count, None, f"{count} held-out synthetic digits (seed {s.seed + 1000})"
+        return X, list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
     source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range)
+    refuse_read_outputs([s.out, s.plot], source)
     options.data_note("evaluate", net, source, input_range)
     count = len(source) if s.count is None else min(s.count, len(source))
     X, problems, kept = source.batch(0, count)
@@ -241,7 +254,7 @@ def _samples(net, s, input_range):
         raise ValueError(f"{s.data}: no sample could be read")
     X = options.model_samples(net, X, input_range, s.data)
     options.range_note("evaluate", s.data, X, input_range)
-    return X, kept, count, source, f"{len(kept)} samples of {s.data}"
+    return X, kept, count, source, f"{len(kept)} sample{'s' * (len(kept) != 1)} of {s.data}"
 
 
 def _followed(net, s, X, kept, count):

@@ -1,0 +1,118 @@
+"""Issue 25's command-line details: outputs that are inputs, demo --labels
+without --data, a command's own usage for unknown options, help and table
+text."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from lrpnb.cli import build_parser, main
+
+
+def digits_folder(folder, count=3):
+    """A folder of ``count`` 32 x 32 grey PNGs, as the embedded LeNet-5 takes them."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        Image.fromarray(rng.integers(0, 256, size=(32, 32), dtype=np.uint8), mode="L").save(folder / f"d{k}.png")
+    return folder
+
+
+def untouched(path):
+    return path.read_bytes()
+
+
+# ---------------------------------------------------------------- item 1: demo --out
+def test_demo_refuses_an_existing_file_unless_overwrite(tmp_path, capsys):
+    other = tmp_path / "other.png"
+    other.write_bytes(b"precious")
+    assert main(["demo", "--count", "1", "--out", str(other)]) == 1
+    assert f"{other} exists; remove it or pass --overwrite" in capsys.readouterr().err
+    assert other.read_bytes() == b"precious"
+    assert main(["demo", "--count", "1", "--out", str(other), "--overwrite"]) == 0
+    assert other.read_bytes() != b"precious"
+    # its own picture is replaced without --overwrite, as before
+    own = tmp_path / "lrpnb_demo.png"
+    own.write_bytes(b"old")
+    assert main(["demo", "--count", "1", "--out", str(tmp_path)]) == 0
+    assert own.read_bytes() != b"old"
+    assert "explained 1 sample in" in capsys.readouterr().out
+
+
+def test_demo_never_writes_a_file_it_reads(tmp_path, capsys):
+    folder = digits_folder(tmp_path / "digits")
+    image = folder / "d1.png"
+    before = image.read_bytes()
+    assert main(["demo", "--data", str(folder), "--out", str(image), "--overwrite"]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert image.read_bytes() == before
+    # an earlier lrpnb_demo.png among the images read is an input too
+    own = folder / "lrpnb_demo.png"
+    own.write_bytes(image.read_bytes())
+    assert main(["demo", "--data", str(folder), "--out", str(folder)]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    labels = tmp_path / "labels.png"
+    labels.write_bytes(b"not labels")
+    data = tmp_path / "rows.npy"
+    np.save(data, np.zeros((2, 784), dtype=np.uint8))
+    assert main(["demo", "--data", str(data), "--labels", str(labels), "--out", str(labels),
+                 "--overwrite"]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert labels.read_bytes() == b"not labels"
+
+
+# ---------------------------------------------------------------- item 2: evaluate outputs
+def test_evaluate_never_writes_an_input_image_or_labels(tmp_path, capsys):
+    folder = digits_folder(tmp_path / "digits")
+    image = folder / "d0.png"
+    before = image.read_bytes()
+    common = ["evaluate", "--model", "lenet5_synthetic", "--data", str(folder), "--rule", "flat",
+              "--steps", "2", "--overwrite"]
+    assert main(common + ["--plot", str(image)]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert image.read_bytes() == before
+    labels = tmp_path / "labels.h5"
+    labels.write_bytes(b"labels")
+    assert main(common + ["--target", f"label:{labels}", "--out", str(labels)]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert labels.read_bytes() == b"labels"
+
+
+# ---------------------------------------------------------------- item 3: demo --labels
+def test_demo_labels_need_data(tmp_path, capsys):
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.arange(8))
+    assert main(["demo", "--labels", str(labels), "--out", str(tmp_path)]) == 1
+    assert "--labels are the labels of --data; give --data too" in capsys.readouterr().err
+    assert not (tmp_path / "lrpnb_demo.png").exists()
+
+
+# ---------------------------------------------------------------- item 4: a command's usage
+@pytest.mark.parametrize("argv, usage", [
+    (["explain", "--model", "m", "--data", "d", "--out", "o", "--bogus"], "usage: lrpnb explain"),
+    (["evaluate", "--bogus"], "usage: lrpnb evaluate"),
+    (["info", "m", "--bogus"], "usage: lrpnb info"),
+    (["--bogus", "info", "m"], "usage: lrpnb [-h]"),
+])
+def test_unknown_options_show_the_command_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(usage) and "unrecognized arguments: --bogus" in error
+
+
+# ---------------------------------------------------------------- item 6: text
+def test_help_has_single_percent_signs():
+    parser = build_parser()
+    for name, command in parser.commands.items():
+        assert "%%" not in command.format_help(), name
+    assert "95% interval" in parser.commands["evaluate"].format_help()
+
+
+def test_colour_bar_labels_fit_at_small_scales():
+    from lrpnb.render import _scale_label
+
+    assert _scale_label(0.000123) == "+1.2e-4" and _scale_label(-1.5e-12) == "-2e-12"
+    assert _scale_label(0.00123) == "+0.0012" and _scale_label(1.0) == "+1" and _scale_label(1234) == "+1234"
+    for value in (1e-300, 3e-7, 0.5, 42.0, 99999.0, 1e12):
+        assert len(_scale_label(value)) <= 7
