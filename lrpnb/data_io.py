@@ -14,7 +14,19 @@ import numpy as np
 
 from ._atomic import atomic_path
 
-__all__ = ["read_data", "write_data", "class_labels", "check_regular", "check_hdf5_dataset"]
+__all__ = ["read_data", "write_data", "class_labels", "check_regular", "check_hdf5_dataset",
+           "array_limit", "check_array_size", "MAX_ARRAY_BYTES", "MAX_ARRAY_RATIO", "MAX_ARRAY_FLOOR"]
+
+#: The size policy of every array a reader makes from a file (decompression
+#: and allocation bombs never pass): at most MAX_ARRAY_RATIO bytes per byte
+#: of the file (deflate reaches about 1000; real data compresses far less),
+#: any array up to MAX_ARRAY_FLOOR whatever the file's size, and never more
+#: than MAX_ARRAY_BYTES for an array held whole in memory. The environment
+#: variable LRPNB_MAX_ARRAY_BYTES (bytes) replaces all three with its value.
+MAX_ARRAY_RATIO = 100
+MAX_ARRAY_FLOOR = 64 << 20
+MAX_ARRAY_BYTES = 4 << 30
+LIMIT_VARIABLE = "LRPNB_MAX_ARRAY_BYTES"
 
 _EXTENSIONS = (".npy", ".npz", ".mat", ".txt")
 
@@ -36,6 +48,36 @@ def check_regular(path, what="file"):
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a file")
         raise ValueError(f"{os.fspath(path)}: {what} is {kind}, not a regular file")
+
+
+def array_limit(file_size=None, whole=True):
+    """The most bytes an array read from a file of ``file_size`` bytes may
+    take (None: not made from a file's bytes, as a resized image), held
+    ``whole`` in memory or read in batches; see :data:`MAX_ARRAY_RATIO`."""
+    value = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if value:
+        try:
+            limit = int(float(value))
+        except ValueError:
+            raise ValueError(f"{LIMIT_VARIABLE} must be a number of bytes, got {value!r}") from None
+        if limit <= 0:
+            raise ValueError(f"{LIMIT_VARIABLE} must be a positive number of bytes, got {value!r}")
+        return limit
+    limit = MAX_ARRAY_BYTES if whole else float("inf")
+    if file_size is not None:
+        limit = min(limit, max(MAX_ARRAY_FLOOR, MAX_ARRAY_RATIO * file_size))
+    return limit
+
+
+def check_array_size(nbytes, where, what, file_size=None, whole=True):
+    """ValueError naming ``where`` unless an array of ``nbytes`` (``what``:
+    its shape and dtype) fits :func:`array_limit`."""
+    limit = array_limit(file_size, whole)
+    if nbytes > limit:
+        source = f" ({MAX_ARRAY_RATIO} x the file's {file_size:,} bytes)" \
+            if file_size is not None and limit == MAX_ARRAY_RATIO * file_size else ""
+        raise ValueError(f"{where}: {what} would take {nbytes:,} bytes, more than the {int(limit):,} allowed"
+                         f"{source}; set {LIMIT_VARIABLE} to a larger number of bytes to accept it")
 
 
 def check_hdf5_dataset(dataset, where):
@@ -113,6 +155,7 @@ def _check_npy_header(handle, available):
     if needed > left:
         raise ValueError(f"the header declares shape {shape} of {dtype} ({needed:,} bytes), "
                          f"{left:,} bytes follow")
+    return shape, dtype, needed
 
 
 def _read_npz(path):
@@ -133,8 +176,11 @@ def _read_npz(path):
         if key is None:
             raise ValueError(f"{path}: holds {keys}; expected a key 'data' or a single array")
         with archive.open(members[key]) as handle:
-            # the member's own size bounds what its header may declare
-            _check_npy_header(handle, members[key].file_size)
+            # the member's own size bounds what its header may declare, and
+            # the archive's size what it may decompress to
+            shape, dtype, needed = _check_npy_header(handle, members[key].file_size)
+        check_array_size(needed, path, f"member {key!r} of shape {shape} and {dtype}",
+                         os.path.getsize(path))
         from numpy.lib import format as npy
 
         with archive.open(members[key]) as handle:
@@ -156,8 +202,11 @@ def _read_mat(path):
             if not isinstance(handle.get("data", getlink=True), h5py.HardLink) \
                     or not isinstance(handle["data"], h5py.Dataset):
                 raise ValueError(f"{path}: 'data' is not a dataset of the file")
-            check_hdf5_dataset(handle["data"], f"{path}:data")
-            return np.asarray(handle["data"]).T
+            data = handle["data"]
+            check_hdf5_dataset(data, f"{path}:data")
+            check_array_size(int(np.prod(data.shape, dtype=object)) * data.dtype.itemsize, f"{path}:data",
+                             f"the dataset of shape {data.shape} and {data.dtype}", os.path.getsize(path))
+            return np.asarray(data).T
     # v4 and v5 through lrpnb's strict reader, not scipy's loadmat, which
     # crashed the process on malformed files (issue 13)
     contents = read_matrices(path)

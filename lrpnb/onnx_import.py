@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from .data_io import check_array_size
 from .network import (INPUT, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                       Linear, LRN, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, Tanh)
 
@@ -61,6 +62,14 @@ class _Importer:
             self.readers[output.name] = self.readers.get(output.name, 0) + 1
 
     # ------------------------------------------------------------ helpers
+    def check_size(self, node, nbytes, what):
+        """Refuse an array sized from declared shapes or attributes alone
+        beyond lrpnb.data_io's size limit for a file of this model's size."""
+        try:
+            check_array_size(nbytes, self.path, what, os.path.getsize(self.path))
+        except ValueError as error:
+            raise self.error(node, str(error).removeprefix(f"{self.path}: ")) from None
+
     def error(self, node, message):
         name = node.name or (node.output[0] if node.output else "?")
         return ValueError(f"{self.path}: node {name!r} ({node.op_type}): {message}")
@@ -210,6 +219,9 @@ class _Importer:
             out = layer.output_shape((1,) + source.shape[1:] + source.shape[:1])
         except ValueError as error:
             raise self.error(node, str(error)) from None
+        (rows, columns), (h, w) = layer.dilation, W.shape[2:]
+        self.check_size(node, ((h - 1) * rows + 1) * ((w - 1) * columns + 1) * W.shape[0] * W.shape[1] * 8,
+                        f"the dilated filters (dilations {rows}, {columns})")
         self.add(node, layer, [source], (out[3], out[1], out[2]))
 
     def pool_options(self, node, attrs):
@@ -253,6 +265,7 @@ class _Importer:
             self.alias(node)
             return
         C, H, W = source.shape
+        self.check_size(node, C * H * W * 8, f"the feature order of a flattened ({C}, {H}, {W}) image")
         # lrpnb's position (h, w, c) holds ONNX's feature c*H*W + h*W + w
         order = np.arange(C * H * W).reshape(C, H, W).transpose(1, 2, 0).ravel()
         self.add(node, Flatten(), [source], (C * H * W,), None if H * W == 1 else order)

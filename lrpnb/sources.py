@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .data_io import check_hdf5_dataset, check_regular, read_data
+from .data_io import check_array_size, check_hdf5_dataset, check_regular, read_data
 
 __all__ = ["ArraySource", "HDF5Source", "ImageSource", "open_source", "load_image", "list_file",
            "IMAGE_EXTENSIONS"]
@@ -94,6 +94,11 @@ class HDF5Source(ArraySource):
         data = self._file[dataset]
         try:
             check_hdf5_dataset(data, f"{path}:{dataset}")
+            # read in batches, so only the file's size bounds it (fill values and
+            # compression make a few bytes of file declare any size)
+            check_array_size(int(np.prod(data.shape, dtype=object)) * data.dtype.itemsize, f"{path}:{dataset}",
+                             f"the dataset of shape {data.shape} and {data.dtype}", os.path.getsize(path),
+                             whole=False)
         except ValueError:
             self._file.close()
             raise
@@ -120,11 +125,19 @@ class ImageSource:
         self.sample_shape, self.input_range = tuple(sample_shape), input_range
         self.names = [os.path.basename(p) for p in self.paths]
         self.name = "images"
+        self._check_size(1)
+
+    def _check_size(self, count):
+        """Refuse a batch of ``count`` images resized to sample_shape beyond
+        the size limit of lrpnb.data_io (a clear error, not a MemoryError)."""
+        H, W, C = (int(n) for n in self.sample_shape)
+        check_array_size(count * H * W * C * 4, "images", f"a batch of {count} of {H} x {W} x {C} float32")
 
     def __len__(self):
         return len(self.paths)
 
     def batch(self, start, stop):
+        self._check_size(stop - start)
         samples, problems, kept = [], [], []
         for k in range(start, stop):
             try:

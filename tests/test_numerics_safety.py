@@ -77,3 +77,112 @@ def test_replacement_must_be_finite_in_the_dtype(kwargs, message):
         evaluate.perturbation_curve(net, X, R, region=2, **kwargs)
     assert np.isfinite(evaluate.perturbation_curve(net, X.astype(np.float64), R, region=2, steps=2,
                                                    replace=1e30)).all()
+
+
+# ---------------------------------------------------------------- size limits
+from lrpnb import data_io, sources  # noqa: E402
+
+
+@pytest.fixture
+def small_floor(monkeypatch):
+    """A size floor of 1 KB, so that bombs of a few MB show the ratio limit."""
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    monkeypatch.setattr(data_io, "MAX_ARRAY_FLOOR", 1000)
+
+
+def test_npz_decompression_bomb_is_refused(tmp_path, small_floor, monkeypatch):
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, data=np.zeros((1000, 1000), dtype=np.float32))  # 4 MB in a few KB
+    assert path.stat().st_size * data_io.MAX_ARRAY_RATIO < 4_000_000
+    with pytest.raises(ValueError, match=r"bomb.npz: member 'data' of shape \(1000, 1000\) .* would take "
+                                         r"4,000,000 bytes.*LRPNB_MAX_ARRAY_BYTES"):
+        data_io.read_data(path)
+    monkeypatch.setenv(data_io.LIMIT_VARIABLE, "5e6")
+    assert data_io.read_data(path).shape == (1000, 1000)
+
+
+def test_npz_within_the_ratio_is_read(tmp_path, small_floor):
+    path = tmp_path / "fine.npz"
+    np.savez_compressed(path, data=np.random.default_rng(0).normal(size=(100, 100)))
+    assert data_io.read_data(path).shape == (100, 100)
+
+
+def test_hdf5_fill_value_bomb_is_refused(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", shape=(10**6, 10**5), dtype="f4", fillvalue=1)
+    with pytest.raises(ValueError, match=r"bomb.h5:x: the dataset of shape \(1000000, 100000\) .* would take "
+                                         r"400,000,000,000 bytes"):
+        sources.open_source(path)
+
+
+def test_hdf5_gzip_bomb_is_refused(tmp_path, small_floor):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=np.zeros((1000, 1000), dtype="f4"), compression="gzip", chunks=(100, 1000))
+    with pytest.raises(ValueError, match="would take 4,000,000 bytes"):
+        sources.open_source(str(path) + ":x")
+
+
+def test_mat73_fill_value_bomb_is_refused(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    path = tmp_path / "bomb.mat"
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        handle.create_dataset("data", shape=(10**5, 10**6), dtype="f8", fillvalue=1)
+    with pytest.raises(ValueError, match=r"bomb.mat:data: the dataset .* would take 800,000,000,000 bytes"):
+        data_io.read_data(path)
+
+
+def onnx_flatten(path, shape, dilations=None):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, source = [], [], "x"
+    if dilations is not None:
+        inits.append(numpy_helper.from_array(np.ones((1, shape[0], 3, 3), dtype=np.float32), "w"))
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["c"], dilations=dilations))
+        source = "c"
+    nodes.append(helper.make_node("Flatten", [source], ["y"]))
+    graph = helper.make_graph(nodes, "bomb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph), path)
+
+
+def test_onnx_declared_input_shape_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    onnx_flatten(tmp_path / "bomb.onnx", (3, 10000, 10000))
+    from lrpnb.onnx_import import read_onnx
+
+    with pytest.raises(ValueError, match=r"bomb.onnx: node .*Flatten.*feature order .* would take "
+                                         r"2,400,000,000 bytes.*LRPNB_MAX_ARRAY_BYTES"):
+        read_onnx(tmp_path / "bomb.onnx")
+
+
+def test_onnx_dilation_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    onnx_flatten(tmp_path / "bomb.onnx", (1, 100000, 100000), dilations=[40000, 40000])
+    from lrpnb.onnx_import import read_onnx
+
+    with pytest.raises(ValueError, match=r"dilated filters .* would take"):
+        read_onnx(tmp_path / "bomb.onnx")
+
+
+def test_images_resized_beyond_the_limit_are_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(data_io.LIMIT_VARIABLE, raising=False)
+    with pytest.raises(ValueError, match=r"images: a batch of 1 of 40000 x 40000 x 3 float32 would take "
+                                         r"19,200,000,000 bytes"):
+        sources.ImageSource(["a.png"], (40000, 40000, 3), (0.0, 1.0))
+    source = sources.ImageSource(["a.png"] * 4000, (400, 400, 3), (0.0, 1.0))
+    with pytest.raises(ValueError, match="a batch of 4000 of 400 x 400 x 3"):
+        source.batch(0, 4000)
+
+
+@pytest.mark.parametrize("value", ["lots", "-5"])
+def test_bad_limit_variable(monkeypatch, value):
+    monkeypatch.setenv(data_io.LIMIT_VARIABLE, value)
+    with pytest.raises(ValueError, match="LRPNB_MAX_ARRAY_BYTES must be"):
+        data_io.array_limit(10)
