@@ -22,9 +22,13 @@ EXAMPLES = ROOT / "formats" / "examples"
 
 
 def need_shared(path):
-    """Skip (saying why) when a file from ../shared is absent."""
+    """Skip (saying why) when a file from ../shared is absent: the whole
+    folder, or only that file (a partial copy)."""
     if not path.exists():
-        pytest.skip(f"needs {path} from the shared folder beside the repository, which is absent here")
+        if not SHARED.is_dir():
+            pytest.skip(f"needs {path} from the shared folder beside the repository ({SHARED}, or "
+                        f"$LRPNB_SHARED), which is absent here")
+        pytest.skip(f"needs {path}, which the shared folder {SHARED} does not hold (a partial copy)")
     return path
 
 

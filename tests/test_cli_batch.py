@@ -294,7 +294,7 @@ def test_demo_runs_on_the_embedded_model(tmp_path):
 def test_demo_with_the_toolbox_model_and_mnist(tmp_path):
     model = need_shared(MODELS / "LeNet-5.nn")
     data = need_shared(MODELS.parent / "data" / "test_images.mat")
-    labels = MODELS.parent / "data" / "test_labels.npy"
+    labels = need_shared(MODELS.parent / "data" / "test_labels.npy")
     result = run("demo", "--model", str(model), "--data", str(data), "--labels", str(labels),
                  "--count", "4", "--out", str(tmp_path / "mnist.png"))
     assert result.returncode == 0, result.stderr

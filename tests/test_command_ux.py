@@ -116,3 +116,17 @@ def test_colour_bar_labels_fit_at_small_scales():
     assert _scale_label(0.00123) == "+0.0012" and _scale_label(1.0) == "+1" and _scale_label(1234) == "+1234"
     for value in (1e-300, 3e-7, 0.5, 42.0, 99999.0, 1e12):
         assert len(_scale_label(value)) <= 7
+
+
+# ---------------------------------------------------------------- item 8: a partial shared folder
+def test_need_shared_says_what_is_missing(tmp_path, monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED", tmp_path / "absent")
+    with pytest.raises(pytest.skip.Exception, match="shared folder beside the repository"):
+        conftest.need_shared(tmp_path / "absent" / "x.npy")
+    (tmp_path / "partial").mkdir()
+    monkeypatch.setattr(conftest, "SHARED", tmp_path / "partial")
+    with pytest.raises(pytest.skip.Exception, match="does not hold .a partial copy."):
+        conftest.need_shared(tmp_path / "partial" / "x.npy")
+    assert conftest.need_shared(tmp_path) == tmp_path

@@ -28,7 +28,7 @@ def test_toolbox_data_files():
     assert images.shape == (10000, 784) and images.dtype == np.uint8
     labels = lrpnb.read_data(need_shared(DATA / "test_labels.npy"))  # a Python 2 .npy
     assert labels.shape == (10000, 1)
-    np.testing.assert_array_equal(lrpnb.read_data(DATA / "test_labels.mat").ravel(), labels.ravel())
+    np.testing.assert_array_equal(lrpnb.read_data(need_shared(DATA / "test_labels.mat")).ravel(), labels.ravel())
 
 
 def test_errors(tmp_path):

@@ -31,7 +31,8 @@ def test_forward_matches_toolbox(lenet, reference):
 
 def _reference_keys():
     if not REFERENCE.exists():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"needs {REFERENCE}, absent here"))]
+        return [pytest.param(None, marks=pytest.mark.skip(
+            reason=f"needs {REFERENCE} from the shared folder beside the repository, absent here"))]
     with np.load(REFERENCE) as archive:
         return [key for key in archive.files if key.startswith("lenet/R/")]
 
