@@ -35,3 +35,22 @@ def atomic_path(path, suffix=""):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def remove_leftovers(path):
+    """Remove the temporary files a killed earlier write of ``path`` left in
+    its folder (``.NAME.XXXXXXXX.tmp*``, as :func:`atomic_path` and the
+    streaming writers make them). Only for a caller that holds the output's
+    lock: no other run is writing them. Returns the paths removed."""
+    import re
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(r"\." + re.escape(os.path.basename(path)) + r"\.[A-Za-z0-9_]{8}\.tmp(\..*)?")
+    removed = []
+    for name in os.listdir(folder):
+        if pattern.fullmatch(name):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+    return removed

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._atomic import _umask, atomic_path
 
-__all__ = ["HDF5Writer", "NpyWriter", "COMPRESSION"]
+__all__ = ["HDF5Writer", "NpyWriter", "WriterLock", "clear_stale_lock", "COMPRESSION"]
 
 #: HDF5 compression of the results when asked for (``lrpnb explain
 #: --compress``): gzip (readable by every HDF5 tool) at level 1 after byte
@@ -40,15 +40,15 @@ class HDF5Writer:
     - A batch counts as done after its rows are flushed: the count of
       samples done (the one-value dataset ``_done``) is written and flushed
       after them. A kill between the two redoes that batch.
-    - Finishing renames the partial file to its final name first and then
-      removes the run's attributes, ``_done`` and ``ok`` from it; a run killed
-      before the rename leaves a partial with every batch done, which the
-      same command finishes. Compression (``compress=True``, COMPRESSION) and
+    - Finishing removes the run's attributes, ``_done`` and ``ok`` from the
+      partial file and then renames it to its final name; a run killed before
+      that leaves a partial with every batch done, which the same command
+      finishes (or, killed in the moment between the two, a partial without
+      its record, which the same command redoes from the start). Compression (``compress=True``, COMPRESSION) and
       dropping the rows of unreadable samples copy the data into a new file
       that is renamed into place.
-    - A lock (``path + '.lock'``, ``fcntl.flock``, released by the system
-      when the process ends) holds the pid of the writer; a second writer of
-      the same file is refused, naming it.
+    - A lock (``path + '.lock'``, :class:`WriterLock`) refuses a second
+      writer of the same file, naming it.
 
     Datasets: ``relevance`` (N, ...) or (N, T, ...), ``prediction`` (N,),
     ``scores`` (N, C), ``target`` (N,) or (N, T), and for images ``source``
@@ -67,7 +67,9 @@ class HDF5Writer:
             raise FileNotFoundError(f"cannot write {self.path}: folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise PermissionError(f"cannot write {self.path}: folder {folder} is not writable")
-        self._lock = _WriterLock(self.path + ".lock")
+        self._lock = WriterLock(self.path)
+        with contextlib.suppress(OSError):  # left by a run killed while making it
+            os.remove(self.partial + ".new")
         try:
             if os.path.exists(self.path) and not overwrite:
                 raise ValueError(f"{self.path} exists; remove it or pass --overwrite")
@@ -96,9 +98,12 @@ class HDF5Writer:
         if done == 0:
             return 0  # nothing finished in it: it blocks nothing
         if settings != self.settings or count != self.count:
-            raise ValueError(f"{self.partial}: an unfinished earlier run with other settings left "
-                             f"this file, with {done} of {count} samples done; run that command again "
-                             f"to finish it, or pass --overwrite to start over")
+            differing = _differing(settings, self.settings)
+            changed = "the data changed since " if "data_fingerprint" in differing else ""
+            raise ValueError(f"{self.partial}: {changed}an unfinished earlier run with other settings "
+                             f"({', '.join(differing) or 'count'}) left this file, with {done} of {count} "
+                             f"samples done; resuming would mix its rows with this run's: run that command "
+                             f"again on the same data to finish it, or pass --overwrite to start over")
         return done
 
     # ------------------------------------------------------------ writing
@@ -205,17 +210,20 @@ class HDF5Writer:
                 self._abandon()
                 raise ValueError(f"{self.path}: no sample could be explained")
             dropped = 0 if ok is None else int(np.sum(~ok))
-            self._abandon()
             if dropped == 0 and not self.compression:
+                # the run's bookkeeping goes before the rename: a file under
+                # the final name is complete even after a kill at any point
+                for name in ("ok", "_done"):
+                    if name in self.file:
+                        del self.file[name]
+                for key in ("done", "count", "settings"):
+                    if key in self.file.attrs:
+                        del self.file.attrs[key]
+                self.file.flush()
+                self._abandon()
                 os.replace(self.partial, self.path)
-                with h5py.File(self.path, "r+") as handle:  # the run's bookkeeping goes
-                    for name in ("ok", "_done"):
-                        if name in handle:
-                            del handle[name]
-                    for key in ("done", "count", "settings"):
-                        if key in handle.attrs:
-                            del handle.attrs[key]
                 return 0
+            self._abandon()
             try:
                 with atomic_path(self.path, suffix=".h5") as tmp:
                     self._copy(tmp, ok)
@@ -265,6 +273,17 @@ class HDF5Writer:
         self._lock.release()
 
 
+def _differing(before, now):
+    """The names of the settings (JSON objects) that differ."""
+    try:
+        before, now = json.loads(before), json.loads(now)
+    except (TypeError, ValueError):
+        return ["all"]
+    if not isinstance(before, dict):
+        return ["all"]
+    return sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+
+
 def _reserve(path, size):
     """Reserve ``size`` bytes of disk for the file at ``path`` (Linux), so that
     a full disk shows now rather than in the middle of a later batch."""
@@ -289,39 +308,43 @@ def _os_reason(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-class _WriterLock:
-    """An exclusive lock on ``path`` for one writer (``fcntl.flock``, freed by
-    the system when the process ends), with the holder's pid in the file."""
+class WriterLock:
+    """An exclusive lock on the output ``target`` for one writer: the file
+    ``target + '.lock'``, locked with ``fcntl.flock`` (freed by the system
+    when the process ends, however it ends), holding the holder's pid. A
+    lock file whose holder is gone is stale and harmless: the next run takes
+    it over, and removes it when done. Every output format of
+    ``lrpnb explain`` is written under it."""
 
-    def __init__(self, path):
-        self.path, self.fd = path, None
+    def __init__(self, target):
+        self.target = os.fspath(target)
+        self.path, self.fd = self.target + ".lock", None
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock
             return
         for _ in range(3):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
                 if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)  # a filesystem without locks (some network mounts): go on without
                     with contextlib.suppress(OSError):
-                        os.remove(path)
+                        os.remove(self.path)
                     return
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                target = path[:-len(".lock")]
-                raise ValueError(f"{target}: another lrpnb run (pid {holder}) is writing it; wait for "
-                                 f"it to end or stop it") from None
+                raise ValueError(f"{self.target}: another lrpnb run (pid {holder}) is writing it (it holds "
+                                 f"the lock {self.path}); wait for it to end or stop it") from None
             # a holder that was releasing may have removed the file we opened
-            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            if _same_file(self.path, fd):
                 os.ftruncate(fd, 0)
                 os.write(fd, str(os.getpid()).encode())
                 self.fd = fd
                 return
             os.close(fd)
-        raise ValueError(f"{path}: could not take the lock")
+        raise ValueError(f"{self.path}: could not take the lock")
 
     def release(self):
         if self.fd is not None:
@@ -331,6 +354,33 @@ class _WriterLock:
                 pass
             os.close(self.fd)
             self.fd = None
+
+
+def _same_file(path, fd):
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
+def clear_stale_lock(target):
+    """Remove ``target + '.lock'`` where no process holds it (a run killed
+    after its output was complete left it), so that a run refused for
+    another reason (the output exists) leaves none behind either."""
+    try:
+        import fcntl
+
+        fd = os.open(os.fspath(target) + ".lock", os.O_RDWR)
+    except (ImportError, OSError):
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _same_file(os.fspath(target) + ".lock", fd):
+            os.remove(os.fspath(target) + ".lock")
+    except OSError:
+        pass  # held: a live run, refused when this one takes the lock
+    finally:
+        os.close(fd)
 
 
 class NpyWriter:

@@ -14,7 +14,8 @@ import numpy as np
 from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
-from ..writers import HDF5Writer, NpyWriter
+from .._atomic import remove_leftovers
+from ..writers import HDF5Writer, NpyWriter, WriterLock, clear_stale_lock
 from . import options, pngs
 
 __all__ = ["explain_dataset", "ExplainSummary"]
@@ -54,7 +55,8 @@ class ExplainSummary:
     def line(self):
         """The line ``lrpnb explain`` prints when done."""
         rate = self.explained / self.seconds if self.seconds > 0 else float("inf")
-        return (f"explained {self.explained} samples with {self.method} in {self.seconds:.2f} s "
+        samples = "sample" if self.explained == 1 else "samples"
+        return (f"explained {self.explained} {samples} with {self.method} in {self.seconds:.2f} s "
                 f"({rate:,.0f} samples/s); results written to {self.out}")
 
 
@@ -158,7 +160,11 @@ def _plan(model, data, out, **settings):
 
         colormap(s.cmap)  # an unknown name fails now, not after the first batch
     path, _, model_id = options.open_model(model)
-    options.check_outputs([out], [path, data], s.overwrite)
+    # no file the run reads is ever one it writes, with or without overwrite
+    labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
+    inputs = [path, data, labels]
+    clear_stale_lock(out)  # left by a run killed once its output was complete
+    options.check_outputs([out], inputs, s.overwrite, also=[out + ".partial", out + ".lock"])
     net = options.load_model(model, path, s.device)
     source = open_source(data, s.dataset, sample_shape(net, s.size), input_range)
     shape = options.data_note("explain", net, source, input_range)
@@ -175,18 +181,47 @@ def _plan(model, data, out, **settings):
     # .npy/.npz/.mat/.txt hold the relevance alone: for images, a list of
     # the file of each row goes beside it (an unreadable image is left out)
     names_path = out + ".names.txt" if out_ext not in HDF5_EXTENSIONS and source.names is not None else None
-    if names_path is not None:
-        options.check_outputs([names_path], [], s.overwrite)
+    # the images a list or folder names are inputs too
+    options.check_outputs([names_path] if names_path is not None else [],
+                          inputs + list(getattr(source, "paths", None) or ()), s.overwrite,
+                          also=[out, out + ".partial", out + ".lock"] + list(png_paths or ()))
     text = options.method_text(s.rule, s.param, s.composite)
     record = dict(model=model_id, data=os.path.abspath(data), method=text,
                   target=s.target if isinstance(s.target, str) else _target_words(target),
                   size=_listed(s.size, int), input_range=input_range, dataset=s.dataset,
-                  mean=_listed(s.mean, float), std=_listed(s.std, float), channel_order=s.channel_order)
+                  mean=_listed(s.mean, float), std=_listed(s.std, float), channel_order=s.channel_order,
+                  data_fingerprint=_fingerprint(data, source))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
                                  names_path=names_path, record=record, input_range=input_range, settings=s)
+
+
+def _fingerprint(data, source, edge=1 << 16):
+    """What identifies the data's contents in the record of a run, so that a
+    run is not resumed over data changed under the same name: the data
+    file's size, modification time and a sha1 of its first and last 64 KiB;
+    for images, also each image's size and modification time."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    if not os.path.exists(data):  # FILE.h5:DATASET
+        data = data.rpartition(":")[0] or data
+    files = ([data] if os.path.isfile(data) else []) + list(getattr(source, "paths", None) or ())
+    for number, path in enumerate(files):
+        try:
+            status = os.stat(path)
+        except OSError:  # an image that cannot be read is skipped, and so recorded
+            digest.update(b"missing;")
+            continue
+        digest.update(f"{status.st_size} {status.st_mtime_ns};".encode())
+        if number == 0 and path == data:
+            with open(path, "rb") as handle:
+                digest.update(handle.read(edge))
+                handle.seek(max(0, status.st_size - edge))
+                digest.update(handle.read(edge))
+    return digest.hexdigest()
 
 
 def _listed(values, kind):
@@ -222,6 +257,13 @@ class _Run:
         s = plan.settings
         self.writer = HDF5Writer(plan.out, self.N, plan.record, s.overwrite, s.compress,
                                  names=plan.source.names) if plan.out_ext in HDF5_EXTENSIONS else None
+        # every format is written under the output's lock (HDF5's writer holds its own)
+        self.lock = WriterLock(plan.out) if self.writer is None else None
+        # temporary files of a killed earlier write of the same outputs: no
+        # other run writes them while this one holds the lock
+        for path in (plan.out, plan.names_path):
+            if path is not None:
+                remove_leftovers(path)
         # .npy results stream to the disk batch by batch; .npz, .mat and .txt
         # are written whole at the end (their formats cannot grow in place)
         self.stream = NpyWriter(plan.out, self.N) if plan.out_ext == ".npy" else None
@@ -232,6 +274,13 @@ class _Run:
 
     def run(self):
         """Explain every batch not done yet and finish the file; an ExplainSummary."""
+        try:
+            return self._run()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self):
         plan, N = self.plan, self.N
         if self.start:
             print(f"resuming {plan.out}: {self.start} of {N} samples were done", file=sys.stderr)

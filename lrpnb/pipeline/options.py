@@ -114,20 +114,21 @@ def normalisation(mean, std, channel_order):
     return lambda X: normalise(X, mean_values, std_values, channel_order == "bgr")
 
 
-def check_outputs(outputs, inputs, overwrite):
-    """Refuse outputs that exist (unless ``overwrite``), that are inputs, or
-    whose folder is missing, before any work is done."""
-    # FILE.h5:DATASET reads FILE.h5
-    inputs = [item if item is None or os.path.exists(item) else item.rpartition(":")[0] or item
-              for item in inputs]
+def check_outputs(outputs, inputs, overwrite, also=()):
+    """Refuse outputs that exist (unless ``overwrite``), that are folders,
+    that are inputs (whatever ``overwrite`` says), or whose folder is
+    missing, before any work is done. ``also``: files the run writes besides
+    (its ``.partial``, ``.lock``, PNGs), refused where they are inputs."""
+    inputs = _input_files(inputs)
     seen = set()
     for path in outputs:
         real = os.path.realpath(path)
         if real in seen:
             raise ValueError(f"{path} is named for two outputs")
         seen.add(real)
-        if any(item is not None and os.path.exists(item) and os.path.realpath(item) == real for item in inputs):
-            raise ValueError(f"{path} is an input of this command; write the output elsewhere")
+        _not_an_input(path, inputs)
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a folder; name the file to write")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
@@ -135,6 +136,35 @@ def check_outputs(outputs, inputs, overwrite):
             raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
         if os.path.exists(path) and not overwrite:
             raise ValueError(f"{path} exists; remove it or pass --overwrite")
+    for path in also:
+        _not_an_input(path, inputs)
+
+
+def _input_files(inputs):
+    """The real paths and the (device, inode) of the inputs that exist;
+    FILE.h5:DATASET reads FILE.h5."""
+    reals, identities = set(), set()
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            continue  # None, or a loaded network
+        item = os.fspath(item)
+        if not os.path.exists(item):
+            item = item.rpartition(":")[0] or item
+        if os.path.exists(item):
+            status = os.stat(item)
+            reals.add(os.path.realpath(item))
+            identities.add((status.st_dev, status.st_ino))
+    return reals, identities
+
+
+def _not_an_input(path, inputs):
+    """Refuse ``path`` where it is (or links to) one of ``inputs`` (of :func:`_input_files`)."""
+    real = os.path.realpath(path)
+    status = os.stat(path) if os.path.exists(path) else None
+    identity = None if status is None else (status.st_dev, status.st_ino)
+    reals, identities = inputs
+    if real in reals or identity in identities:
+        raise ValueError(f"{path} is an input of this command; write the output elsewhere")
 
 
 def model_samples(net, X, input_range, name):
