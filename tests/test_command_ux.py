@@ -130,3 +130,29 @@ def test_need_shared_says_what_is_missing(tmp_path, monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="does not hold .a partial copy."):
         conftest.need_shared(tmp_path / "partial" / "x.npy")
     assert conftest.need_shared(tmp_path) == tmp_path
+
+
+# ---------------------------------------------------------------- item 5: evaluate --mean/--std
+def test_evaluate_normalises_as_explain_does(tmp_path, capsys):
+    import json
+
+    import h5py
+
+    from conftest import EXAMPLES
+    from lrpnb import evaluate_dataset
+    from lrpnb.inputs import normalise
+
+    model, data = str(EXAMPLES / "tiny_cnn.txt"), str(EXAMPLES / "tiny_cnn_inputs.npy")
+    settings = dict(rule=["epsilon:0.01", "flat"], region=(2, 2), steps=4, replace=0.0, seed=3, verbose=False)
+    given = evaluate_dataset(model, data, mean=0.25, std=2.0, out=str(tmp_path / "c.h5"), **settings)
+    np.save(tmp_path / "normalised.npy", normalise(np.load(data), [0.25], [2.0]))
+    expected = evaluate_dataset(model, str(tmp_path / "normalised.npy"), **settings)
+    for label, curve in expected.curves.items():
+        np.testing.assert_allclose(given.curves[label], curve, rtol=1e-12, atol=1e-12)
+    with h5py.File(tmp_path / "c.h5", "r") as handle:
+        recorded = json.loads(handle.attrs["settings"])
+    assert recorded["mean"] == [0.25] and recorded["std"] == [2.0] and recorded["channel_order"] == "rgb"
+    assert main(["evaluate", "--model", model, "--data", data, "--std", "0"]) == 1
+    assert "--std must be positive" in capsys.readouterr().err
+    helped = build_parser().commands["evaluate"].format_help()
+    assert "--channel-order" in helped and "act on the normalised input" in " ".join(helped.split())

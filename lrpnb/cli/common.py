@@ -2,7 +2,7 @@
 from ..pipeline.options import COMPOSITE_NAMES
 from ..rules import RULE_NAMES
 
-__all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset"]
+__all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset", "add_normalisation"]
 
 
 def add_method(parser, default_text="simple"):
@@ -38,3 +38,16 @@ def add_size(parser):
 def add_dataset(parser):
     """--dataset: the dataset of an HDF5 --data file."""
     parser.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")
+
+
+def add_normalisation(parser, note=""):
+    """--mean, --std and --channel-order: what the model takes from samples
+    scaled to --input-range."""
+    parser.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+                        help="subtracted from the samples after --input-range, one value or one per "
+                             "channel (torchvision: --input-range 0 1 --mean 0.485 0.456 0.406 "
+                             "--std 0.229 0.224 0.225)" + note)
+    parser.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+                        help="the samples are divided by it after --mean, one value or one per channel")
+    parser.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb",
+                        help="channel order the model takes (bgr: Caffe's); images are read as RGB")

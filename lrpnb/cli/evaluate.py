@@ -1,7 +1,7 @@
 """``lrpnb evaluate``: explanations compared by region perturbation
 (:func:`lrpnb.evaluate_dataset`)."""
 from ..pipeline.evaluate import EVALUATE_RULES
-from .common import add_dataset, add_device, add_input_range, add_size
+from .common import add_dataset, add_device, add_input_range, add_normalisation, add_size
 
 __all__ = ["add_parser", "run"]
 
@@ -47,6 +47,8 @@ def add_parser(commands):
                           help="samples per explain pass (default 256)")
     add_input_range(evaluate)
     add_size(evaluate)
+    add_normalisation(evaluate, "; the explanations and the perturbation both act on the normalised "
+                                "input: the regions are replaced in the model's input space")
     evaluate.add_argument("--out", default=None, metavar="CURVES.h5",
                           help="write the curves, per-sample AOPC and settings as HDF5")
     evaluate.add_argument("--plot", default=None, metavar="CURVES.png", help="write a plot of the mean curves")
@@ -62,4 +64,5 @@ def run(args):
         args.model, args.data, dataset=args.dataset, relevance=args.relevance, rule=args.rule,
         target=args.target, region=args.region, steps=args.steps, order=args.order, replace=args.replace,
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
-        input_range=args.input_range, size=args.size, out=args.out, plot=args.plot, overwrite=args.overwrite)
+        input_range=args.input_range, size=args.size, mean=args.mean, std=args.std,
+        channel_order=args.channel_order, out=args.out, plot=args.plot, overwrite=args.overwrite)

@@ -1,7 +1,7 @@
 """``lrpnb explain``: every sample of a data file or image folder explained
 and written to a file (:func:`lrpnb.explain_dataset`)."""
 from ..failure import Failure
-from .common import add_dataset, add_device, add_input_range, add_method, add_size
+from .common import add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size
 
 __all__ = ["add_parser", "run"]
 
@@ -30,14 +30,7 @@ def add_parser(commands):
     explain.add_argument("--cmap", default="bwr", help="colormap of the PNG heatmaps (default bwr)")
     add_input_range(explain)
     add_size(explain)
-    explain.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
-                         help="subtracted from the samples after --input-range, one value or one per "
-                              "channel (torchvision: --input-range 0 1 --mean 0.485 0.456 0.406 "
-                              "--std 0.229 0.224 0.225)")
-    explain.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
-                         help="the samples are divided by it after --mean, one value or one per channel")
-    explain.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb",
-                         help="channel order the model takes (bgr: Caffe's); images are read as RGB")
+    add_normalisation(explain)
     explain.add_argument("--overwrite", action="store_true",
                          help="replace an existing output (and an unfinished earlier run's file)")
     explain.add_argument("--compress", action="store_true",

@@ -56,13 +56,13 @@ class Evaluation:
 
 def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rule=None, target="pred",
                      region=(4, 4), steps=None, order="morf", replace="uniform", seed=0, count=None,
-                     device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, out=None, plot=None,
-                     overwrite=False, verbose=True):
+                     device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, mean=None, std=None,
+                     channel_order="rgb", out=None, plot=None, overwrite=False, verbose=True):
     """Compare explanations by region perturbation: ``lrpnb evaluate`` from Python.
 
     The regions of each input are replaced one after the other, the most
-    relevant first, and the class score is followed (Samek et al., IEEE
-    TNNLS 2017), for each method and for a random order of the regions.
+    relevant first, and the class score is followed (Samek et al., IEEE TNNLS
+    2017), for each method and for a random order of the regions.
 
     Parameters
     ----------
@@ -72,7 +72,7 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         A data file, FILE.h5:DATASET, an image folder or list (needed with
         ``model``; the embedded model defaults to held-out synthetic digits).
     dataset : str, optional
-        The dataset to read from an HDF5 ``data`` file.
+        The dataset of an HDF5 ``data`` file.
     relevance : str, optional
         Evaluate the maps (and targets) of an ``explain_dataset`` HDF5
         result for ``data`` instead of explaining.
@@ -81,16 +81,14 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         composite names (default: EVALUATE_RULES).
     target : str or lrpnb.targets.Target
         The class followed: 'pred', 'K', 'label:FILE' (one class per sample).
-    region : (int, int)
-        Region size in pixels (vectors: (1, W)).
-    steps : int, optional
-        Regions to replace (default: all).
+    region, steps : (int, int), int, optional
+        Region size in pixels (vectors: (1, W)); regions to replace (default: all).
     order : {'morf', 'lerf'}
         Most or least relevant region first.
     replace : str or float
         'uniform', 'mean', 'blur' or a number (see ``lrpnb.evaluate``).
     seed : int
-        Seeds the uniform values, the random order and the synthetic digits.
+        Seeds the uniform values, random order and synthetic digits.
     count : int, optional
         Evaluate the first ``count`` samples (default: all; 500 synthetic digits).
     device : {'cpu', 'cuda', 'auto'}, optional
@@ -102,12 +100,13 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         Pixels 0..255 are scaled to this range.
     size : (int, int), optional
         Resize images to H x W (default: the model's input size).
-    out : str, optional
-        Write the curves, per-sample AOPC and settings as HDF5 (.h5).
-    plot : str, optional
-        Write a plot of the mean curves (.png).
+    mean, std, channel_order : optional
+        The normalisation after ``input_range``, as in ``explain_dataset``;
+        explanations and perturbation both act on the normalised input.
+    out, plot : str, optional
+        Write the curves, per-sample AOPC and settings as HDF5 (.h5); the mean curves' plot (.png).
     overwrite : bool
-        Replace existing ``out`` and ``plot`` files.
+        Replace existing ``out`` and ``plot`` files (never an input).
     verbose : bool
         Print the table of AOPC values and the files written, as ``lrpnb
         evaluate`` does, on stdout. Skipped samples go to stderr either way.
@@ -119,7 +118,8 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
     s = types.SimpleNamespace(model=model, data=None if data is None else os.fspath(data), dataset=dataset,
                               relevance=relevance, rule=[rule] if isinstance(rule, str) else rule,
                               target=target, region=region, steps=steps, order=order, seed=seed, count=count,
-                              device=device, batch_size=batch_size, size=size, out=out, plot=plot)
+                              device=device, batch_size=batch_size, size=size, out=out, plot=plot,
+                              mean=mean, std=std, channel_order=channel_order)
     input_range = options.check_range(input_range)
     methods, s.replace = _check(s, input_range, replace, overwrite)
     path, name, model_id = options.open_model(options.embedded_model() if model is None else model)
@@ -131,7 +131,7 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
     what = {"morf": "most relevant first", "lerf": "least relevant first"}[order]
     if verbose:
         _report(result, name, grid, region, what, s.replace, seed)
-    _write(result, s, source, dict(settings, order=order, model=model_id, data=origin),
+    _write(result, s, source, dict(settings, order=order, model=model_id, data=origin, **_normalisation(s)),
            f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}", verbose)
     return result
 
@@ -181,6 +181,16 @@ def _curves(net, X, maps, followed, kept, origin, s):
     return result, dict(settings, steps=steps), grid, region
 
 
+def _normalisation(s):
+    """The settings of a normalisation, for the file (none without one)."""
+    if s.mean is None and s.std is None and s.channel_order == "rgb":
+        return {}
+    def listed(values):
+        return None if values is None else [float(value) for value in np.atleast_1d(values)]
+
+    return dict(mean=listed(s.mean), std=listed(s.std), channel_order=s.channel_order)
+
+
 def _say(verbose, text):
     if verbose:
         print(text)
@@ -194,7 +204,8 @@ def _check(s, input_range, replace, overwrite):
     if s.relevance is not None and not _follows_prediction(s.target):
         raise ValueError("--relevance brings its own targets (the file's 'target'); leave out --target")
     methods = [] if s.relevance is not None else \
-        [options.rule_spec(spec, input_range) for spec in (s.rule or EVALUATE_RULES)]
+        [options.rule_spec(spec, input_range, s.mean, s.std) for spec in (s.rule or EVALUATE_RULES)]
+    s.normalise = options.normalisation(s.mean, s.std, s.channel_order)
     replace = options.replacement(replace)
     if s.count is not None and s.count < 1:
         raise ValueError(f"--count must be >= 1, got {s.count}")
@@ -242,7 +253,7 @@ def _samples(net, s, input_range):
         count = s.count or 500
         X = synthetic_digits(count, seed=s.seed + 1000).images
         # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
-        return X, list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
+        return s.normalise(X), list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
     source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range)
     refuse_read_outputs([s.out, s.plot], source)
     options.data_note("evaluate", net, source, input_range)
@@ -254,7 +265,7 @@ def _samples(net, s, input_range):
         raise ValueError(f"{s.data}: no sample could be read")
     X = options.model_samples(net, X, input_range, s.data)
     options.range_note("evaluate", s.data, X, input_range)
-    return X, kept, count, source, f"{len(kept)} sample{'s' * (len(kept) != 1)} of {s.data}"
+    return s.normalise(X), kept, count, source, f"{len(kept)} sample{'s' * (len(kept) != 1)} of {s.data}"
 
 
 def _followed(net, s, X, kept, count):
