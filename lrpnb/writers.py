@@ -375,7 +375,9 @@ def clear_stale_lock(target):
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if _same_file(os.fspath(target) + ".lock", fd):
+        held_by = os.read(fd, 64).strip()
+        # only a lock file as lrpnb writes it: a pid, or nothing yet
+        if (not held_by or held_by.isdigit()) and _same_file(os.fspath(target) + ".lock", fd):
             os.remove(os.fspath(target) + ".lock")
     except OSError:
         pass  # held: a live run, refused when this one takes the lock

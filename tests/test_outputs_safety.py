@@ -137,6 +137,14 @@ def test_a_stale_lock_is_taken_over_and_removed(tmp_path, digits):
         assert not (tmp_path / f"{name}.lock").exists()
 
 
+def test_an_input_named_like_the_lock_is_never_removed(tmp_path, digits):
+    lock = tmp_path / "r.npy.lock"
+    lock.write_bytes(digits.read_bytes())
+    with pytest.raises(ValueError, match="r.npy.lock is an input"):
+        lrpnb.explain_dataset(MODEL, lock, tmp_path / "r.npy", overwrite=True, verbose=False)
+    assert lock.read_bytes() == digits.read_bytes()
+
+
 def test_temporaries_a_killed_run_left_are_removed(tmp_path, digits):
     left = [".r.npy.abc_1234.tmp.npy", ".r.npy.abc_1234.tmp.npy.cut.npy"]
     other = [".s.npy.abc_1234.tmp.npy", ".r.npy.nine_char.tmp.npy"]

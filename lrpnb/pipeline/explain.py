@@ -163,8 +163,9 @@ def _plan(model, data, out, **settings):
     # no file the run reads is ever one it writes, with or without overwrite
     labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
     inputs = [path, data, labels]
+    options.check_outputs([], inputs, s.overwrite, also=[out, out + ".partial", out + ".lock"])
     clear_stale_lock(out)  # left by a run killed once its output was complete
-    options.check_outputs([out], inputs, s.overwrite, also=[out + ".partial", out + ".lock"])
+    options.check_outputs([out], inputs, s.overwrite)
     net = options.load_model(model, path, s.device)
     source = open_source(data, s.dataset, sample_shape(net, s.size), input_range)
     shape = options.data_note("explain", net, source, input_range)
