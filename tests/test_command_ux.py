@@ -156,3 +156,10 @@ def test_evaluate_normalises_as_explain_does(tmp_path, capsys):
     assert "--std must be positive" in capsys.readouterr().err
     helped = build_parser().commands["evaluate"].format_help()
     assert "--channel-order" in helped and "act on the normalised input" in " ".join(helped.split())
+
+
+def test_demo_refuses_a_count_beyond_the_memory_limit(tmp_path, capsys):
+    assert main(["demo", "--count", "1000000", "--out", str(tmp_path / "d.png")]) == 1
+    error = capsys.readouterr().err
+    assert "--count: 1,000,000 samples would take" in error and "LRPNB_MAX_ARRAY_BYTES" in error
+    assert not (tmp_path / "d.png").exists()

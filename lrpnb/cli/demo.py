@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from ..data_io import check_array_size
 from ..pipeline import options
 from ..rules import Rule
 from .common import add_input_range, add_method
@@ -54,6 +55,9 @@ def run(args):
     method = options.method(args.rule, args.param, args.composite, input_range)
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}")
+    # the samples, their relevance and the picture's pixels, a few float64
+    # 32 x 32 images each: refused before any of them is made
+    check_array_size(args.count * 8 * 32 * 32 * 8, "--count", f"{args.count:,} samples")
     if args.labels is not None and args.data is None:
         raise ValueError("--labels are the labels of --data; give --data too (synthetic digits bring "
                          "their own)")
