@@ -30,6 +30,13 @@ __all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool"
 #: the name of a network's input in its graph
 INPUT = "input"
 
+
+def printable(text):
+    """``text`` with its non-printable characters escaped (as repr writes
+    them): node names come from model files, and a terminal escape sequence
+    in one would be obeyed by the terminal, not printed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
 class Node:
     """A layer in a graph network, with its name and the names of its inputs.
 
@@ -58,7 +65,8 @@ class Node:
         self.name, self.layer, self.inputs = name, layer, inputs
 
     def __repr__(self):
-        return f"<Node {self.name}: {self.layer.describe()} <- {', '.join(self.inputs)}>"
+        return (f"<Node {printable(self.name)}: {printable(self.layer.describe())} <- "
+                f"{printable(', '.join(self.inputs))}>")
 
 
 class Network:
@@ -158,8 +166,8 @@ class Network:
         if self.is_sequential:
             body = "".join(f"\n  {k}: {layer.describe()}" for k, layer in enumerate(self.layers))
         else:
-            body = "".join(f"\n  {k}: {node.name} = {node.layer.describe()} <- {', '.join(node.inputs)}"
-                           for k, node in enumerate(self.nodes))
+            body = "".join(f"\n  {k}: {printable(node.name)} = {printable(node.layer.describe())} <- "
+                           f"{printable(', '.join(node.inputs))}" for k, node in enumerate(self.nodes))
         return f"Network({len(self.layers)} layers, {self.device}){body}"
 
     def __len__(self):

@@ -340,3 +340,11 @@ def test_onnx_external_data_is_refused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     with pytest.raises(ValueError, match=r"external.onnx: tensor 'w' is stored in another file"):
         lrpnb.load(path)
+
+
+def test_a_network_prints_node_names_escaped():
+    evil = "\x1b]0;owned\x07relu"
+    net = lrpnb.Network([lrpnb.Node(evil, lrpnb.Rect(), "input"),
+                         lrpnb.Node("skip", lrpnb.Add(), [evil, "input"])])
+    for text in (repr(net), repr(net.nodes[0]), repr(net.nodes[1])):
+        assert "\x1b" not in text and "\x07" not in text and "\\x1b]0;owned\\x07relu" in text

@@ -24,18 +24,11 @@ def add_parsers(commands):
     convert.set_defaults(run=run_convert)
 
 
-def shown(text):
-    """``text`` with its non-printable characters escaped (as repr writes
-    them): a model's node names are the file's, and a terminal escape
-    sequence in one would be obeyed by the terminal, not printed."""
-    text = str(text)
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def run_info(args):
     """Print the input, then a row per layer (per node of a graph), then the totals."""
     from ..inputs import input_shape
     from ..model_io import load
+    from ..network import printable as shown
 
     net = load(args.model)
     shape = input_shape(net)
