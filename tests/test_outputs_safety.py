@@ -3,6 +3,7 @@
 one it writes, a folder is no output, a finished file is complete before it
 appears, stale locks and temporaries go, a resumed run never mixes data."""
 import os
+import pathlib
 
 import h5py
 import numpy as np
@@ -184,3 +185,41 @@ def test_the_summary_counts_one_sample_in_the_singular(tmp_path, digits):
     summary = lrpnb.explain_dataset(MODEL, one, tmp_path / "r.npy", verbose=False)
     assert summary.line().startswith("explained 1 sample with ")
     assert pipeline_explain.ExplainSummary("o", 2, 2, 0, 1.0, "m").line().startswith("explained 2 samples ")
+
+
+def test_without_a_rule_each_layer_keeps_its_preset(tmp_path, digits):
+    net = lrpnb.load(MODEL)
+    net.set_lrp_parameters("alphabeta", 2.0)  # as the toolbox's pickled models carry theirs
+    lrpnb.explain_dataset(net, digits, tmp_path / "presets.npy", verbose=False)
+    lrpnb.explain_dataset(MODEL, digits, tmp_path / "given.npy", rule="alphabeta", param=2.0, verbose=False)
+    lrpnb.explain_dataset(MODEL, digits, tmp_path / "simple.npy", verbose=False)
+    presets = np.load(tmp_path / "presets.npy")
+    np.testing.assert_array_equal(presets, np.load(tmp_path / "given.npy"))
+    assert not np.allclose(presets, np.load(tmp_path / "simple.npy"))
+
+
+def test_resuming_with_a_changed_model_or_labels_is_refused(tmp_path, digits, monkeypatch):
+    model, labels = tmp_path / "m.txt", tmp_path / "labels.npy"
+    model.write_bytes(pathlib.Path(lrpnb.model_io.model_path(MODEL)).read_bytes())
+    np.save(labels, np.arange(12) % 10)
+    explain, calls = lrpnb.Network.explain, []
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C while the second batch is explained
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return explain(self, *args, **kwargs)
+
+    out = tmp_path / "r.h5"
+    for changed in (labels, model):
+        calls.clear()
+        monkeypatch.setattr(lrpnb.Network, "explain", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            lrpnb.explain_dataset(str(model), digits, out, batch_size=4, target=f"label:{labels}",
+                                  overwrite=True, verbose=False)
+        monkeypatch.setattr(lrpnb.Network, "explain", explain)
+        assert (tmp_path / "r.h5.partial").exists()
+        os.utime(changed, ns=(1, 1))  # rewritten under the same name (its time tells)
+        with pytest.raises(ValueError, match="inputs_fingerprint"):
+            lrpnb.explain_dataset(str(model), digits, out, batch_size=4, target=f"label:{labels}",
+                                  verbose=False)

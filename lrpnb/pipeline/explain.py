@@ -191,7 +191,8 @@ def _plan(model, data, out, **settings):
                   target=s.target if isinstance(s.target, str) else _target_words(target),
                   size=_listed(s.size, int), input_range=input_range, dataset=s.dataset,
                   mean=_listed(s.mean, float), std=_listed(s.std, float), channel_order=s.channel_order,
-                  data_fingerprint=_fingerprint(data, source))
+                  data_fingerprint=_fingerprint(data, source),
+                  inputs_fingerprint=_fingerprint(None, None, [path, labels]))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
@@ -199,17 +200,21 @@ def _plan(model, data, out, **settings):
                                  names_path=names_path, record=record, input_range=input_range, settings=s)
 
 
-def _fingerprint(data, source, edge=1 << 16):
-    """What identifies the data's contents in the record of a run, so that a
-    run is not resumed over data changed under the same name: the data
-    file's size, modification time and a sha1 of its first and last 64 KiB;
-    for images, also each image's size and modification time."""
+def _fingerprint(data, source, whole=(), edge=1 << 16):
+    """What identifies the inputs' contents in the record of a run, so that a
+    run is not resumed over data, a model or labels changed under the same
+    name: the data file's size, modification time and a sha1 of its first
+    and last 64 KiB; for images, also each image's size and modification
+    time; the same as the data file's for each file of ``whole`` (None
+    entries skipped)."""
     import hashlib
 
     digest = hashlib.sha1()
-    if not os.path.exists(data):  # FILE.h5:DATASET
+    if data is not None and not os.path.exists(data):  # FILE.h5:DATASET
         data = data.rpartition(":")[0] or data
-    files = ([data] if os.path.isfile(data) else []) + list(getattr(source, "paths", None) or ())
+    edged = [data] if data is not None and os.path.isfile(data) else []
+    edged += [path for path in whole if path is not None and os.path.isfile(path)]
+    files = edged + list(getattr(source, "paths", None) or ())
     for number, path in enumerate(files):
         try:
             status = os.stat(path)
@@ -217,7 +222,7 @@ def _fingerprint(data, source, edge=1 << 16):
             digest.update(b"missing;")
             continue
         digest.update(f"{status.st_size} {status.st_mtime_ns};".encode())
-        if number == 0 and path == data:
+        if number < len(edged):
             with open(path, "rb") as handle:
                 digest.update(handle.read(edge))
                 handle.seek(max(0, status.st_size - edge))

@@ -63,13 +63,16 @@ def method(rule, param, composite_spec, input_range, mean=None, std=None):
     """Keyword arguments of ``Network.explain`` for a rule (with its
     parameter) or a composite (a name of :func:`composite`, or a composite
     object), checked before any data is read: the Rule is made here, once.
-    ``mean`` and ``std`` are the samples' normalisation (the box bounds')."""
+    Neither given: no keywords, so each layer's preset applies. ``mean``
+    and ``std`` are the samples' normalisation (the box bounds')."""
     if composite_spec is not None:
         if rule is not None or param is not None:
             raise ValueError("give either --rule (with --param) or --composite, not both")
         if hasattr(composite_spec, "rules"):  # a composite object rather than its name
             return dict(composite=composite_spec)
         return dict(composite=composite(composite_spec, input_range, mean, std))
+    if rule is None and param is None:
+        return {}  # each layer's own preset (the toolbox's models carry theirs)
     return dict(rule=Rule(rule, parameter(param)))
 
 
