@@ -189,7 +189,7 @@ def explain(net, X, target=None, rule=None, param=None, composite=None, return_s
     keep = kept_values(net, layers, count)
     if target.per_sample and np.ndim(target.value) == 1 and len(target.value) != X.shape[0]:
         raise ValueError(f"target has {len(target.value)} entries for {X.shape[0]} samples")
-    pieces = [_explain_part(net, X[n0:n1] if (n0, n1) != (0, X.shape[0]) else X, target.rows(n0, n1), count,
+    pieces = [_explain_part(net, X[n0:n1], target.rows(n0, n1), count,
                             rules, method, return_layer_sums, keep, n0)
               for n0, n1 in batch_parts(net, X, count, target)]
     if len(pieces) == 1:

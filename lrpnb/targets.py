@@ -128,14 +128,6 @@ class Target:
             return self
         return Target("label", np.asarray(self.value)[start:stop])
 
-    def api_value(self):
-        """The API form of this target (what ``Network.explain`` takes)."""
-        return {"pred": None, "all": "all", "top": ("topk", self.value)}.get(self.kind, self.value)
-
-    def count(self, classes):
-        """Targets per sample for a network of ``classes`` outputs."""
-        return classes if self.kind == "all" else min(self.value, classes) if self.kind == "top" else 1
-
     def classes(self, scores):
         """The (N, T) classes explained for class ``scores`` (N, C)."""
         N, C = scores.shape

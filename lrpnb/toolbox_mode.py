@@ -293,7 +293,7 @@ def _explain_entry(net, composite, config, shape, classes, image_path, number, p
         bases.setdefault(base, real)
     _output_folder(base, config["standalone_outpath"])
     target = Target.from_toolbox(number, classes)
-    relevance, scores = net.explain(X, target=target.api_value(), composite=composite, return_scores=True)
+    relevance, scores = net.explain(X, target=target, composite=composite, return_scores=True)
     if target.several:  # a map per class, named by it
         maps = relevance[0]
         names = [f"{base}_class{k}" for k in target.classes(scores)[0]]

@@ -354,7 +354,7 @@ class _Run:
         target = Target("label", np.asarray(plan.target.value)[kept]) if plan.target.per_sample \
             else plan.target
         try:
-            relevance, scores = plan.net.explain(plan.normalise(X), target=target.api_value(),
+            relevance, scores = plan.net.explain(plan.normalise(X), target=target,
                                                  return_scores=True, **plan.method)
         except ValueError as error:
             # explain() counts samples within the batch
