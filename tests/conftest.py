@@ -47,3 +47,17 @@ def toolbox_digits(count):
     images = lrpnb.read_data(need_shared(DATA / "test_images.mat"))[:count]
     X = images.reshape(-1, 28, 28, 1) / 127.5 - 1.0
     return np.pad(X, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1.0)
+
+
+def interrupting(explain, at):
+    """``explain`` that raises KeyboardInterrupt at its ``at``-th call: Ctrl-C
+    while that batch of a dataset run is explained (to test resuming)."""
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return explain(*args, **kwargs)
+
+    return interrupted

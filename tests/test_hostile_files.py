@@ -164,21 +164,23 @@ def test_pickled_models_still_load(tmp_path):
 
 
 # ---------------------------------------------------------------- HDF5 inputs
-def _hdf5_reading_another_file(tmp_path, kind):
+def _hdf5_reading_another_file(tmp_path, kind, name="ds", suffix=".h5", userblock_size=0):
+    """An HDF5 file whose dataset ``name`` has its values in other files:
+    external raw storage or a virtual layout."""
     h5py = pytest.importorskip("h5py")
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(8, dtype="<f8").tobytes())
-    path = tmp_path / f"{kind}.h5"
-    with h5py.File(path, "w") as handle:
+    path = tmp_path / f"{kind}{suffix}"
+    with h5py.File(path, "w", userblock_size=userblock_size) as handle:
         if kind == "external":
-            handle.create_dataset("ds", shape=(2, 4), dtype="<f8", external=[(str(secret), 0, 64)])
+            handle.create_dataset(name, shape=(2, 4), dtype="<f8", external=[(str(secret), 0, 64)])
         else:
             other = tmp_path / "other.h5"
             with h5py.File(other, "w") as source:
                 source["x"] = np.ones((2, 4))
             layout = h5py.VirtualLayout(shape=(2, 4), dtype="f8")
             layout[:] = h5py.VirtualSource(str(other), "x", shape=(2, 4))
-            handle.create_virtual_dataset("ds", layout)
+            handle.create_virtual_dataset(name, layout)
     return path
 
 
@@ -193,20 +195,7 @@ def test_hdf5_datasets_stored_in_other_files_are_refused(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["external", "virtual"])
 def test_a_v73_mat_data_file_stored_in_other_files_is_refused(tmp_path, kind):
-    h5py = pytest.importorskip("h5py")
-    path = tmp_path / f"{kind}.mat"
-    secret = tmp_path / "secret.bin"
-    secret.write_bytes(np.arange(8, dtype="<f8").tobytes())
-    with h5py.File(path, "w", userblock_size=512) as handle:
-        if kind == "external":
-            handle.create_dataset("data", shape=(2, 4), dtype="<f8", external=[(str(secret), 0, 64)])
-        else:
-            other = tmp_path / "other.h5"
-            with h5py.File(other, "w") as source:
-                source["x"] = np.ones((2, 4))
-            layout = h5py.VirtualLayout(shape=(2, 4), dtype="f8")
-            layout[:] = h5py.VirtualSource(str(other), "x", shape=(2, 4))
-            handle.create_virtual_dataset("data", layout)
+    path = _hdf5_reading_another_file(tmp_path, kind, name="data", suffix=".mat", userblock_size=512)
     _matlab_header(path)
     with pytest.raises(ValueError, match=rf"{kind}.mat:data: a (virtual|dataset with external)"):
         lrpnb.read_data(path)

@@ -14,6 +14,7 @@ import lrpnb
 from lrpnb import writers
 from lrpnb.digits import synthetic_digits
 from lrpnb.pipeline import explain as pipeline_explain
+from conftest import interrupting
 
 MODEL = "lenet5_synthetic"
 
@@ -159,15 +160,7 @@ def test_temporaries_a_killed_run_left_are_removed(tmp_path, digits):
 
 def test_resuming_over_changed_data_is_refused(tmp_path, digits, capsys):
     net = lrpnb.load(MODEL)
-    explain, calls = net.explain, []
-
-    def interrupted(*args, **kwargs):  # Ctrl-C while the second batch is explained
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return explain(*args, **kwargs)
-
-    net.explain = interrupted
+    net.explain = interrupting(net.explain, 2)  # Ctrl-C while the second batch is explained
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt):
         lrpnb.explain_dataset(net, digits, out, batch_size=4)
@@ -202,18 +195,11 @@ def test_resuming_with_a_changed_model_or_labels_is_refused(tmp_path, digits, mo
     model, labels = tmp_path / "m.txt", tmp_path / "labels.npy"
     model.write_bytes(pathlib.Path(lrpnb.model_io.model_path(MODEL)).read_bytes())
     np.save(labels, np.arange(12) % 10)
-    explain, calls = lrpnb.Network.explain, []
-
-    def interrupted(self, *args, **kwargs):  # Ctrl-C while the second batch is explained
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return explain(self, *args, **kwargs)
-
+    explain = lrpnb.Network.explain
     out = tmp_path / "r.h5"
     for changed in (labels, model):
-        calls.clear()
-        monkeypatch.setattr(lrpnb.Network, "explain", interrupted)
+        # Ctrl-C while the second batch is explained
+        monkeypatch.setattr(lrpnb.Network, "explain", interrupting(explain, 2))
         with pytest.raises(KeyboardInterrupt):
             lrpnb.explain_dataset(str(model), digits, out, batch_size=4, target=f"label:{labels}",
                                   overwrite=True, verbose=False)

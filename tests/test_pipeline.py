@@ -11,6 +11,7 @@ import lrpnb
 from lrpnb.cli import main
 from lrpnb.digits import synthetic_digits
 from lrpnb.targets import Target
+from conftest import interrupting
 
 MODEL = "lenet5_synthetic"
 
@@ -78,15 +79,8 @@ def test_explain_dataset_refuses_as_the_command_does(tmp_path, digits):
 
 def test_an_interrupted_explain_dataset_resumes(tmp_path, digits, capsys):
     net = lrpnb.load(MODEL)
-    explain, calls = net.explain, []
-
-    def interrupted(*args, **kwargs):  # Ctrl-C while the third batch is explained
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return explain(*args, **kwargs)
-
-    net.explain = interrupted
+    explain = net.explain
+    net.explain = interrupting(explain, 3)  # Ctrl-C while the third batch is explained
     out = tmp_path / "r.h5"
     with pytest.raises(KeyboardInterrupt):
         lrpnb.explain_dataset(net, digits, out, batch_size=4)
@@ -102,7 +96,7 @@ def test_an_interrupted_explain_dataset_resumes(tmp_path, digits, capsys):
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
     # a network with other parameters does not continue another's run
     with pytest.raises(KeyboardInterrupt):
-        net.explain, calls[:] = interrupted, []
+        net.explain = interrupting(explain, 3)
         lrpnb.explain_dataset(net, digits, tmp_path / "other.h5", batch_size=4)
     changed = lrpnb.load(MODEL)
     changed.layers[0].W[0, 0, 0, 0] += 1
