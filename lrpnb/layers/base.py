@@ -153,6 +153,19 @@ class Layer:
         passes relevance unchanged."""
         return R
 
+    def cached(self, key, make):
+        """``make()``, computed once per ``key`` until the layer's parameters
+        change (their setters empty the cache): parameters prepared for a
+        dtype and a device."""
+        casts = self.__dict__.setdefault("_casts", {})
+        if key not in casts:
+            casts[key] = make()
+        return casts[key]
+
+    def __getstate__(self):
+        # device copies are made again where the layer is used
+        return dict(self.__dict__, _casts={})
+
 
 class Weighted(Layer):
     """A layer with weights W and bias B, kept as given (float32 or float64)
@@ -191,13 +204,6 @@ class Weighted(Layer):
             raise ValueError(f"{type(self).__name__}: B must have {self._W.shape[-1]} values "
                              f"(one per output), got {self._B.size}")
 
-    def cached(self, key, make):
-        """``make()``, computed once per ``key`` until W or B change: weights
-        prepared for a dtype and a device."""
-        if key not in self._casts:
-            self._casts[key] = make()
-        return self._casts[key]
-
     def weights(self, dtype, backend=CPU):
         """(W, B) in ``dtype`` on ``backend``'s device: cast and copied once, then cached."""
         return self.cached((backend.name, dtype), lambda: (backend.put(self._W.astype(dtype, copy=False)),
@@ -207,10 +213,6 @@ class Weighted(Layer):
         """(dL/dW, dL/dB) for this layer's input ``X`` and output gradient ``G``."""
         raise NotImplementedError
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_casts"] = {}  # device copies are made again where the layer is used
-        return state
 
 
 def bounds(param, channels, dtype, backend):

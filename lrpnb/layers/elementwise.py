@@ -94,20 +94,15 @@ class BatchNorm(Layer):
         # parameter preparation, once: the per-channel scale and shift
         self.scale = gamma / np.sqrt(var + eps)
         self.shift = beta - mean * self.scale
-        self._casts = {}
 
     def describe(self):
         return f"BatchNorm {self.scale.size}"
 
     def _params(self, dtype, backend):
-        key = (backend.name, dtype)
-        if key not in self._casts:
-            self._casts[key] = (backend.put(self.scale.astype(dtype)), backend.put(self.shift.astype(dtype)),
-                                backend.put(np.zeros(self.scale.size, dtype=dtype)))
-        return self._casts[key]
-
-    def __getstate__(self):
-        return dict(self.__dict__, _casts={})
+        """(scale, shift, zeros) in ``dtype`` on ``backend``'s device, cached."""
+        return self.cached((backend.name, dtype), lambda: (
+            backend.put(self.scale.astype(dtype)), backend.put(self.shift.astype(dtype)),
+            backend.put(np.zeros(self.scale.size, dtype=dtype))))
 
     def output_shape(self, shape):
         if shape[-1] != self.scale.size:
