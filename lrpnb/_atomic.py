@@ -1,7 +1,49 @@
-"""Atomic file writing: a temporary file in the target's folder, renamed into place."""
+"""Atomic file writing: a temporary file in the target's folder, renamed into place.
+
+A rename is only as durable as what the disk holds when it happens: the
+file's contents are synced before it is renamed and the folder after, so
+that after a power cut a file under its final name is the whole file, not
+an empty or half-written one (:func:`sync_file`, :func:`sync_folder`).
+"""
 import contextlib
 import os
 import tempfile
+
+
+def sync_file(path_or_fd):
+    """Ask the system to put the file's contents on the disk (``fsync``)."""
+    if isinstance(path_or_fd, int):
+        os.fsync(path_or_fd)
+        return
+    fd = os.open(path_or_fd, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder(path):
+    """Put the folder of ``path``'s entries on the disk, so that a rename
+    into it survives a power cut (POSIX; elsewhere a no-op)."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # folders cannot be opened (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # filesystems that do not sync folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(source, target):
+    """``os.replace(source, target)`` after ``source``'s contents are on the
+    disk, with the folder synced after it."""
+    sync_file(source)
+    os.replace(source, target)
+    sync_folder(target)
 
 
 def _umask():
@@ -30,7 +72,7 @@ def atomic_path(path, suffix=""):
         # mkstemp makes the file private (0600); give it the mode a plain
         # open() would have: the old file's, or 0666 less the umask
         os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)

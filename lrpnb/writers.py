@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ._atomic import _umask, atomic_path
+from ._atomic import _umask, atomic_path, replace_durably
 
 __all__ = ["HDF5Writer", "NpyWriter", "WriterLock", "clear_stale_lock", "COMPRESSION"]
 
@@ -129,7 +129,7 @@ class HDF5Writer:
                 _reserve(fresh, handle.id.get_filesize())
                 handle.flush()
                 self._rows(handle, start, results)
-            os.replace(fresh, self.partial)
+            replace_durably(fresh, self.partial)
         except BaseException:
             if os.path.exists(fresh):
                 os.remove(fresh)
@@ -158,6 +158,8 @@ class HDF5Writer:
             handle[name][start:start + len(rows)] = rows
             stop = start + len(rows)
         handle.flush()
+        # the rows are on the disk before the count that says they are done
+        _sync(handle)
         handle["_done"][0] = stop
         handle.flush()
         return stop
@@ -221,7 +223,7 @@ class HDF5Writer:
                         del self.file.attrs[key]
                 self.file.flush()
                 self._abandon()
-                os.replace(self.partial, self.path)
+                replace_durably(self.partial, self.path)
                 return 0
             self._abandon()
             try:
@@ -272,6 +274,17 @@ class HDF5Writer:
         self._abandon()
         self._lock.release()
 
+    def discard(self):
+        """Close and remove the partial file (a run that explained nothing),
+        before the lock is released: once it is, the partial file may be
+        another run's."""
+        try:
+            self._abandon()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.partial)
+        finally:
+            self._lock.release()
+
 
 def _differing(before, now):
     """The names of the settings (JSON objects) that differ."""
@@ -282,6 +295,14 @@ def _differing(before, now):
     if not isinstance(before, dict):
         return ["all"]
     return sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+
+
+def _sync(handle):
+    """Put an open HDF5 file's flushed contents on the disk."""
+    try:
+        os.fsync(handle.id.get_vfd_handle())
+    except (OSError, TypeError, ValueError):  # a driver without a file descriptor
+        pass
 
 
 def _reserve(path, size):
@@ -446,7 +467,7 @@ class NpyWriter:
                         target.write(chunk)
                         remaining -= len(chunk)
             os.chmod(final, 0o666 & ~_umask())
-            os.replace(final, self.path)
+            replace_durably(final, self.path)
         finally:
             self.close()
 

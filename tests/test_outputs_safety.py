@@ -209,3 +209,59 @@ def test_resuming_with_a_changed_model_or_labels_is_refused(tmp_path, digits, mo
         with pytest.raises(ValueError, match="inputs_fingerprint"):
             lrpnb.explain_dataset(str(model), digits, out, batch_size=4, target=f"label:{labels}",
                                   verbose=False)
+
+
+@pytest.mark.parametrize("ext", [".h5", ".npy", ".npz"])
+def test_a_setup_failure_after_the_lock_is_taken_releases_it(tmp_path, digits, monkeypatch, ext):
+    out = tmp_path / f"r{ext}"
+
+    def broken(path):
+        raise OSError("cannot list the folder")
+
+    monkeypatch.setattr(pipeline_explain, "remove_leftovers", broken)
+    with pytest.raises(OSError, match="cannot list the folder"):
+        lrpnb.explain_dataset(MODEL, digits, out, verbose=False)
+    assert not (tmp_path / f"r{ext}.lock").exists()
+    monkeypatch.undo()
+    lrpnb.explain_dataset(MODEL, digits, out, verbose=False)
+    assert out.exists()
+
+
+def test_a_failure_before_the_first_batch_releases_the_hdf5_lock(tmp_path, digits, monkeypatch):
+    out = tmp_path / "r.h5"
+
+    def broken(total, description):
+        raise RuntimeError("no terminal")
+
+    monkeypatch.setattr(pipeline_explain, "_progress", broken)
+    with pytest.raises(RuntimeError, match="no terminal"):
+        lrpnb.explain_dataset(MODEL, digits, out, verbose=False)
+    assert not (tmp_path / "r.h5.lock").exists() and not out.exists()
+
+
+def test_a_discarded_partial_file_goes_before_the_lock(tmp_path, monkeypatch):
+    """The partial file of a run that explained nothing is removed while its
+    lock is held: once the lock is free it may be another run's."""
+    out = tmp_path / "r.h5"
+    writer = writers.HDF5Writer(out, 4, {"a": 1})
+    writer.write(0, {"relevance": np.ones((4, 2), np.float32)})
+    order = []
+    release = writers.WriterLock.release
+    monkeypatch.setattr(writers.WriterLock, "release",
+                        lambda self: (order.append(("lock", os.path.exists(writer.partial))), release(self)))
+    writer.discard()
+    assert order == [("lock", False)]
+    assert not os.path.exists(writer.partial) and not (tmp_path / "r.h5.lock").exists()
+
+
+def test_results_are_synced_to_the_disk_before_they_are_renamed(tmp_path, digits, monkeypatch):
+    from lrpnb import _atomic
+
+    synced, replaced = [], []
+    sync_file, replace = _atomic.sync_file, os.replace
+    monkeypatch.setattr(_atomic, "sync_file", lambda path: (synced.append(os.fspath(path)), sync_file(path)))
+    monkeypatch.setattr(_atomic.os, "replace", lambda a, b: (replaced.append((os.fspath(a), synced[-1])),
+                                                             replace(a, b)))
+    for ext in (".h5", ".npy", ".npz"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / f"r{ext}", verbose=False)
+    assert replaced and all(source == last_synced for source, last_synced in replaced)

@@ -265,14 +265,19 @@ class _Run:
                                  names=plan.source.names) if plan.out_ext in HDF5_EXTENSIONS else None
         # every format is written under the output's lock (HDF5's writer holds its own)
         self.lock = WriterLock(plan.out) if self.writer is None else None
-        # temporary files of a killed earlier write of the same outputs: no
-        # other run writes them while this one holds the lock
-        for path in (plan.out, plan.names_path):
-            if path is not None:
-                remove_leftovers(path)
-        # .npy results stream to the disk batch by batch; .npz, .mat and .txt
-        # are written whole at the end (their formats cannot grow in place)
-        self.stream = NpyWriter(plan.out, self.N) if plan.out_ext == ".npy" else None
+        self.stream = None
+        try:
+            # temporary files of a killed earlier write of the same outputs: no
+            # other run writes them while this one holds the lock
+            for path in (plan.out, plan.names_path):
+                if path is not None:
+                    remove_leftovers(path)
+            # .npy results stream to the disk batch by batch; .npz, .mat and .txt
+            # are written whole at the end (their formats cannot grow in place)
+            self.stream = NpyWriter(plan.out, self.N) if plan.out_ext == ".npy" else None
+        except BaseException:
+            self._release()
+            raise
         self.parts, self.row_names, self.failures, self.explained = [], [], 0, 0
         self.start = self.writer.done if self.writer is not None else 0
         self.pending = None
@@ -283,8 +288,15 @@ class _Run:
         try:
             return self._run()
         finally:
-            if self.lock is not None:
-                self.lock.release()
+            self._release()
+
+    def _release(self):
+        """Release the outputs' locks, however the run ended (an HDF5
+        partial file stays, to resume; releasing twice is harmless)."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def _run(self):
         plan, N = self.plan, self.N
@@ -416,9 +428,7 @@ class _Run:
         plan, writer = self.plan, self.writer
         if writer is not None:
             if self.explained == 0 and self.start == 0:
-                writer.close()
-                if os.path.exists(writer.partial):
-                    os.remove(writer.partial)
+                writer.discard()
                 raise ValueError(f"{plan.data}: no sample could be explained")
             # rows of unreadable samples, from this run or an interrupted earlier one
             self.failures = writer.finish()
