@@ -163,3 +163,52 @@ def test_demo_refuses_a_count_beyond_the_memory_limit(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "--count: 1,000,000 samples would take" in error and "LRPNB_MAX_ARRAY_BYTES" in error
     assert not (tmp_path / "d.png").exists()
+
+
+# ---------------------------------------------------------------- Ctrl-C at any moment
+def test_the_command_line_starts_without_numpy_or_numba():
+    """What runs before main() can catch a Ctrl-C is the standard library only."""
+    import subprocess
+    import sys
+
+    code = "import sys, lrpnb.cli; print(sorted(m for m in ('numpy', 'numba', 'h5py') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["numpy", "numba"])
+def test_ctrl_c_while_the_command_line_loads_exits_130_with_one_line(module):
+    """The signal itself arrives while ``module`` is imported (the moment a
+    Ctrl-C most often lands in a short run)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import builtins, os, signal, sys
+import lrpnb.cli
+real = builtins.__import__
+def importing(name, *args, **kwargs):
+    if name == {module!r} and not getattr(importing, "sent", False):
+        importing.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = importing
+sys.exit(lrpnb.cli.main(["info", "lenet5_synthetic"]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines() in (["lrpnb: interrupted"], ["lrpnb info: interrupted"])
+
+
+def test_ctrl_c_after_the_command_is_known_names_it(monkeypatch, capsys):
+    from lrpnb.cli import info
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = build_parser()
+    monkeypatch.setattr("lrpnb.cli.build_parser", lambda: parser)
+    parser.commands["info"].set_defaults(run=interrupted)
+    assert main(["info", "lenet5_synthetic"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["lrpnb info: interrupted"]
+    assert info  # the command's module was loaded by the parser

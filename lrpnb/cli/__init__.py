@@ -4,6 +4,11 @@ Each command's options and run are in a module of this package; the work of
 ``explain`` and ``evaluate`` is :func:`lrpnb.explain_dataset` and
 :func:`lrpnb.evaluate_dataset`. :func:`main` turns their errors into one
 line on stderr and an exit status.
+
+Only the standard library is imported before :func:`main` runs: numpy,
+numba and the commands' modules load inside it, so that a Ctrl-C at any
+moment after Python starts ends as every interruption does (one line,
+status 130), never as a traceback.
 """
 import argparse
 import os
@@ -11,13 +16,14 @@ import sys
 
 from .. import __version__
 from ..failure import Failure
-from . import demo, evaluate, explain, info, toolbox
 
 __all__ = ["main", "build_parser", "parse"]
 
 
 def build_parser():
     """The parser of every command; each sets ``run`` to the function that runs it."""
+    from . import demo, evaluate, explain, info, toolbox
+
     parser = argparse.ArgumentParser(
         prog="lrpnb", description="Layer-wise Relevance Propagation with compiled kernels.")
     parser.add_argument("--version", action="version", version=f"lrpnb {__version__}")
@@ -49,8 +55,10 @@ def parse(argv=None):
 def main(argv=None):
     """Run the command of ``argv`` (default: sys.argv); returns the exit status:
     0, 1 on an error or Failure, 130 on Ctrl-C, 141 on a closed pipe."""
-    args = parse(argv)
+    command = "lrpnb"
     try:
+        args = parse(argv)  # imports the commands' modules
+        command = f"lrpnb {args.command}"
         args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
     except BrokenPipeError:
@@ -59,14 +67,14 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Failure as failure:
-        print(f"lrpnb {args.command}: {failure}", file=sys.stderr)
+        print(f"{command}: {failure}", file=sys.stderr)
         return 1
     except (ValueError, OSError, TypeError, RuntimeError, ImportError) as error:
-        print(f"lrpnb {args.command}: error: {error}", file=sys.stderr)
+        print(f"{command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
         if not getattr(stop, "reported", False):
-            print(f"lrpnb {args.command}: interrupted", file=sys.stderr)
+            print(f"{command}: interrupted", file=sys.stderr)
         return 130
     return 0
 
