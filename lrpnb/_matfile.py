@@ -10,6 +10,12 @@ file for anything else. Format: The MathWorks, "MAT-File Format" (version
 7, 2019), chapters 1 (v4) and 2-4 (v5). v7.3 files are HDF5 and are read by
 h5py elsewhere.
 
+Compressed elements (miCOMPRESSED) are inflated no further than their
+declared size, and only after the total a file's compressed elements
+declare has passed the caller's size policy (``check_size``: lrpnb.data_io's
+limits, passed in because that module imports this one): a few kilobytes
+of deflate must not become gigabytes in memory.
+
 ``checked_v5_bytes`` walks the whole element tree of a v5 file (cells,
 structs, objects, the opaque MCOS objects and the subsystem that holds
 their properties) without decoding it, for the model reader, which hands
@@ -38,13 +44,17 @@ class _Bad(ValueError):
     pass
 
 
-def read_matrices(path):
+def read_matrices(path, check_size=None):
     """{name: array} of every numeric matrix of the MAT-file at ``path``
-    (v4 or v5). Raises ValueError naming the file when it is malformed."""
+    (v4 or v5). Raises ValueError naming the file when it is malformed.
+
+    ``check_size(nbytes, what, file_size)``, when given, raises a ValueError
+    naming the file when the compressed elements would inflate to more than
+    ``nbytes`` allow (before they are inflated)."""
     data = read_regular(path)
     try:
         if len(data) >= 128 and data[124:126] in (b"\x00\x01", b"\x01\x00") and data[126:128] in (b"IM", b"MI"):
-            return _read_v5(data)
+            return _read_v5(data, _Inflated(check_size, len(data)))
         if len(data) >= 4 and 0 in data[:4]:
             return _read_v4(data)
         raise _Bad("not a MAT-file of version 4 or 5 (v7.3 files are HDF5)")
@@ -53,17 +63,17 @@ def read_matrices(path):
 
 
 # ---------------------------------------------------------------- v5
-def _read_v5(data):
+def _read_v5(data, inflated):
     endian = "<" if data[126:128] == b"IM" else ">"
     out, pos = {}, 128
     while pos + 8 <= len(data):
         kind, size, start, stop = _tag(data, pos, endian)
         if kind == _MI_COMPRESSED:
-            element = _inflate(data[start:stop], endian)
+            element = inflated.inflate(data[start:stop], endian)
             inner_kind, inner_size, inner_start, inner_stop = _tag(element, 0, endian)
             if inner_kind != _MI_MATRIX:
                 raise _Bad(f"a compressed element holds type {inner_kind}, not a matrix")
-            _matrix(element[inner_start:inner_stop], endian, out)
+            _matrix(memoryview(element)[inner_start:inner_stop], endian, out)
             pos = stop  # compressed elements are not padded
         elif kind == _MI_MATRIX:
             _matrix(data[start:stop], endian, out)
@@ -100,24 +110,46 @@ def _next(pos, start, size):
     return pos + 8 if start == pos + 4 else start + _padded(size)
 
 
-def _inflate(compressed, endian):
-    """The element in a miCOMPRESSED payload, inflated no further than the
-    size its tag declares (and refused if zlib could not expand that much)."""
-    decompressor = zlib.decompressobj()
-    try:
-        head = decompressor.decompress(compressed, 8)
-        if len(head) < 8:
-            raise _Bad("compressed element too short")
-        declared = struct.unpack(endian + "I", head[4:8])[0]
-        if declared > _ZLIB_MAX_RATIO * len(compressed):
-            raise _Bad(f"a compressed element of {len(compressed)} bytes declares {declared}, more than "
-                       f"zlib can expand to")
-        rest = decompressor.decompress(decompressor.unconsumed_tail, declared)
-    except zlib.error as error:
-        raise _Bad(f"compressed element cannot be inflated ({error})") from None
-    if len(rest) < declared:
-        raise _Bad(f"a compressed element declares {declared} bytes and inflates to {len(rest)}")
-    return head + rest
+class _Inflated:
+    """The compressed elements of one file, inflated against its size policy:
+    ``check_size(nbytes, what, file_size)`` (or None: zlib's own ratio only)
+    sees the running total of what they declare before each is inflated."""
+
+    #: how much a compressed element is inflated at a time
+    STEP = 1 << 20
+
+    def __init__(self, check_size, file_size):
+        self.check_size, self.file_size, self.total = check_size, file_size, 0
+
+    def inflate(self, compressed, endian):
+        """The element in a miCOMPRESSED payload (a bytearray), inflated no further
+        than the size its tag declares, refused if zlib could not expand
+        that much or if the file's elements together pass the size policy."""
+        decompressor = zlib.decompressobj()
+        try:
+            head = decompressor.decompress(compressed, 8)
+            if len(head) < 8:
+                raise _Bad("compressed element too short")
+            declared = struct.unpack(endian + "I", head[4:8])[0]
+            if declared > _ZLIB_MAX_RATIO * len(compressed):
+                raise _Bad(f"a compressed element of {len(compressed)} bytes declares {declared}, more than "
+                           f"zlib can expand to")
+            self.total += 8 + declared
+            if self.check_size is not None:
+                self.check_size(self.total, "the compressed variables, inflated,", self.file_size)
+            element = bytearray(head)
+            while len(element) < 8 + declared:
+                # bounded steps: only what the stream really holds is allocated
+                step = min(self.STEP, 8 + declared - len(element))
+                piece = decompressor.decompress(decompressor.unconsumed_tail, step)
+                if not piece:
+                    break
+                element += piece
+        except zlib.error as error:
+            raise _Bad(f"compressed element cannot be inflated ({error})") from None
+        if len(element) < 8 + declared:
+            raise _Bad(f"a compressed element declares {declared} bytes and inflates to {len(element) - 8}")
+        return element
 
 
 def _matrix(body, endian, out):
@@ -229,11 +261,13 @@ _MAX_DEPTH = 64
 _MAX_DIMS = 32
 
 
-def checked_v5_bytes(path):
+def checked_v5_bytes(path, check_size=None):
     """The bytes of the v5 MAT-file at ``path``, after a walk of its whole
     element tree that checks every tag, type and size against the bytes that
     are there. Raises ValueError naming the file when anything is out of
-    place; the caller decodes the bytes returned (not the file again)."""
+    place; the caller decodes the bytes returned (not the file again).
+    ``check_size``: the size policy of compressed elements, as for
+    :func:`read_matrices`."""
     data = read_regular(path)
     try:
         if not (len(data) >= 128 and data[124:126] in (b"\x00\x01", b"\x01\x00")
@@ -241,26 +275,26 @@ def checked_v5_bytes(path):
             if data[:8] == b"\x89HDF\r\n\x1a\n" or data[512:520] == b"\x89HDF\r\n\x1a\n":
                 raise _Bad("a MATLAB v7.3 (HDF5) file; models are read from v5 (-v7 or -v6) files")
             raise _Bad("not a MAT-file of version 5")
-        _check_v5(data)
+        _check_v5(data, _Inflated(check_size, len(data)))
     except _Bad as error:
         raise ValueError(f"{path}: malformed MAT-file: {error}") from None
     return data
 
 
-def _check_v5(data):
+def _check_v5(data, inflated):
     endian = "<" if data[126:128] == b"IM" else ">"
     if struct.unpack_from(endian + "H", data, 124)[0] != 0x0100:
         raise _Bad("version is not 0x0100")
     offset = struct.unpack_from(endian + "Q", data, 116)[0]
-    bodies = _check_stream(data, 128, endian)
+    bodies = _check_stream(data, 128, endian, inflated)
     if offset in (0, 0x2020202020202020):
         return
     if offset not in bodies:
         raise _Bad(f"the subsystem offset {offset} is not the start of an element")
-    _check_subsystem(bodies[offset], endian)
+    _check_subsystem(bodies[offset], endian, inflated)
 
 
-def _check_stream(data, pos, endian):
+def _check_stream(data, pos, endian, inflated):
     """Check the top-level elements from ``pos`` to the end of ``data``
     (bytes);
     {start: matrix body} of each."""
@@ -272,7 +306,7 @@ def _check_stream(data, pos, endian):
         if start != pos + 8 or size == 0:
             raise _Bad(f"top-level element at byte {pos} has a small or empty tag")
         if kind == _MI_COMPRESSED:
-            element = _inflate(data[start:stop], endian)
+            element = inflated.inflate(data[start:stop], endian)
             inner_kind, _, inner_start, inner_stop = _tag(element, 0, endian)
             if inner_kind != _MI_MATRIX or inner_start != 8 or inner_stop != len(element):
                 raise _Bad(f"the compressed element at byte {pos} does not hold exactly one matrix")
@@ -291,7 +325,7 @@ def _check_stream(data, pos, endian):
     return bodies
 
 
-def _check_subsystem(body, endian):
+def _check_subsystem(body, endian, inflated):
     """The subsystem: a uint8 matrix whose bytes are a MAT stream (a
     4-byte version and endian indicator, 4 bytes of padding, elements)."""
     flags, dims, _, pos = _matrix_head(body, endian)
@@ -308,7 +342,7 @@ def _check_subsystem(body, endian):
         raise _Bad("the subsystem's version is not 0x0100")
     if len(stream) == 8:
         raise _Bad("the subsystem is empty")
-    _check_stream(stream, 8, inner)
+    _check_stream(stream, 8, inner, inflated)
 
 
 def _matrix_head(body, endian):

@@ -6,6 +6,7 @@
   v7.3 files are HDF5 and are read through h5py).
 - ``.txt``: whitespace-separated numbers, one row per line (numpy.loadtxt).
 """
+import contextlib
 import os
 import stat
 import warnings
@@ -15,7 +16,8 @@ import numpy as np
 from ._atomic import atomic_path
 
 __all__ = ["read_data", "write_data", "class_labels", "check_regular", "check_hdf5_dataset",
-           "array_limit", "check_array_size", "MAX_ARRAY_BYTES", "MAX_ARRAY_RATIO", "MAX_ARRAY_FLOOR"]
+           "reading_hdf5", "HDF5_ERRORS", "array_limit", "check_array_size", "MAX_ARRAY_BYTES",
+           "MAX_ARRAY_RATIO", "MAX_ARRAY_FLOOR"]
 
 #: The size policy of every array a reader makes from a file (decompression
 #: and allocation bombs never pass): at most MAX_ARRAY_RATIO bytes per byte
@@ -80,13 +82,41 @@ def check_array_size(nbytes, where, what, file_size=None, whole=True):
                          f"{source}; set {LIMIT_VARIABLE} to a larger number of bytes to accept it")
 
 
+#: what h5py raises when the HDF5 library meets damaged bytes (it maps the
+#: library's error classes onto these, SystemError where a callback fails)
+HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, SystemError)
+
+
+@contextlib.contextmanager
+def reading_hdf5(path, what, hint="the file is damaged"):
+    """Turn what h5py raises in the block into a ValueError that starts with
+    ``path``, says that ``what`` (the file, a dataset, rows of it) cannot
+    be read, and ends with ``hint``. Only h5py's calls belong in the block:
+    a ValueError of lrpnb's own checks would be reworded. A file that is
+    missing or not readable keeps its FileNotFoundError or PermissionError."""
+    try:
+        yield
+    except HDF5_ERRORS as error:
+        if isinstance(error, (FileNotFoundError, PermissionError)) and not os.access(path, os.R_OK):
+            raise
+        raise ValueError(f"{path}: cannot read {what} ({type(error).__name__}: {error}); {hint}") from None
+
+
 def check_hdf5_dataset(dataset, where):
     """Refuse an h5py dataset whose values lie outside its file: external
     storage (raw files named in the dataset) or a virtual layout (other
-    HDF5 files' datasets); either reads files that were not named."""
-    if dataset.is_virtual:
+    HDF5 files' datasets); either reads files that were not named.
+    ``where`` ("FILE:DATASET") starts the message; a layout that cannot
+    be read is refused too."""
+    try:
+        virtual = dataset.is_virtual
+        external = dataset.id.get_create_plist().get_external_count() > 0
+    except HDF5_ERRORS as error:
+        raise ValueError(f"{where}: cannot read the dataset's layout ({type(error).__name__}: {error}); "
+                         f"the file is damaged") from None
+    if virtual:
         raise ValueError(f"{where}: a virtual dataset (its values are in other files); refused")
-    if dataset.id.get_create_plist().get_external_count() > 0:
+    if external:
         raise ValueError(f"{where}: a dataset with external storage (its values are in other files); refused")
 
 
@@ -194,25 +224,39 @@ def _read_mat(path):
         # MATLAB v7.3: a 512-byte header, then an HDF5 file (its signature at byte 512)
         hdf5 = handle.read(520)[512:] == b"\x89HDF\r\n\x1a\n"
     if hdf5:
-        import h5py  # MATLAB v7.3 files are HDF5, stored column-major
-
-        with h5py.File(path, "r") as handle:
-            if "data" not in handle:
-                raise ValueError(f"{path}: no variable 'data' (found {sorted(handle)})") from None
-            if not isinstance(handle.get("data", getlink=True), h5py.HardLink) \
-                    or not isinstance(handle["data"], h5py.Dataset):
-                raise ValueError(f"{path}: 'data' is not a dataset of the file")
-            data = handle["data"]
-            check_hdf5_dataset(data, f"{path}:data")
-            check_array_size(int(np.prod(data.shape, dtype=object)) * data.dtype.itemsize, f"{path}:data",
-                             f"the dataset of shape {data.shape} and {data.dtype}", os.path.getsize(path))
-            return np.asarray(data).T
+        return _read_v73(path)
     # v4 and v5 through lrpnb's strict reader, not scipy's loadmat, which
     # crashed the process on malformed files (issue 13)
-    contents = read_matrices(path)
+    contents = read_matrices(path, lambda nbytes, what, file_size: check_array_size(nbytes, path, what, file_size))
     if "data" not in contents:
         raise ValueError(f"{path}: no numeric variable 'data' (found {sorted(contents)})")
     return contents["data"]
+
+
+def _read_v73(path):
+    """The variable 'data' of a MATLAB v7.3 file (HDF5, stored column-major)."""
+    import h5py
+
+    with reading_hdf5(path, "the file as MATLAB v7.3 (HDF5)", "the file is damaged or not a MAT-file"):
+        handle = h5py.File(path, "r")
+    with handle:
+        with reading_hdf5(path, "the variable 'data'"):
+            found = "data" in handle
+            names = sorted(handle) if not found else None
+            hard = found and isinstance(handle.get("data", getlink=True), h5py.HardLink)
+            data = handle["data"] if hard else None
+            dataset = isinstance(data, h5py.Dataset)
+        if not found:
+            raise ValueError(f"{path}: no variable 'data' (found {names})")
+        if not dataset:
+            raise ValueError(f"{path}: 'data' is not a dataset of the file")
+        check_hdf5_dataset(data, f"{path}:data")
+        with reading_hdf5(path, "the variable 'data'"):
+            shape, dtype = data.shape, data.dtype
+        check_array_size(int(np.prod(shape, dtype=object)) * dtype.itemsize, f"{path}:data",
+                         f"the dataset of shape {shape} and {dtype}", os.path.getsize(path))
+        with reading_hdf5(path, f"the values of the variable 'data' (shape {shape}, {dtype})"):
+            return np.asarray(data).T
 
 
 def class_labels(Y, what, count=None, classes=None):

@@ -34,15 +34,18 @@ def read_mat(path):
     ValueError
         The file is not a regular file or not a well-formed MAT-file of
         version 5 (v6, v7; every element is checked before mat-io decodes
-        it), does not hold exactly one model, or the model has no modules
-        or one lrpnb does not know.
+        it), its compressed elements would inflate past the size limit of
+        :func:`lrpnb.data_io.check_array_size`, it does not hold exactly
+        one model, or the model has no modules or one lrpnb does not know.
     """
     from ._matfile import checked_v5_bytes
+    from .data_io import check_array_size
 
     # mat-io's compiled reader crashes the process on forged bytes: the whole
-    # element tree is checked first, and mat-io decodes the bytes checked (a
-    # private copy), not the file again
-    data = checked_v5_bytes(path)
+    # element tree is checked first (compressed elements under the size
+    # policy of data files), and mat-io decodes the bytes checked (a private
+    # copy), not the file again
+    data = checked_v5_bytes(path, lambda nbytes, what, file_size: check_array_size(nbytes, path, what, file_size))
     # mat-io sets a pandas option at import that newer pandas deprecates
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .data_io import check_array_size, check_hdf5_dataset, check_regular, read_data
+from .data_io import check_array_size, check_hdf5_dataset, check_regular, read_data, reading_hdf5
 
 __all__ = ["ArraySource", "HDF5Source", "ImageSource", "open_source", "load_image", "list_file",
            "IMAGE_EXTENSIONS"]
@@ -72,18 +72,35 @@ class ArraySource:
 
 
 class HDF5Source(ArraySource):
-    """Samples of a dataset in an HDF5 file, read batch by batch."""
+    """Samples of a dataset in an HDF5 file, read batch by batch.
+
+    The file is untrusted input read lazily: whatever h5py raises for
+    damaged bytes, on opening, looking the dataset up or reading any batch,
+    is a ValueError that starts with the file's path and names the dataset.
+    """
 
     def __init__(self, path, dataset):
         import h5py
 
         check_regular(path, "the HDF5 file")
-        try:
+        with reading_hdf5(path, "the file as HDF5", "the file is damaged or not HDF5"):
             self._file = h5py.File(path, "r")
-        except OSError as error:
-            raise ValueError(f"{path}: cannot open as HDF5 ({error})") from None
+        try:
+            self.data, self._dataset_name, self._shape = self._dataset(path, dataset)
+        except BaseException:
+            self._file.close()
+            raise
+        self.path, self.name, self.names = path, f"{path}:{self._dataset_name}", None
+
+    def _dataset(self, path, dataset):
+        """(h5py dataset, its name, its shape) of ``dataset`` in the open file
+        (the only one when None), after the checks of its place, layout, size
+        and type."""
+        import h5py
+
         names = []
-        self._file.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
+        with reading_hdf5(path, "the list of its datasets"):
+            self._file.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
         if dataset is None:
             if len(names) != 1:
                 raise ValueError(f"{path}: name the dataset to read (--dataset or {path}:NAME); "
@@ -91,24 +108,29 @@ class HDF5Source(ArraySource):
             dataset = names[0]
         if dataset not in names:
             raise ValueError(f"{path}: no dataset {dataset!r} (found {names})")
-        data = self._file[dataset]
-        try:
-            check_hdf5_dataset(data, f"{path}:{dataset}")
-            # read in batches, so only the file's size bounds it (fill values and
-            # compression make a few bytes of file declare any size)
-            check_array_size(int(np.prod(data.shape, dtype=object)) * data.dtype.itemsize, f"{path}:{dataset}",
-                             f"the dataset of shape {data.shape} and {data.dtype}", os.path.getsize(path),
-                             whole=False)
-        except ValueError:
-            self._file.close()
-            raise
-        if data.dtype.kind not in "biuf" or data.ndim < 2 or len(data) == 0:
-            raise ValueError(f"{path}:{dataset}: needs a numeric (N, ...) dataset, got "
-                             f"{data.dtype} {data.shape}")
-        self.data, self.name, self.names = data, f"{path}:{dataset}", None
+        with reading_hdf5(path, f"the dataset {dataset!r}"):
+            data = self._file[dataset]
+            shape, dtype = data.shape, data.dtype
+        check_hdf5_dataset(data, f"{path}:{dataset}")
+        # read in batches, so only the file's size bounds it (fill values and
+        # compression make a few bytes of file declare any size)
+        check_array_size(int(np.prod(shape, dtype=object)) * dtype.itemsize, f"{path}:{dataset}",
+                         f"the dataset of shape {shape} and {dtype}", os.path.getsize(path), whole=False)
+        if dtype.kind not in "biuf" or len(shape) < 2 or shape[0] == 0:
+            raise ValueError(f"{path}:{dataset}: needs a numeric (N, ...) dataset, got {dtype} {shape}")
+        return data, dataset, shape
+
+    def __len__(self):
+        return self._shape[0]
+
+    @property
+    def sample_shape(self):
+        return self._shape[1:]
 
     def batch(self, start, stop):
-        return np.asarray(self.data[start:stop]), [], list(range(start, stop))
+        with reading_hdf5(self.path, f"samples {start}..{stop - 1} of the dataset {self._dataset_name!r}"):
+            samples = np.asarray(self.data[start:stop])
+        return samples, [], list(range(start, stop))
 
 
 class ImageSource:
