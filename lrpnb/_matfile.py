@@ -11,8 +11,8 @@ file for anything else. Format: The MathWorks, "MAT-File Format" (version
 h5py elsewhere.
 
 Compressed elements (miCOMPRESSED) are inflated no further than their
-declared size, and only after the total a file's compressed elements
-declare has passed the caller's size policy (``check_size``: lrpnb.data_io's
+declared size, and only once the total that a file's compressed elements
+declare is within the caller's size policy (``check_size``: lrpnb.data_io's
 limits, passed in because that module imports this one): a few kilobytes
 of deflate must not become gigabytes in memory.
 
@@ -48,9 +48,10 @@ def read_matrices(path, check_size=None):
     """{name: array} of every numeric matrix of the MAT-file at ``path``
     (v4 or v5). Raises ValueError naming the file when it is malformed.
 
-    ``check_size(nbytes, what, file_size)``, when given, raises a ValueError
-    naming the file when the compressed elements would inflate to more than
-    ``nbytes`` allow (before they are inflated)."""
+    ``check_size(nbytes, what, file_size)``, when given, is called with the
+    running total of bytes the compressed elements declare, before each is
+    inflated, and raises a ValueError naming the file when that total is
+    more than a file of ``file_size`` bytes may give."""
     data = read_regular(path)
     try:
         if len(data) >= 128 and data[124:126] in (b"\x00\x01", b"\x01\x00") and data[126:128] in (b"IM", b"MI"):
