@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from .inputs import network_input
 from .kernels import single_threaded_blas
 from .rules import NORM, Rule
 from .targets import Target
@@ -180,7 +181,7 @@ def explain(net, X, target=None, rule=None, param=None, composite=None, return_s
             return_layer_sums=False, layers=None):
     """``Network.explain`` (see there): the relevance, or an Explanation."""
     backend = net.backend
-    X, kind = backend.input(X)
+    X, kind = network_input(net, X)
     target = Target.parse(target)
     count = net.scoring_count()
     rules, method = plan(net, count, rule, param, composite)

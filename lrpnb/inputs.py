@@ -5,11 +5,21 @@ how samples as read are turned into it.
   :func:`sample_shape` the shape images are made for it;
 - :func:`model_input` turns samples as read into what the model takes
   (uint8 scaling, the toolbox's MNIST rows), and :func:`normalise` applies a
-  torchvision- or Caffe-style per-channel normalisation.
+  torchvision- or Caffe-style per-channel normalisation;
+- :func:`network_input` is where the Python API receives a batch: tensors
+  are detached, and :func:`check_input_shape` turns a batch that does not fit
+  into an error that says what the network expects and how to get there.
 """
+import weakref
+
 import numpy as np
 
-__all__ = ["input_shape", "sample_shape", "describe_input", "model_input", "normalise"]
+__all__ = ["input_shape", "sample_shape", "describe_input", "model_input", "normalise", "network_input",
+           "check_input_shape"]
+
+#: network -> (its layer list, the last sample shape that fitted it): a batch
+#: of the shape of the one before is checked by one comparison
+_FITTED = weakref.WeakKeyDictionary()
 
 
 def input_shape(net):
@@ -21,7 +31,7 @@ def input_shape(net):
     for which every layer fits and the output is a vector of class scores
     (LeNet-5: 32 x 32 x 1).
     """
-    from .network import Convolution, Linear
+    from .layers import Convolution, Linear
 
     if getattr(net, "input_shape", None) is not None:  # fixed by the model file (ONNX)
         return tuple(net.input_shape)
@@ -123,3 +133,157 @@ def _fits(net, shape):
         return False
     return len(shapes[-1]) == 2 if shapes else True
 
+
+def network_input(net, X, what="X"):
+    """(X on ``net``'s device, the kind of array to answer with): what the
+    Python API does with a batch before any layer runs.
+
+    Tensors (anything with ``detach`` and ``cpu``, as torch's) are detached
+    and, unless they are GPU arrays the network's device takes in place,
+    copied to numpy; objects only with ``__dlpack__`` go through
+    ``numpy.from_dlpack``. The shape is then checked
+    (:func:`check_input_shape`), and the batch by the backend
+    (:meth:`lrpnb.backends.Backend.input`).
+    """
+    arrays = net.backend.arrays
+    if hasattr(X, "detach") and hasattr(X, "cpu"):
+        X = X.detach()  # a tensor that requires grad has no __array__ / __cuda_array_interface__
+        if not arrays.is_gpu_array(X):
+            try:
+                X = X.cpu().numpy()
+            except (TypeError, RuntimeError) as error:
+                raise ValueError(f"{what}: numpy cannot take this {type(X).__name__} ({error}); "
+                                 f"convert it to float32 or float64 first") from None
+    elif not hasattr(X, "__array__") and hasattr(X, "__dlpack__") and not arrays.is_gpu_array(X):
+        try:
+            X = np.from_dlpack(X)
+        except (TypeError, ValueError, RuntimeError, BufferError) as error:
+            raise ValueError(f"{what}: numpy cannot take this {type(X).__name__} through DLPack ({error}); "
+                             f"pass a numpy array") from None
+    if not hasattr(X, "shape") and not arrays.is_gpu_array(X):
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError):
+            pass  # the backend says what is wrong with it
+    if hasattr(X, "shape"):
+        check_input_shape(net, tuple(X.shape), what)
+    return net.backend.input(X, what)
+
+
+def check_input_shape(net, shape, what="X"):
+    """Nothing if a batch of ``shape`` fits every layer of ``net``; else a
+    ValueError naming the shape the network expects, the shape given and, where
+    the mismatch is a common one, what to do: one sample without the batch
+    axis, channels first (NCHW) where the network takes channels last,
+    images of another size (the toolbox's 28 x 28 MNIST digits into its
+    32 x 32 LeNet-5), flattened images, images into a network of vectors.
+
+    Only the shapes are computed, and the last shape that fitted is kept per
+    network: a batch shaped like the one before costs one comparison.
+    """
+    shape = tuple(int(s) for s in shape)
+    fitted = _FITTED.get(net)
+    if fitted is not None and len(shape) > 0 and fitted[0] is net.layers and fitted[1] == shape[1:]:
+        return
+    try:
+        net.output_shapes(shape)
+    except ValueError as error:
+        expected = input_shape(net)
+        hint = None if expected is None else _hint(net, shape, expected)
+        if hint is None and len(shape) < 2:
+            return  # not a batch, which the backend says
+        if expected is None:
+            raise
+        raise ValueError(f"{what} of shape {shape} does not fit the network, which expects "
+                         f"{_expected_text(net, expected)}{': ' + hint if hint else ''} "
+                         f"(in detail: {error})") from None
+    if len(shape) > 0:
+        _FITTED[net] = (net.layers, shape[1:])
+
+
+def _shape_text(shape):
+    return "(N, " + ", ".join(map(str, shape)) + ")"
+
+
+def _free_size(net, expected):
+    """Whether images larger than ``expected`` give the same output (a
+    network ending in a global pooling), so their size is not fixed."""
+    height, width, channels = expected
+    try:
+        return (net.output_shapes((1,) + expected)[-1]
+                == net.output_shapes((1, 2 * height, 2 * width, channels))[-1])
+    except ValueError:
+        return False
+
+
+def _expected_text(net, expected):
+    if len(expected) == 3 and _free_size(net, expected):
+        if expected[:2] == (1, 1):
+            return f"(N, H, W, {expected[2]}) of any height and width"
+        return f"(N, H, W, {expected[2]}) with H x W at least {expected[0]} x {expected[1]}"
+    return _shape_text(expected)
+
+
+def _hint(net, shape, expected):
+    """What to do about a batch of ``shape`` where the network takes samples
+    of ``expected``, or None where the mismatch is none of the common ones."""
+    if len(shape) == len(expected) and (shape == expected or _fits(net, shape)):
+        return (f"this looks like one sample without the batch axis: use X[None] "
+                f"(or X.reshape(1, {', '.join(map(str, shape))}))")
+    if len(expected) == 1:
+        if len(shape) > 2 and int(np.prod(shape[1:])) == expected[0]:
+            return f"the network takes vectors of {expected[0]} values: use X.reshape(len(X), -1)"
+        return None
+    height, width, channels = expected
+    if len(shape) == 3 and channels == 1 and shape[2] != 1:
+        hint = "the images have no channel axis: use X[..., None]"
+        if _fits(net, shape[1:] + (1,)):
+            return hint
+        more = _size_hint(net, shape + (1,), expected)
+        return hint + ("; then " + more if more else "")
+    if len(shape) == 3 and _fits(net, (shape[1], shape[2], shape[0])):
+        return "this looks like one sample, channels first (CHW): use X.transpose(1, 2, 0)[None]"
+    if len(shape) == 2:
+        return _rows_hint(shape[1], expected)
+    if len(shape) != 4:
+        return None
+    if shape[1] == channels and shape[3] != channels:
+        hint = "this looks like NCHW (channels first): use X.transpose(0, 2, 3, 1)"
+        last = (shape[0], shape[2], shape[3], shape[1])
+        if _fits(net, last[1:]):
+            return hint
+        more = _size_hint(net, last, expected)
+        return hint + ("; then " + more if more else "")
+    if shape[3] != channels:
+        return f"the network takes images of {channels} channel{'s' if channels > 1 else ''} " \
+               f"(the last axis), got {shape[3]}"
+    return _size_hint(net, shape, expected)
+
+
+def _size_hint(net, shape, expected):
+    """The hint for channels-last images of another height and width."""
+    height, width, channels = expected
+    if shape[3] != channels or _free_size(net, expected):
+        return None
+    hint = (f"the network expects {height} x {width} images and got {shape[1]} x {shape[2]}: "
+            f"pad or resize them")
+    if channels == 1 and (shape[1], shape[2]) == (height - 4, width - 4):
+        hint += (f"; for MNIST digits the toolbox pads by 2 on each side: "
+                 f"np.pad(X, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=low), low the low end "
+                 f"of the input range (-1 for the toolbox's LeNet-5)")
+    return hint
+
+
+def _rows_hint(values, expected):
+    """The hint for rows of ``values`` values into a network of images."""
+    height, width, channels = expected
+    if values == height * width * channels:
+        return (f"rows of {values} values look like flattened images: use "
+                f"X.reshape(-1, {height}, {width}, {channels})")
+    if channels == 1 and values == (height - 4) * (width - 4):
+        return (f"rows of {values} values look like flattened {height - 4} x {width - 4} images (MNIST "
+                f"digits): the toolbox reshapes and pads them by 2 on each side: np.pad(X.reshape(-1, "
+                f"{height - 4}, {width - 4}, 1), ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=low), "
+                f"low the low end of the input range (-1 for the toolbox's LeNet-5; lrpnb explain does "
+                f"this for files)")
+    return f"the network takes images, not rows: reshape each row to {height} x {width} x {channels}"

@@ -16,6 +16,7 @@ import numpy as np
 from . import explain as passes
 from .backends import CPU_TARGET_ROWS as TARGET_ROWS  # noqa: F401  (lrpnb.network.TARGET_ROWS)
 from .backends import backend
+from .inputs import network_input
 from .kernels import single_threaded_blas
 from .layers import (LRN, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                      Identity, Layer, Linear, MaxPool, Rect, Sigmoid, SoftMax, SumPool, Tanh, Weighted)
@@ -248,7 +249,7 @@ class Network:
         with the same kind. The activations are kept for a following
         :meth:`lrp` call.
         """
-        X, kind = self._backend.input(X)
+        X, kind = network_input(self, X)
         self._activations = passes.trace(self, X, len(self.layers))
         return self._backend.output(self._activations[-1], kind)
 
@@ -259,7 +260,7 @@ class Network:
         layers' outputs at a time) and no state, so several threads may call
         it at once. Answers with X's kind of array, in X's float dtype.
         """
-        X, kind = self._backend.input(X)
+        X, kind = network_input(self, X)
         return self._backend.output(passes.scores(self, X), kind)
 
     def lrp(self, R, rule=None, param=None):
