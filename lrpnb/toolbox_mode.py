@@ -26,12 +26,25 @@ blank lines between pairs are allowed, lines starting with # are comments):
 FILELIST has an image path (appended to PATHPREFIX) and a target per line:
 -1 the top class, -2 the five top classes (all, with fewer), k >= 0 class k.
 
-Paths: entries must lie below PATHPREFIX (absolute paths and '..' that
-leave it are refused, naming the line) and be regular files (a FIFO or
-device is refused before it is opened); results go only below
-standalone_outpath, which must lie below the config file's folder, never
-through a symbolic link below it; distinct inputs get distinct names
-(img.png and img.jpg side by side: img_... and img_jpg_...).
+Paths are contained, since config files and lists come from elsewhere;
+containment is decided on real paths (os.path.realpath): a symbolic link
+that leads inside its folder is followed, one that leads out is refused:
+
+- list entries must lie below PATHPREFIX (absolute paths and '..' that
+  leave it are refused, naming the line), resolve inside it, and be regular
+  files (a FIFO or device is refused before it is opened);
+- standalone_outpath must lie below the config file's folder and resolve
+  inside it; every folder and file written must resolve inside
+  standalone_outpath;
+- no file the run reads (config, file list, model, images) is written: an
+  output at one's real path is refused, whatever else the run overwrites;
+- a run holds the lock ``<standalone_outpath>/.lrpnb_toolbox.lock``
+  (:class:`lrpnb.writers.WriterLock`) while it writes: a second run into
+  the same folder is refused until the first ends.
+
+Existing results are overwritten (atomically), as the toolbox does.
+Distinct inputs get distinct names (img.png and img.jpg side by side:
+img_... and img_jpg_...).
 
 For every image it writes, below standalone_outpath at the image's path
 relative to standalone_rootpath: ``<name>_rawhm.txt`` (see
@@ -45,6 +58,7 @@ import sys
 import numpy as np
 
 from ._atomic import atomic_path
+from .data_io import check_regular
 from .failure import Failure
 
 __all__ = ["read_config", "read_filelist", "write_rawhm", "read_rawhm", "explain_filelist"]
@@ -53,6 +67,8 @@ _KEYS = ("model_file", "relpropformulatype", "epsstab", "alphabeta_beta",
          "auxiliaryvariable_maxlayerindexforflatdistinconv", "standalone_outpath",
          "standalone_rootpath", "input_size", "input_range", "colormap")
 _REQUIRED = ("model_file", "relpropformulatype", "standalone_outpath")
+# a run holds the lock <standalone_outpath>/.lrpnb_toolbox.lock (WriterLock's target + ".lock")
+LOCK_NAME = ".lrpnb_toolbox"
 
 
 def _numbers(path, lineno, key, text, count, kind=float):
@@ -69,8 +85,9 @@ def _numbers(path, lineno, key, text, count, kind=float):
 def read_config(path):
     """The settings of a toolbox config file, checked: a dict with every
     key of the module docstring (defaults filled in)."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"config file not found: {path}")
+    check_regular(path, "the config file")
     with open(path, encoding="utf-8") as handle:
         lines = [(k, line.strip()) for k, line in enumerate(handle, 1)]
     lines = [(k, text) for k, text in lines if text and not text.startswith("#")]
@@ -91,8 +108,14 @@ def read_config(path):
     if _escapes(raw["standalone_outpath"]):
         raise ValueError(f"{path}:{where['standalone_outpath']}: standalone_outpath must be a folder below "
                          f"the config file's folder, got {raw['standalone_outpath']!r}")
+    outpath = os.path.normpath(os.path.join(folder, raw["standalone_outpath"]))
+    real = _outside(outpath, folder)
+    if real is not None:
+        raise ValueError(f"{path}:{where['standalone_outpath']}: standalone_outpath "
+                         f"{raw['standalone_outpath']!r} leads to {real} through a symbolic link, outside the "
+                         f"config file's folder {os.path.realpath(folder)}; results are written only inside it")
     config = dict(model_file=os.path.join(folder, raw["model_file"]),
-                  standalone_outpath=os.path.join(folder, raw["standalone_outpath"]),
+                  standalone_outpath=outpath,
                   standalone_rootpath=(os.path.join(folder, raw["standalone_rootpath"])
                                        if "standalone_rootpath" in raw else None),
                   colormap=raw.get("colormap", "black-firered"))
@@ -115,13 +138,22 @@ def _escapes(relative):
     return os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == os.pardir
 
 
+def _outside(path, folder):
+    """The real path of ``path`` where it resolves outside the real path of
+    ``folder`` (a symbolic link on the way leads out), else None. Parts
+    that do not exist yet are taken as written: they are no links."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return None if os.path.commonpath([real, base]) == base else real
+
+
 def read_filelist(path, prefix):
     """[(image path, target, line number)] of a file list; bad lines are
     returned as (None, message, line number). Entries are paths below
     PATHPREFIX (the current folder without one): an absolute path, or one
     that climbs out with '..', is a bad line."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"file list not found: {path}")
+    check_regular(path, "the file list")
     entries = []
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
@@ -203,18 +235,78 @@ def _regular_file(path):
         raise ValueError(f"{path}: not a regular file (a folder, FIFO or device); only image files are read")
 
 
-def _output_folder(base, outpath):
-    """Make the folder of ``base`` below ``outpath``, refusing to go through a
-    symbolic link below it (it could lead the results anywhere)."""
+def _check_entry(job, image_path):
+    """Refuse an image that resolves outside PATHPREFIX (a symbolic link
+    leads out of it) or is not a regular file, before it is opened."""
+    real = _outside(image_path, job.prefix)
+    if real is not None:
+        raise ValueError(f"{image_path} leads to {real} through a symbolic link, outside the path prefix "
+                         f"{os.path.realpath(job.prefix)}; only files inside it are read")
+    _regular_file(image_path)
+
+
+def _refuse_outside(job, path):
+    """Refuse a folder or file to write that resolves outside standalone_outpath."""
+    real = _outside(path, job.outpath)
+    if real is not None:
+        raise ValueError(f"{job.config_path}: {path} leads to {real} through a symbolic link below "
+                         f"standalone_outpath, outside {os.path.realpath(job.outpath)}; results are "
+                         f"written only inside standalone_outpath")
+
+
+def _output_folder(job, base):
+    """Make the folder of ``base``, refusing one that resolves outside
+    standalone_outpath: checked before it is made (making it would follow a
+    link out) and again after (a link made meanwhile)."""
     folder = os.path.dirname(base)
-    relative = os.path.relpath(folder, outpath)
-    current = outpath
-    for part in ([] if relative == os.curdir else relative.split(os.sep)):
-        current = os.path.join(current, part)
-        if os.path.islink(current):
-            raise ValueError(f"{current}: a symbolic link below standalone_outpath; results are written "
-                             f"only to real folders below it")
+    _refuse_outside(job, folder)
     os.makedirs(folder, exist_ok=True)
+    _refuse_outside(job, folder)
+
+
+def _check_outputs(job, paths):
+    """Refuse outputs that resolve outside standalone_outpath or onto a
+    file the run reads. Every output replaces its name atomically, so only
+    an input at an output's real path could be written over: those are the
+    inputs checked, which keeps the check of every image to its own files."""
+    from .pipeline.options import check_outputs
+
+    for path in paths:
+        _refuse_outside(job, path)
+    reached = [job.inputs[real] for real in map(os.path.realpath, paths) if real in job.inputs]
+    try:
+        check_outputs([], reached, True, also=paths)
+    except ValueError as error:
+        raise ValueError(f"{job.config_path}: standalone_outpath {job.outpath}: {error}") from None
+
+
+def _lock(job):
+    """Make standalone_outpath and take its lock (a WriterLock). The lock
+    file is written in place, not replaced: it must be no input, no link
+    and no hard link of another file."""
+    import stat
+
+    from .pipeline.options import check_outputs
+    from .writers import WriterLock
+
+    real = _outside(job.outpath, job.folder)
+    if real is None:
+        os.makedirs(job.outpath, exist_ok=True)
+        real = _outside(job.outpath, job.folder)  # a link made meanwhile
+    if real is not None:
+        raise ValueError(f"{job.config_path}: standalone_outpath {job.outpath} leads to {real} through a "
+                         f"symbolic link, outside the config file's folder; results are written only inside it")
+    target = os.path.join(job.outpath, LOCK_NAME)
+    if os.path.lexists(target + ".lock"):
+        status = os.lstat(target + ".lock")
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            raise ValueError(f"{job.config_path}: {target}.lock, the lock file of standalone_outpath, is a "
+                             f"link or not a file; remove it")
+    try:
+        check_outputs([], list(job.inputs.values()), True, also=[target + ".lock"])
+        return WriterLock(target)
+    except ValueError as error:
+        raise ValueError(f"{job.config_path}: standalone_outpath {job.outpath}: {error}") from None
 
 
 def explain_filelist(config_path, filelist, pathprefix=""):
@@ -238,13 +330,21 @@ def explain_filelist(config_path, filelist, pathprefix=""):
 
     Raises
     ------
+    ValueError
+        Before any image is explained, where the config file or the model
+        is wrong, standalone_outpath leads out of the config file's folder,
+        or another run holds its lock.
     lrpnb.failure.Failure
         After the others are done, where entries failed (each is reported
-        on stderr with its line).
+        on stderr with its line): an entry that leads out of PATHPREFIX,
+        or whose results would lead out of standalone_outpath or onto a
+        file the run reads.
     """
+    import types
+
     from .composites import formula_type
     from .inputs import sample_shape
-    from .model_io import load
+    from .model_io import load, model_path
 
     config = read_config(config_path)
     net = load(config["model_file"])
@@ -256,20 +356,19 @@ def explain_filelist(config_path, filelist, pathprefix=""):
     if shape is None or len(shape) != 3:
         raise ValueError(f"{config['model_file']}: the toolbox mode explains images, and this model "
                          f"does not take images (set input_size?)")
-    classes = net.output_shapes((1,) + tuple(shape))[-1][-1]
     entries = read_filelist(filelist, pathprefix)
-    failures, done, bases = 0, 0, {}
-    for image_path, target, lineno in entries:
-        if image_path is None:
-            failures += 1
-            print(f"lrpnb toolbox: {target}", file=sys.stderr)
-            continue
-        try:
-            _explain_entry(net, composite, config, shape, classes, image_path, target, pathprefix, bases)
-            done += 1
-        except (ValueError, OSError) as error:
-            failures += 1
-            print(f"lrpnb toolbox: {filelist}:{lineno}: {error}", file=sys.stderr)
+    read = [config_path, filelist, model_path(config["model_file"])]
+    read += [image for image, _, _ in entries if image is not None]
+    job = types.SimpleNamespace(
+        net=net, composite=composite, config=config, shape=shape, config_path=config_path,
+        classes=net.output_shapes((1,) + tuple(shape))[-1][-1], prefix=pathprefix or os.curdir,
+        outpath=config["standalone_outpath"], folder=os.path.dirname(os.path.abspath(config_path)),
+        inputs={os.path.realpath(path): path for path in read}, bases={})
+    lock = _lock(job)
+    try:
+        failures, done = _explain_entries(job, filelist, entries)
+    finally:
+        lock.release()
     print(f"explained {done} of {len(entries)} images with formula type "
           f"{config['relpropformulatype']}; results in {config['standalone_outpath']}")
     if failures:
@@ -277,28 +376,49 @@ def explain_filelist(config_path, filelist, pathprefix=""):
     return done
 
 
-def _explain_entry(net, composite, config, shape, classes, image_path, number, pathprefix, bases):
-    """Explain one image of the list and write its files; ``bases`` maps the
-    output paths taken so far to their images."""
+def _explain_entries(job, filelist, entries):
+    """Explain the entries of the list in turn, reporting each that fails;
+    (failures, images explained)."""
+    failures, done = 0, 0
+    for image_path, target, lineno in entries:
+        if image_path is None:
+            failures += 1
+            print(f"lrpnb toolbox: {target}", file=sys.stderr)
+            continue
+        try:
+            _explain_entry(job, image_path, target)
+            done += 1
+        except (ValueError, OSError) as error:
+            failures += 1
+            print(f"lrpnb toolbox: {filelist}:{lineno}: {error}", file=sys.stderr)
+    return failures, done
+
+
+def _explain_entry(job, image_path, number):
+    """Explain one image of the list and write its files; ``job.bases``
+    maps the output paths taken so far to their images."""
     from . import render
     from .sources import load_image
     from .targets import Target
 
-    _regular_file(image_path)
+    config, shape, classes = job.config, job.shape, job.classes
+    _check_entry(job, image_path)
     X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
-    base = _out_base(image_path, config, pathprefix)
+    base = _out_base(image_path, config, job.prefix)
     real = os.path.realpath(image_path)
-    if bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
+    if job.bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
         base += "_" + os.path.splitext(image_path)[1].lstrip(".").lower()
-        bases.setdefault(base, real)
-    _output_folder(base, config["standalone_outpath"])
+        job.bases.setdefault(base, real)
+    _output_folder(job, base)
     target = Target.from_toolbox(number, classes)
-    relevance, scores = net.explain(X, target=target, composite=composite, return_scores=True)
+    relevance, scores = job.net.explain(X, target=target, composite=job.composite, return_scores=True)
     if target.several:  # a map per class, named by it
         maps = relevance[0]
         names = [f"{base}_class{k}" for k in target.classes(scores)[0]]
     else:
         maps, names = relevance, [base]
+    _check_outputs(job, [name + suffix for name in names for suffix in ("_rawhm.txt", "_heatmap.png")]
+                   + [base + "_as_inputted_into_the_dnn.png", base + "_toptenscores.txt"])
     for name, relevance_map in zip(names, maps):
         write_rawhm(relevance_map, name + "_rawhm.txt")
         render.save_image(render.heatmap(relevance_map[None], cmap=config["colormap"])[0],

@@ -11,7 +11,9 @@ def add_parser(commands):
         description="Explain the images of a file list as the Caffe LRP Toolbox's standalone "
                     "executable does, driven by its config file; writes <name>_rawhm.txt, "
                     "<name>_heatmap.png, <name>_as_inputted_into_the_dnn.png and "
-                    "<name>_toptenscores.txt per image.")
+                    "<name>_toptenscores.txt per image, only inside standalone_outpath (no symbolic "
+                    "link may lead out of it), never over a file the run reads, and under a lock on "
+                    "that folder that refuses a second run into it.")
     toolbox.add_argument("-c", "--config", required=True, help="config file (key line, value line)")
     toolbox.add_argument("-f", "--filelist", required=True,
                          help="file list: image path and target (-1 top class, -2 top 5, k class k)")
