@@ -204,7 +204,12 @@ def _read_archive(archive, path, file_size):
     if unused:
         raise ValueError(f"{path}: holds members that no node names: {unused[:5]}")
     net = Network(nodes)
-    net.input_shape = None if shape is None else tuple(shape)
+    if shape is not None:
+        try:
+            net.output_shapes((1,) + tuple(shape))
+        except ValueError as error:
+            raise ValueError(f"{path}: input_shape {shape}: {error}") from None
+        net.input_shape = tuple(shape)
     return net
 
 
@@ -277,6 +282,8 @@ def _read_layer(archive, members, entry, where, file_size, used, budget):
     if not isinstance(specs, dict) or set(specs) != set(array_names):
         got = sorted(specs) if isinstance(specs, dict) else specs
         raise ValueError(f"{where}: {kind} has the arrays {sorted(array_names)}, got {got!r}")
+    if kind == "Convolution":
+        _check_dilated_filter(specs["W"], params["dilation"], where, file_size)
     arrays = {name: _read_array(archive, members, specs[name], f"{where}: array {name!r}", file_size, used,
                                 budget) for name in array_names}
     try:
@@ -294,6 +301,16 @@ def _read_layer(archive, members, entry, where, file_size, used, budget):
         raise ValueError(f"{where}: {error}") from None
     _set_rule(layer, entry.get("rule"), where)
     return layer
+
+
+def _check_dilated_filter(spec, dilation, where, file_size):
+    """Refuse a dilation whose filter, spread out once per layer, would be
+    larger than the size limits allow."""
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    if isinstance(shape, list) and len(shape) == 4 and all(_is_int(s) and s >= 1 for s in shape):
+        h, w, d, n = shape
+        nbytes = ((h - 1) * dilation[0] + 1) * ((w - 1) * dilation[1] + 1) * d * n * 8
+        check_array_size(nbytes, where, f"the filter dilated by {tuple(dilation)}", file_size)
 
 
 def _is_int(value):

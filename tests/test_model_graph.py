@@ -252,6 +252,11 @@ HOSTILE = {
                  r"node 0 \('conv'\): its rule preset: epsilon must be > 0"),
     "unknown rule": (dict(edit=set_field(0, "rule", {"name": "magic", "param": None, "explicit": False})),
                      r"node 0 \('conv'\): its rule preset: unknown LRP rule 'magic'"),
+    "huge dilation": (dict(edit=lambda d: d["nodes"][0]["params"].update(dilation=[10**6, 10**6])),
+                      r"node 0 \('conv'\): the filter dilated by \(1000000, 1000000\) would take"),
+    "input shape that does not fit": (dict(edit=lambda d: d.update(input_shape=[5, 5, 2])),
+                                      r"input_shape \[5, 5, 2\]: input does not fit node 0 \('conv'\)"),
+    "bad input shape": (dict(edit=lambda d: d.update(input_shape=[0, 3])), r"input_shape must be null or a list"),
     "no description": (dict(members={DESCRIPTION_MEMBER: None}), r"no model.json member"),
     "deep json": (dict(text=b"[" * 100000 + b"]" * 100000), r"not valid JSON"),
 }
