@@ -166,6 +166,7 @@ def read_graph(path):
 
 
 def _read_archive(archive, path, file_size):
+    """The network of an open archive, every member checked (read_graph)."""
     infos = archive.infolist()
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
@@ -179,9 +180,9 @@ def _read_archive(archive, path, file_size):
     entries = description["nodes"]
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: 'nodes' must be a non-empty list of nodes")
-    nodes, used = [], {DESCRIPTION_MEMBER}
-    budget = [0]
-    all_names = [entry.get("name") for entry in entries if isinstance(entry, dict)]
+    # the members read so far, and their bytes together (one size limit for all)
+    nodes, used, budget = [], {DESCRIPTION_MEMBER}, [0]
+    all_names = {entry["name"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("name"), str)}
     seen = {INPUT}
     for k, entry in enumerate(entries):
         where = f"{path}: node {k}"

@@ -131,7 +131,8 @@ def test_lenet5_round_trip_and_info(tmp_path, capsys):
     assert_same_outputs(net, back, X)
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "Convolution" in out and f"total parameters: {sum(l.W.size + l.B.size for l in net.layers if hasattr(l, 'W')):,}" in out
+    count = sum(layer.W.size + layer.B.size for layer in net.layers if hasattr(layer, "W"))
+    assert "Convolution 5 5 1 10" in out and f"total parameters: {count:,}" in out
     # a toolbox chain read from .lrpnb goes back to the toolbox's text format
     lrpnb.save(back, tmp_path / "lenet.txt")
     assert lrpnb.load(tmp_path / "lenet.txt").scores(X).tobytes() == net.scores(X).tobytes()
@@ -146,7 +147,8 @@ def test_format_can_be_named_for_any_extension(tmp_path):
 def test_graph_to_a_toolbox_format_names_the_lrpnb_format(tmp_path):
     net = graph_network(np.float64)
     for name in ("model.txt", "model.nn"):
-        with pytest.raises(ValueError, match=r"toolbox's model formats hold chains.*lrpnb.save\(net, \"model.lrpnb\"\)"):
+        with pytest.raises(ValueError, match=r"toolbox's model formats hold chains.*"
+                                             r"lrpnb.save\(net, \"model.lrpnb\"\)"):
             lrpnb.save(net, tmp_path / name)
         assert not (tmp_path / name).exists()
 
@@ -228,7 +230,8 @@ HOSTILE = {
     "missing parameter": (dict(edit=lambda d: d["nodes"][0]["params"].pop("groups")),
                           r"node 0 \('conv'\): Convolution takes the parameters"),
     "bad groups": (dict(edit=lambda d: d["nodes"][0]["params"].update(groups=2)), r"node 0 \('conv'\): .*groups"),
-    "missing array": (dict(members={"4.W.npy": None}), r"node 4 \('dense'\): array 'W': the member '4.W.npy' is missing"),
+    "missing array": (dict(members={"4.W.npy": None}),
+                      r"node 4 \('dense'\): array 'W': the member '4.W.npy' is missing"),
     "declared shape": (dict(edit=lambda d: d["nodes"][4]["arrays"]["W"].update(shape=[12, 3])),
                        r"node 4 \('dense'\): array 'W' \(4.W.npy\): holds shape \(12, 2\).*says \(12, 3\)"),
     "declared dtype": (dict(edit=lambda d: d["nodes"][4]["arrays"]["W"].update(dtype="float32")),
@@ -245,7 +248,8 @@ HOSTILE = {
                    r"node 4 \('dense'\): Linear: B contains NaN"),
     "truncated array": (dict(members={"4.W.npy": npy_bytes(np.ones((12, 2)))[:-8]}),
                         r"node 4 \('dense'\): array 'W' \(4.W.npy\): the header declares shape \(12, 2\)"),
-    "unnamed member": (dict(members={"payload.npy": npy_bytes(np.ones(3))}), r"members that no node names: \['payload.npy'\]"),
+    "unnamed member": (dict(members={"payload.npy": npy_bytes(np.ones(3))}),
+                       r"members that no node names: \['payload.npy'\]"),
     "member named twice": (dict(edit=lambda d: d["nodes"][4]["arrays"]["B"].update(member="0.B.npy")),
                            r"node 4 \('dense'\): array 'B': the member '0.B.npy' is named twice"),
     "bad rule": (dict(edit=set_field(0, "rule", {"name": "epsilon", "param": -1.0, "explicit": True})),
