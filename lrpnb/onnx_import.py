@@ -15,29 +15,67 @@ are converted once, here, so that no transpose runs per call:
 - Identity and Dropout are dropped (no-ops at inference); a MatMul followed
   by the addition of a constant is one dense layer.
 
-formats/README.md lists the operators and attributes accepted. Anything
-else is a ValueError naming the node, its operator and the supported ones.
+formats/README.md lists the operators, attributes and opsets accepted.
+Anything else, a malformed graph included, is a ValueError that starts with
+the file's path and names the node, its operator and what is wrong.
 """
 import os
+from collections import Counter
 
 import numpy as np
 
 from .data_io import check_array_size
-from .network import (INPUT, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
+from .network import (INPUT, printable, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                       Linear, LRN, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, Tanh)
 
-__all__ = ["read_onnx", "SUPPORTED_OPS"]
+__all__ = ["read_onnx", "SUPPORTED_OPS", "UNSUPPORTED_HINTS", "OPSETS"]
 
 SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout", "Flatten",
                  "Gemm", "GlobalAveragePool", "Identity", "LRN", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid",
                  "Softmax", "Tanh")
 
+# The default domain's opsets whose operators are read here as ONNX defines them: 7 gave Add and Gemm
+# numpy's broadcasting and dropped `is_test`; up to 28 these operators gained types, and attributes
+# checked here (pool `dilations`, Reshape `allowzero`, `training_mode`). Capped by the onnx package.
+OPSETS = (7, 28)
+
+_FLATTEN = "export the flattening as torch.flatten(x, 1) (or x.flatten(1)) instead of x.view(x.size(0), -1)"
+_NORMALISE = ("if it normalises the input ((x - mean) / std in forward()), export the model without it and give "
+              "lrpnb explain --mean and --std")
+UNSUPPORTED_HINTS = {  # op_type -> the change at export that avoids it
+    "Shape": _FLATTEN, "Gather": _FLATTEN, "Unsqueeze": _FLATTEN, "Squeeze": _FLATTEN,
+    "Sub": _NORMALISE, "Div": _NORMALISE, "Mul": _NORMALISE,
+    "Pad": "give the convolution or pooling its zero padding (nn.Conv2d(..., padding=p)) instead of F.pad or "
+           "nn.ZeroPad2d",
+    "ReduceMean": "average with nn.AdaptiveAvgPool2d(1) and torch.flatten(x, 1) (exported as GlobalAveragePool and "
+                  "Flatten) instead of x.mean((2, 3))",
+    "GlobalMaxPool": "use nn.MaxPool2d(kernel_size=<the feature map's size>) instead of nn.AdaptiveMaxPool2d(1)",
+    "LogSoftmax": "export the model without its final log_softmax: lrpnb explains the class scores before it"}
+
+# what malformed nodes and tensors raise inside onnx, numpy and the handlers
+_MALFORMED = (IndexError, KeyError, TypeError, AttributeError, OverflowError, MemoryError, ValueError)
+# the attributes read, by kind: int, float, str, or that many ints (2-d)
+_ATTRIBUTES = dict.fromkeys(("axis", "group", "size", "transA", "transB", "ceil_mode", "count_include_pad",
+                             "allowzero", "spatial", "training_mode"), int) | {"auto_pad": str, "kernel_shape": 2,
+              "strides": 2, "dilations": 2, "pads": 4} | dict.fromkeys(("alpha", "beta", "bias", "epsilon"), float)
+# the inputs an operator needs (1 when not listed; Add and Concat need all theirs named), its required attribute
+_INPUTS = {"Constant": 0, "Conv": 2, "Gemm": 2, "MatMul": 2, "Reshape": 2, "Add": 2, "BatchNormalization": 5}
+_REQUIRED = {"MaxPool": "kernel_shape", "AveragePool": "kernel_shape", "LRN": "size", "Concat": "axis"}
+
+
+def _reason(error):
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+
+
+def _named(error, path):
+    """``error`` if it is a ValueError that starts with ``path``, else None."""
+    return error if isinstance(error, ValueError) and str(error).startswith(f"{path}: ") else None
+
 
 class _Tensor:
-    """What the importer knows of an ONNX tensor: the lrpnb value that holds
-    it (a node name or 'input'), its ONNX shape without the batch axis, and
-    for features flattened from an image, ``order[i]``: the ONNX feature at
-    lrpnb's position i (None where the orders agree)."""
+    """What the importer knows of an ONNX tensor: the lrpnb value holding it (a node name or 'input'), its
+    ONNX shape without the batch axis, and for features flattened from an image, ``order[i]``: ONNX's
+    feature at lrpnb's position i (None where the orders agree)."""
 
     def __init__(self, value, shape, order=None):
         self.value, self.shape, self.order = value, tuple(shape), order
@@ -45,26 +83,20 @@ class _Tensor:
 
 class _Importer:
     def __init__(self, model, path):
-        from onnx import numpy_helper
+        from onnx import TensorProto, helper, numpy_helper
 
-        self.path = path
-        self.graph = model.graph
-        self.constants = {init.name: numpy_helper.to_array(init) for init in self.graph.initializer}
-        self.numpy_helper = numpy_helper
-        self.tensors = {}
-        self.nodes = []
-        self.by_name = {}  # lrpnb node name -> Node
-        self.readers = {}  # tensor name -> how many nodes read it
-        for node in self.graph.node:
-            for name in node.input:
-                self.readers[name] = self.readers.get(name, 0) + 1
-        for output in self.graph.output:
-            self.readers[output.name] = self.readers.get(output.name, 0) + 1
+        self.path, self.graph, self.numpy_helper, self.helper = path, model.graph, numpy_helper, helper
+        self.TensorProto, self.constants, self.tensors, self.nodes, self.by_name = TensorProto, {}, {}, [], {}
+        for init in self.graph.initializer:
+            if init.name in self.constants:
+                raise ValueError(f"{path}: two initializers are named {init.name!r}; tensor names must be unique")
+            self.constants[init.name] = self.array(init)
+        # tensor name -> how many nodes (and graph outputs) read it
+        self.readers = Counter([i for n in self.graph.node for i in n.input] + [o.name for o in self.graph.output])
 
     # ------------------------------------------------------------ helpers
     def check_size(self, node, nbytes, what):
-        """Refuse an array sized from declared shapes or attributes alone
-        beyond lrpnb.data_io's size limit for a file of this model's size."""
+        """Refuse an array sized from declared shapes or attributes beyond lrpnb.data_io's limit."""
         try:
             check_array_size(nbytes, self.path, what, os.path.getsize(self.path))
         except ValueError as error:
@@ -72,17 +104,49 @@ class _Importer:
 
     def error(self, node, message):
         name = node.name or (node.output[0] if node.output else "?")
-        return ValueError(f"{self.path}: node {name!r} ({node.op_type}): {message}")
+        return ValueError(f"{self.path}: node {name!r} ({printable(node.op_type)}): {printable(message)}")
+
+    def array(self, tensor, node=None):
+        """The numbers of an initializer (or of Constant ``node``'s tensor)."""
+        try:
+            value = self.numpy_helper.to_array(tensor)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{value.dtype} values")
+        except _MALFORMED as error:
+            message = (f"tensor {tensor.name!r} of dims {list(tensor.dims)[:8]} is unreadable ({_reason(error)}); "
+                       f"lrpnb reads numeric tensors whose data matches their dims")
+            if node is None:
+                raise ValueError(f"{self.path}: initializer {message}") from None
+            raise self.error(node, message) from None
+        return value
 
     def attributes(self, node):
-        from onnx import helper
+        """The node's attributes; those lrpnb reads checked against their kind (_ATTRIBUTES, _REQUIRED)."""
+        attrs = {}
+        for attr in node.attribute:
+            if attr.name in attrs:
+                raise self.error(node, f"has two attributes named {attr.name!r}")
+            try:
+                value = attrs[attr.name] = self.helper.get_attribute_value(attr)
+            except _MALFORMED as error:
+                raise self.error(node, f"attribute {attr.name!r} is unreadable ({_reason(error)})") from None
+            kind = _ATTRIBUTES.get(attr.name)
+            if kind is str and isinstance(value, bytes):
+                value = attrs[attr.name] = value.decode("utf-8", "replace")
+            if kind is not None and not (type(value) is kind or (kind, type(value)) == (float, int) or (
+                    isinstance(value, list) and len(value) == kind and all(type(v) is int for v in value))):
+                want = {int: "an integer", float: "a number", str: "a string"}.get(kind, f"{kind} integers")
+                raise self.error(node, f"attribute {attr.name} must be {want}, got {value!r:.80}")
+        if node.op_type in _REQUIRED and _REQUIRED[node.op_type] not in attrs:
+            raise self.error(node, f"needs the attribute {_REQUIRED[node.op_type]!r}")
+        return attrs
 
-        return {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
-
-    def constant(self, node, name, what):
+    def constant(self, node, name, what, ndim=None):
         if name not in self.constants:
             raise self.error(node, f"{what} ({name!r}) must be a constant (an initializer); lrpnb computes "
                                    f"no weights at run time")
+        if ndim is not None and np.ndim(self.constants[name]) != ndim:
+            raise self.error(node, f"{what} must have {ndim} dimensions, got shape {np.shape(self.constants[name])}")
         return np.asarray(self.constants[name])
 
     def tensor(self, node, name):
@@ -105,10 +169,6 @@ class _Importer:
         self.tensors[node.output[0]] = _Tensor(name, shape, order)
         return self.nodes[-1]
 
-    def producer(self, tensor):
-        """The lrpnb node that outputs ``tensor``, or None for the input."""
-        return self.by_name.get(tensor.value)
-
     def image_check(self, node, tensor):
         if len(tensor.shape) != 3:
             raise self.error(node, f"expects an image (N, C, H, W), got a tensor of shape "
@@ -119,19 +179,27 @@ class _Importer:
         inputs = [i for i in self.graph.input if i.name not in self.constants]
         if len(inputs) != 1:
             raise ValueError(f"{self.path}: lrpnb explains models with one input, this one has "
-                             f"{len(inputs)}: {', '.join(i.name for i in inputs)}")
+                             f"{len(inputs)}: {', '.join(repr(i.name) for i in inputs[:10])}")
         dims = inputs[0].type.tensor_type.shape.dim
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
         if len(shape) not in (1, 3) or any(s is None or s <= 0 for s in shape):
             raise ValueError(f"{self.path}: the input {inputs[0].name!r} must be (N, C, H, W) or (N, D) with "
                              f"fixed sizes besides N, got {tuple(shape)}")
-        self.input_shape = shape
-        self.tensors[inputs[0].name] = _Tensor(INPUT, shape)
+        # each tensor is defined once: a second definition would silently replace the first
+        defined = dict.fromkeys(self.constants, "an initializer") | {inputs[0].name: "the model's input"}
         for node in self.graph.node:
-            handler = getattr(self, "op_" + node.op_type, None)
-            if handler is None or node.domain not in ("", "ai.onnx"):
-                raise self.error(node, f"unsupported operator; lrpnb imports {', '.join(SUPPORTED_OPS)}")
-            handler(node, self.attributes(node))
+            if not node.output or not node.output[0]:
+                raise self.error(node, "has no output")
+            for name in filter(None, node.output):
+                if name in defined:
+                    raise self.error(node, f"redefines {name!r}, already {defined[name]}; tensor names must be unique")
+                defined[name] = f"an output of node {node.name or node.output[0]!r}"
+        self.input_shape, self.tensors[inputs[0].name] = shape, _Tensor(INPUT, shape)
+        for node in self.graph.node:
+            try:
+                self.run_node(node)
+            except _MALFORMED as error:  # the last line of defence: a hole in the checks is still this file's error
+                raise _named(error, self.path) or self.error(node, f"malformed node ({_reason(error)})") from None
         if len(self.graph.output) != 1:
             raise ValueError(f"{self.path}: lrpnb explains models with one output, this one has "
                              f"{len(self.graph.output)}")
@@ -148,47 +216,56 @@ class _Importer:
             if node.name in needed:
                 keep.append(node)
                 needed.update(node.inputs)
-        return Network(keep[::-1])
+        try:
+            return Network(keep[::-1])
+        except ValueError as error:
+            raise ValueError(f"{self.path}: {printable(error)}") from None
+
+    def run_node(self, node):
+        handler, default = getattr(self, "op_" + node.op_type, None), node.domain in ("", "ai.onnx")
+        if handler is None or not default:
+            where = "" if default else f" of ONNX's default domain (this node's is {node.domain!r})"
+            hint = f"; to avoid it: {UNSUPPORTED_HINTS[node.op_type]}" if node.op_type in UNSUPPORTED_HINTS else ""
+            raise self.error(node, f"unsupported operator; lrpnb imports {', '.join(SUPPORTED_OPS)}{where or hint}")
+        need, variadic = _INPUTS.get(node.op_type, 1), node.op_type in ("Add", "Concat")
+        if len(node.input) < need or not all(node.input if variadic else node.input[:need]):
+            raise self.error(node, f"needs {need} named inputs{' (or more)' * variadic}, got "
+                                   f"{list(node.input)!r:.80}")
+        handler(node, self.attributes(node))
 
     # ------------------------------------------------------------ operators
     def op_Constant(self, node, attrs):
-        if "value" not in attrs:
+        if not isinstance(attrs.get("value"), self.TensorProto):
             raise self.error(node, "only Constant nodes with a 'value' tensor are supported")
-        self.constants[node.output[0]] = self.numpy_helper.to_array(attrs["value"])
+        self.constants[node.output[0]] = self.array(attrs["value"], node)
 
     def alias(self, node):
         self.tensors[node.output[0]] = self.tensor(node, node.input[0])
 
     def op_Identity(self, node, attrs):
-        if node.input[0] in self.constants:  # exporters share equal weights through Identity
-            self.constants[node.output[0]] = self.constants[node.input[0]]
-            return
-        self.alias(node)
+        if node.input[0] not in self.constants:
+            return self.alias(node)
+        self.constants[node.output[0]] = self.constants[node.input[0]]  # exporters share weights through Identity
 
     def op_Dropout(self, node, attrs):
         if len(node.output) > 1 and self.readers.get(node.output[1]):
             raise self.error(node, "the dropout mask output is used; at inference there is none")
+        if len(node.input) > 2 and node.input[2] and self.constant(node, node.input[2], "training_mode").any():
+            raise self.error(node, "training_mode is true; export the model in eval mode (model.eval())")
         self.alias(node)
 
-    def elementwise(self, node, layer):
-        source = self.tensor(node, node.input[0])
+    def op_Relu(self, node, attrs):  # and Tanh, Sigmoid
+        source, layer = self.tensor(node, node.input[0]), dict(Relu=Rect, Tanh=Tanh, Sigmoid=Sigmoid)[node.op_type]()
         self.add(node, layer, [source], source.shape, source.order)
 
-    def op_Relu(self, node, attrs):
-        self.elementwise(node, Rect())
-
-    def op_Tanh(self, node, attrs):
-        self.elementwise(node, Tanh())
-
-    def op_Sigmoid(self, node, attrs):
-        self.elementwise(node, Sigmoid())
+    op_Tanh = op_Sigmoid = op_Relu
 
     def op_LRN(self, node, attrs):
         source = self.tensor(node, node.input[0])
         self.image_check(node, source)
         try:
-            layer = LRN(int(attrs["size"]), attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
-        except (KeyError, ValueError) as error:
+            layer = LRN(attrs["size"], attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
+        except ValueError as error:
             raise self.error(node, f"needs a positive size and finite alpha, beta, bias > 0 ({error})") from None
         self.add(node, layer, [source], source.shape)
 
@@ -201,21 +278,15 @@ class _Importer:
     def op_Conv(self, node, attrs):
         source = self.tensor(node, node.input[0])
         self.image_check(node, source)
-        W = self.constant(node, node.input[1], "the filters")
-        if W.ndim != 4:
-            raise self.error(node, f"only 2-d convolutions are supported, the filters have shape {W.shape}")
-        K = W.shape[0]
+        W = self.constant(node, node.input[1], "the filters", ndim=4)  # 2-d convolutions
         B = self.constant(node, node.input[2], "the bias") if len(node.input) > 2 and node.input[2] else \
-            np.zeros(K, dtype=W.dtype)
-        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-            raise self.error(node, "auto_pad SAME_UPPER/SAME_LOWER is not supported; export with explicit pads")
+            np.zeros(W.shape[0], dtype=W.dtype)
         if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != W.shape[2:]:
             raise self.error(node, f"kernel_shape {attrs['kernel_shape']} differs from the filters {W.shape}")
-        top, left, bottom, right = attrs.get("pads", (0, 0, 0, 0))
+        padding = self.padding(node, attrs)
         try:
-            layer = Convolution(W.transpose(2, 3, 1, 0), B, stride=tuple(attrs.get("strides", (1, 1))),
-                                padding=(top, bottom, left, right), dilation=tuple(attrs.get("dilations", (1, 1))),
-                                groups=int(attrs.get("group", 1)))
+            layer = Convolution(W.transpose(2, 3, 1, 0), B, stride=attrs.get("strides", (1, 1)), padding=padding,
+                                dilation=attrs.get("dilations", (1, 1)), groups=attrs.get("group", 1))
             out = layer.output_shape((1,) + source.shape[1:] + source.shape[:1])
         except ValueError as error:
             raise self.error(node, str(error)) from None
@@ -224,18 +295,21 @@ class _Importer:
                         f"the dilated filters (dilations {rows}, {columns})")
         self.add(node, layer, [source], (out[3], out[1], out[2]))
 
+    def padding(self, node, attrs):
+        """(top, bottom, left, right) from ONNX's 2-d pads (top, left, bottom, right) and auto_pad."""
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise self.error(node, f"auto_pad {attrs['auto_pad']!r}: only NOTSET and VALID are read (auto_pad "
+                                   f"SAME_UPPER/SAME_LOWER is not supported; export with explicit pads)")
+        top, left, bottom, right = attrs.get("pads", (0,) * 4) if attrs.get("auto_pad") != "VALID" else (0,) * 4
+        return top, bottom, left, right
+
     def pool_options(self, node, attrs):
         if attrs.get("ceil_mode", 0):
             raise self.error(node, "ceil_mode=1 is not supported")
         if any(d != 1 for d in attrs.get("dilations", (1, 1))):
             raise self.error(node, "dilated pooling is not supported")
-        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-            raise self.error(node, "auto_pad SAME_UPPER/SAME_LOWER is not supported; export with explicit pads")
-        kernel = tuple(attrs["kernel_shape"])
-        if len(kernel) != 2:
-            raise self.error(node, f"only 2-d pooling is supported, got kernel_shape {kernel}")
-        top, left, bottom, right = attrs.get("pads", (0, 0, 0, 0))
-        return kernel, tuple(attrs.get("strides", (1, 1))), (top, bottom, left, right)
+        return tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", (1, 1))), \
+            self.padding(node, attrs)
 
     def pool(self, node, make):
         source = self.tensor(node, node.input[0])
@@ -262,8 +336,7 @@ class _Importer:
 
     def flatten(self, node, source):
         if len(source.shape) == 1:
-            self.alias(node)
-            return
+            return self.alias(node)
         C, H, W = source.shape
         self.check_size(node, C * H * W * 8, f"the feature order of a flattened ({C}, {H}, {W}) image")
         # lrpnb's position (h, w, c) holds ONNX's feature c*H*W + h*W + w
@@ -277,11 +350,12 @@ class _Importer:
 
     def op_Reshape(self, node, attrs):
         source = self.tensor(node, node.input[0])
-        target = [int(v) for v in self.constant(node, node.input[1], "the shape").ravel()]
+        target = self.constant(node, node.input[1], "the shape")
+        target = target.ravel().tolist() if target.dtype.kind in "iu" else f"{target.dtype} values"
         size = int(np.prod(source.shape))
-        if len(target) != 2 or target[0] not in (0, -1, 1) or target[1] not in (-1, size) \
-                or (target[0] == -1 and target[1] == -1):
-            raise self.error(node, f"only a reshape to (N, features) is supported, got shape {target}")
+        first = (-1, 1) if attrs.get("allowzero", 0) else (0, -1, 1)  # with allowzero, 0 is a size
+        if len(target) != 2 or target[0] not in first or target[1] not in (-1, size) or target == [-1, -1]:
+            raise self.error(node, f"only a reshape to (N, features) is supported, got shape {target!r:.80}")
         self.flatten(node, source)
 
     def dense(self, node, source, W, B):
@@ -297,7 +371,7 @@ class _Importer:
         source = self.tensor(node, node.input[0])
         if attrs.get("transA", 0):
             raise self.error(node, "transA=1 is not supported")
-        W = self.constant(node, node.input[1], "the weights")
+        W = self.constant(node, node.input[1], "the weights", ndim=2)
         W = W.T if attrs.get("transB", 0) else W
         W = attrs.get("alpha", 1.0) * W.astype(np.float64 if W.dtype != np.float32 else np.float32)
         B = np.zeros(W.shape[1], dtype=W.dtype)
@@ -310,15 +384,13 @@ class _Importer:
 
     def op_MatMul(self, node, attrs):
         source = self.tensor(node, node.input[0])
-        W = self.constant(node, node.input[1], "the second factor")
-        if W.ndim != 2:
-            raise self.error(node, f"the second factor must be a matrix, got shape {W.shape}")
+        W = self.constant(node, node.input[1], "the second factor", ndim=2)
         self.dense(node, source, W, np.zeros(W.shape[1], dtype=W.dtype))
 
     def folds_into(self, tensor_name, tensor):
         """The Linear or Convolution node whose output ``tensor`` nothing
         but the current node reads, or None."""
-        layer_node = self.producer(tensor)
+        layer_node = self.by_name.get(tensor.value)  # None for the input
         if layer_node is None or self.readers.get(tensor_name, 0) != 1:
             return None
         return layer_node if isinstance(layer_node.layer, (Linear, Convolution)) else None
@@ -335,8 +407,7 @@ class _Importer:
             target = self.folds_into(other[0], source)
             C = np.asarray(self.constants[constants[0]])
             channels = target.layer.W.shape[-1] if target is not None else 0
-            # one value per output channel, on the channel axis: last for features,
-            # the third from last (C of C, H, W) for images
+            # one value per output channel, on the channel axis: last for features, C of (C, H, W) for images
             axis = -1 if target is None or isinstance(target.layer, Linear) else -3
             per_channel = C.size == 1 or (C.ndim >= -axis and C.shape[axis] == channels and C.size == channels)
             if target is None or not per_channel:
@@ -352,22 +423,22 @@ class _Importer:
 
     def op_Concat(self, node, attrs):
         sources = [self.tensor(node, name) for name in node.input]
-        if attrs.get("axis") not in (1, -len(sources[0].shape) - 1) or any(s.order is not None for s in sources):
+        if attrs["axis"] not in (1, -1 - len(sources[0].shape)) or any(s.order is not None for s in sources):
             raise self.error(node, "only a concatenation along the channels (axis 1) is supported")
         if any(s.shape[1:] != sources[0].shape[1:] for s in sources):
             raise self.error(node, "the inputs differ in more than their channels")
-        shape = (sum(s.shape[0] for s in sources),) + sources[0].shape[1:]
-        self.add(node, Concat(), sources, shape)
+        self.add(node, Concat(), sources, (sum(s.shape[0] for s in sources),) + sources[0].shape[1:])
 
     def op_BatchNormalization(self, node, attrs):
         if len(node.output) > 1 and any(self.readers.get(name) for name in node.output[1:]):
             raise self.error(node, "training-mode outputs (running mean and variance) are not supported")
+        if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+            raise self.error(node, "only the inference form (training_mode 0, spatial 1) is supported")
         source = self.tensor(node, node.input[0])
         gamma, beta, mean, var = (self.constant(node, name, what).astype(np.float64) for name, what in
                                   zip(node.input[1:5], ("scale", "bias", "mean", "var")))
-        eps = float(attrs.get("epsilon", 1e-5))
         try:
-            norm = BatchNorm(gamma, beta, mean, var, eps)
+            norm = BatchNorm(gamma, beta, mean, var, attrs.get("epsilon", 1e-5))
         except ValueError as error:
             raise self.error(node, str(error)) from None
         if norm.scale.size != source.shape[0]:
@@ -375,8 +446,7 @@ class _Importer:
         target = self.folds_into(node.input[0], source)
         if target is not None:
             # y = (x W + b) scale + shift = x (W scale) + (b scale + shift), per output channel
-            layer = target.layer
-            dtype = layer.W.dtype
+            layer, dtype = target.layer, target.layer.W.dtype
             layer.W = (layer.W * norm.scale).astype(dtype)
             layer.B = (layer.B * norm.scale + norm.shift).astype(dtype)
             self.tensors[node.output[0]] = source
@@ -386,17 +456,26 @@ class _Importer:
         self.add(node, norm, [source], source.shape, source.order)
 
 
-def _refuse_external_data(model, path):
-    """Refuse tensors stored outside the model file (external data): lrpnb
-    reads the file it was given, nothing the file names."""
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attribute in node.attribute:
-            tensors += ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
-    for tensor in tensors:
+def _check_model(model, path):
+    """Refuse tensors stored in other files (external data: lrpnb reads the file given, nothing it names), and
+    a model without one opset of the default domain or with one lrpnb (OPSETS) or the onnx package does not read."""
+    from onnx.defs import onnx_opset_version
+
+    for tensor in [*model.graph.initializer, *(t for node in model.graph.node for attribute in node.attribute
+                                                for t in [attribute.t, *attribute.tensors])]:
         if tensor.data_location == tensor.EXTERNAL or tensor.external_data:
             raise ValueError(f"{path}: tensor {tensor.name!r} is stored in another file (external "
                              f"data); lrpnb reads models held in one file")
+    versions = sorted({entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")})
+    newest = min(OPSETS[1], onnx_opset_version())
+    reads = f"lrpnb reads opsets {OPSETS[0]} to {newest} of ONNX's default domain"
+    if len(versions) != 1:
+        raise ValueError(f"{path}: the model declares {f'opsets {versions}' if versions else 'no opset'} of the "
+                         f"default domain (opset_import); {reads}")
+    if not OPSETS[0] <= versions[0] <= newest:
+        raise ValueError(f"{path}: opset {versions[0]} is too {'old' if versions[0] < OPSETS[0] else 'new'}; {reads}"
+                         + ("; upgrade the onnx package" if newest < versions[0] <= OPSETS[1] else "; export with one "
+                            "(torch.onnx.export(..., opset_version=17)) or convert (onnx.version_converter)"))
 
 
 def read_onnx(path):
@@ -405,15 +484,17 @@ def read_onnx(path):
         import onnx
     except ImportError:
         raise ImportError("reading .onnx models needs the onnx package: pip install \"lrpnb[onnx]\"") from None
+    path = os.fspath(path)
     try:
         # external data would read other files (any path the model names)
-        model = onnx.load(os.fspath(path), load_external_data=False)
+        model = onnx.load(path, load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends
-        raise ValueError(f"{os.fspath(path)}: not a readable ONNX model ({type(error).__name__}: "
-                         f"{str(error)[:200]})") from None
-    _refuse_external_data(model, os.fspath(path))
-    importer = _Importer(model, os.fspath(path))
-    net = importer.run()
-    shape = importer.input_shape
+        raise ValueError(f"{path}: not a readable ONNX model ({_reason(error)})") from None
+    try:
+        _check_model(model, path)
+        importer = _Importer(model, path)
+        net, shape = importer.run(), importer.input_shape
+    except _MALFORMED as error:  # outside the nodes: names that are not text (bad UTF-8), other holes
+        raise _named(error, path) or ValueError(f"{path}: malformed model ({_reason(error)})") from None
     net.input_shape = shape if len(shape) == 1 else (shape[1], shape[2], shape[0])
     return net
