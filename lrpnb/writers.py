@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ._atomic import _umask, atomic_path, replace_durably
+from .provenance import write_attributes
 
 __all__ = ["HDF5Writer", "NpyWriter", "WriterLock", "clear_stale_lock", "COMPRESSION"]
 
@@ -54,10 +55,13 @@ class HDF5Writer:
     ``scores`` (N, C), ``target`` (N,) or (N, T), and for images ``source``
     (the file names, ``names``, written at the start); chunked by batch.
     While running, ``ok`` (N,) marks the rows that hold results.
+    ``attributes`` (lrpnb.provenance's record of the run) are the finished
+    file's root attributes.
     """
 
-    def __init__(self, path, count, settings, overwrite=False, compress=False, names=None):
+    def __init__(self, path, count, settings, overwrite=False, compress=False, names=None, attributes=None):
         self.path = os.fspath(path)
+        self.attributes = attributes or {}
         self.compression = COMPRESSION if compress else {}
         self.partial = self.path + ".partial"
         self.count, self.settings = count, json.dumps(settings, sort_keys=True)
@@ -221,6 +225,7 @@ class HDF5Writer:
                 for key in ("done", "count", "settings"):
                     if key in self.file.attrs:
                         del self.file.attrs[key]
+                write_attributes(self.file, self.attributes)
                 self.file.flush()
                 self._abandon()
                 replace_durably(self.partial, self.path)
@@ -250,6 +255,7 @@ class HDF5Writer:
         with h5py.File(self.partial, "r") as source, h5py.File(tmp, "w") as target:
             keep = np.ones(self.count, dtype=bool) if ok is None else ok
             kept = int(keep.sum())
+            write_attributes(target, self.attributes)
             for name in source:
                 if name in ("ok", "_done"):
                     continue

@@ -28,7 +28,10 @@ def test_rules_are_compared_with_random_and_written(tmp_path):
     expected = evaluate.perturbation_curve(net, X, net.explain(X, rule="epsilon", param=0.01), region=2,
                                            steps=5, replace=0.0, seed=3)
     aopc = evaluate.aopc(expected)
-    assert f"{aopc:9.4g}" in lines[2]
+    numbers = [line.split()[2:] for line in lines[2:5]]
+    places = {len(word.rpartition(".")[2]) for row in numbers for word in row if word != ".."}
+    assert len(places) == 1  # one precision for the whole table
+    assert float(numbers[0][0]) == pytest.approx(aopc, abs=0.51 * 10.0 ** -places.pop())
     with h5py.File(out, "r") as handle:
         assert json.loads(handle.attrs["methods"]) == ["epsilon 0.01", "flat", "random"]
         assert handle["curves"].shape == (3, 16, 6)
@@ -37,6 +40,12 @@ def test_rules_are_compared_with_random_and_written(tmp_path):
         np.testing.assert_array_equal(handle["target"][...], net.scores(X).argmax(axis=1))
         np.testing.assert_array_equal(handle["index"][...], np.arange(16))
         settings = json.loads(handle.attrs["settings"])
+        # how it was made (lrpnb.provenance)
+        import hashlib
+
+        assert handle.attrs["command"] == "evaluate" and handle.attrs["model"] == MODEL
+        assert handle.attrs["model_sha256"] == hashlib.sha256(open(MODEL, "rb").read()).hexdigest()
+        assert list(handle.attrs["method"]) == ["epsilon 0.01", "flat"]
         assert settings["steps"] == 5 and settings["order"] == "morf" and settings["replace"] == 0.0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the outputs exist now: a second run is refused, and --overwrite replaces them

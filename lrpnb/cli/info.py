@@ -1,5 +1,5 @@
-"""``lrpnb info`` (a model's layers, shapes and parameter counts) and
-``lrpnb convert`` (a model file in another format)."""
+"""``lrpnb info`` (a model's layers, shapes and parameter counts, or how a
+result file was made) and ``lrpnb convert`` (a model file in another format)."""
 import os
 
 from ..pipeline import options
@@ -9,10 +9,16 @@ __all__ = ["add_parsers", "run_info", "run_convert"]
 
 def add_parsers(commands):
     """The ``info`` and ``convert`` commands and their options."""
-    info = commands.add_parser("info", help="layers, shapes and parameter counts of a model",
+    info = commands.add_parser("info", help="layers, shapes and parameter counts of a model; how a result "
+                                            "was made",
                                description="Print the layers, output shapes, parameter counts and "
-                                           "the input shape a model expects.")
-    info.add_argument("model", help="model file (.txt, .nn, .pickle, .mat, .onnx)")
+                                           "the input shape a model expects; for a result of lrpnb "
+                                           "explain or evaluate, what it holds and how it was made "
+                                           "(model and its SHA-256, method, target, normalisation, "
+                                           "data, lrpnb version, date).")
+    info.add_argument("model", metavar="FILE", help="model file (.txt, .nn, .pickle, .mat, .onnx, .lrpnb) or "
+                                                    "result file (.h5, or .npy/.npz/.mat/.txt with its "
+                                                    ".provenance.json)")
     info.set_defaults(run=run_info)
 
     convert = commands.add_parser("convert", help="convert a model file to another format",
@@ -25,6 +31,54 @@ def add_parsers(commands):
 
 
 def run_info(args):
+    """Print how a result was made (:func:`run_result_info`), or a model's
+    input, then a row per layer (per node of a graph), then the totals."""
+    from .. import provenance
+
+    made = provenance.read(args.model) if os.path.isfile(args.model) else None
+    if made is not None:
+        run_result_info(args.model, made)
+        return
+    run_model_info(args)
+
+
+def run_result_info(path, made):
+    """The arrays of a result file (HDF5: each dataset's shape and type;
+    .npy: its shape) and its provenance record."""
+    from .. import provenance
+    from ..network import printable as shown
+
+    print(f"result: {shown(path)}")
+    for name, shape, dtype in _arrays(path):
+        print(f"  {shown(name):<12} {' x '.join(map(str, shape)) or 'scalar':<20} {dtype}")
+    for line in provenance.describe(made):
+        print(line)
+
+
+def _arrays(path):
+    """(name, shape, dtype) of the arrays a result file holds, read from
+    headers only (nothing is loaded)."""
+    import numpy as np
+
+    if path.lower().endswith((".h5", ".hdf5")):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                return [(name, item.shape, item.dtype) for name, item in handle.items()
+                        if isinstance(item, h5py.Dataset)]
+        except (OSError, RuntimeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: cannot read the file ({error})") from None
+    if path.lower().endswith(".npy"):
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+        return [("relevance", array.shape, array.dtype)]
+    return []
+
+
+def run_model_info(args):
     """Print the input, then a row per layer (per node of a graph), then the totals."""
     from ..inputs import input_shape
     from ..model_io import load

@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 
+from .. import provenance
 from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
@@ -125,15 +126,24 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
     path, name, model_id = options.open_model(options.embedded_model() if model is None else model)
     net = options.load_model(model, path, device)
     X, kept, asked, source, origin = _samples(net, s, input_range)
-    followed = _followed(net, s, X, kept, asked)
-    maps, followed = _maps(net, s, X, kept, source, followed, methods)
+    maps, followed = _maps(net, s, X, kept, source, _followed(net, s, X, kept, asked), methods)
     result, settings, grid, region = _curves(net, X, maps, followed, kept, origin, s)
     what = {"morf": "most relevant first", "lerf": "least relevant first"}[order]
     if verbose:
         _report(result, name, grid, region, what, s.replace, seed)
-    _write(result, s, source, dict(settings, order=order, model=model_id, data=origin, **_normalisation(s)),
-           f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}", verbose)
+    settings = dict(settings, order=order, model=model_id, data=origin, **_normalisation(s))
+    made = _record(net, path, s, list(maps), input_range, settings)
+    _write(result, s, source, settings, made, f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}", verbose)
     return result
+
+
+def _record(net, path, s, methods, input_range, settings):
+    """What the curves' file records of how it was made (lrpnb.provenance)."""
+    model, digest = provenance.model_identity(net, path)
+    target = s.target if isinstance(s.target, str) else Target.from_option(s.target).describe()
+    return provenance.record("evaluate", model=model, model_sha256=digest, method=methods, target=target,
+                             data=settings["data"], dataset=s.dataset, size=s.size, input_range=input_range,
+                             mean=s.mean, std=s.std, channel_order=s.channel_order, evaluation=settings)
 
 
 def _maps(net, s, X, kept, source, followed, methods):
@@ -148,10 +158,10 @@ def _maps(net, s, X, kept, source, followed, methods):
     return {os.path.basename(s.relevance): R}, followed
 
 
-def _write(result, s, source, settings, title, verbose):
-    """The ``out`` and ``plot`` files asked for."""
+def _write(result, s, source, settings, made, title, verbose):
+    """The ``out`` and ``plot`` files asked for (``made``: lrpnb.provenance's record)."""
     if s.out is not None:
-        _write_curves(s.out, result.curves, result.target, result.index, source, settings)
+        _write_curves(s.out, result.curves, result.target, result.index, source, settings, made)
         _say(verbose, f"wrote {s.out}")
     if s.plot is not None:
         from .. import evaluate
@@ -299,16 +309,27 @@ def _report(result, name, grid, region, what, replace, seed):
     curves = result.curves
     baseline = evaluate.aopc(curves["random"])
     width = max(12, max(len(label) for label in curves))
+    rows = {label: evaluate.confidence_interval(evaluate.aopc(curve, per_sample=True))
+            for label, curve in curves.items()}
+    places = table_places(np.array([value for row in rows.values() for value in row]))
     print(f"  {'method':<{width}}  {'AOPC':>9}  {'95% interval':>19}  {'minus random':>12}")
-    for label, curve in curves.items():
-        mean, low, high = evaluate.confidence_interval(evaluate.aopc(curve, per_sample=True))
-        interval = f"{low:.4g} .. {high:.4g}"
-        versus = "" if label == "random" else f"{mean - baseline:+.4g}"
-        print(f"  {label:<{width}}  {mean:9.4g}  {interval:>19}  {versus:>12}")
+    for label, (mean, low, high) in rows.items():
+        interval = f"{low:.{places}f} .. {high:.{places}f}"
+        versus = "" if label == "random" else f"{mean - baseline:+.{places}f}"
+        print(f"  {label:<{width}}  {mean:9.{places}f}  {interval:>19}  {versus:>12}")
     copies = len(curves) * len(result.target) * (result.steps + 1)
     print(f"{copies:,} perturbed inputs scored in {result.seconds:.2f} s ({copies / result.seconds:,.0f}/s); "
           f"AOPC: the mean fall of the class score over the steps (larger: the order finds what "
           f"the score rests on)")
+
+
+def table_places(values, digits=4):
+    """Decimal places that show the largest of ``values`` with ``digits``
+    significant digits: one precision for a whole table, so its columns
+    line up and compare (at most 12 places)."""
+    finite = np.abs(values[np.isfinite(values)])
+    largest = finite.max() if finite.size and finite.max() > 0 else 1.0
+    return int(min(12, max(0, digits - 1 - np.floor(np.log10(largest)))))
 
 
 def _read_relevance(path, source, kept, shape):
@@ -358,10 +379,10 @@ def _relevance_rows(handle, path, source, kept, length):
     return np.asarray(kept)
 
 
-def _write_curves(path, curves, target, kept, source, settings):
+def _write_curves(path, curves, target, kept, source, settings, made):
     """The curves as HDF5: curves (M, N, L+1), aopc (M, N), target (N,),
     index (N,), source names for images; the settings and method names as
-    attributes."""
+    attributes, and the run's record (lrpnb.provenance)."""
     import json
 
     import h5py
@@ -380,3 +401,4 @@ def _write_curves(path, curves, target, kept, source, settings):
                                       dtype=h5py.string_dtype())
             handle.attrs["methods"] = json.dumps(list(curves))
             handle.attrs["settings"] = json.dumps(settings, sort_keys=True)
+            provenance.write_attributes(handle, made)

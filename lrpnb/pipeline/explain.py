@@ -11,6 +11,7 @@ import types
 
 import numpy as np
 
+from .. import provenance
 from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
@@ -182,8 +183,10 @@ def _plan(model, data, out, **settings):
     # .npy/.npz/.mat/.txt hold the relevance alone: for images, a list of
     # the file of each row goes beside it (an unreadable image is left out)
     names_path = out + ".names.txt" if out_ext not in HDF5_EXTENSIONS and source.names is not None else None
+    # the formats without room for attributes say how they were made beside them
+    record_path = provenance.sidecar_path(out) if out_ext not in HDF5_EXTENSIONS else None
     # the images a list or folder names are inputs too
-    options.check_outputs([names_path] if names_path is not None else [],
+    options.check_outputs([path for path in (names_path, record_path) if path is not None],
                           inputs + list(getattr(source, "paths", None) or ()), s.overwrite,
                           also=[out, out + ".partial", out + ".lock"] + list(png_paths or ()))
     text = options.method_text(s.rule, s.param, s.composite)
@@ -195,9 +198,20 @@ def _plan(model, data, out, **settings):
                   inputs_fingerprint=_fingerprint(None, None, [path, labels]))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
+    made = _provenance(net, path, record, source, text)
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
-                                 names_path=names_path, record=record, input_range=input_range, settings=s)
+                                 names_path=names_path, record=record, input_range=input_range, settings=s,
+                                 provenance=made, record_path=record_path)
+
+
+def _provenance(net, path, record, source, method_text):
+    """What the result file records of how it was made (lrpnb.provenance)."""
+    model, digest = provenance.model_identity(net, path)
+    return provenance.record("explain", model=model, model_sha256=digest, method=method_text,
+                             target=record["target"], data=record["data"], dataset=record["dataset"],
+                             samples=len(source), size=record["size"], input_range=record["input_range"],
+                             mean=record["mean"], std=record["std"], channel_order=record["channel_order"])
 
 
 def _fingerprint(data, source, whole=(), edge=1 << 16):
@@ -261,15 +275,15 @@ class _Run:
     def __init__(self, plan):
         self.plan, self.N = plan, len(plan.source)
         s = plan.settings
-        self.writer = HDF5Writer(plan.out, self.N, plan.record, s.overwrite, s.compress,
-                                 names=plan.source.names) if plan.out_ext in HDF5_EXTENSIONS else None
+        self.writer = HDF5Writer(plan.out, self.N, plan.record, s.overwrite, s.compress, names=plan.source.names,
+                                 attributes=plan.provenance) if plan.out_ext in HDF5_EXTENSIONS else None
         # every format is written under the output's lock (HDF5's writer holds its own)
         self.lock = WriterLock(plan.out) if self.writer is None else None
         self.stream = None
         try:
             # temporary files of a killed earlier write of the same outputs: no
             # other run writes them while this one holds the lock
-            for path in (plan.out, plan.names_path):
+            for path in (plan.out, plan.names_path, plan.record_path):
                 if path is not None:
                     remove_leftovers(path)
             # .npy results stream to the disk batch by batch; .npz, .mat and .txt
@@ -443,6 +457,7 @@ class _Run:
             from ..data_io import write_data
 
             write_data(np.concatenate(self.parts), plan.out)
+        provenance.write_sidecar(plan.out, plan.provenance)
         if plan.names_path is not None:
             from .._atomic import atomic_path
 
