@@ -114,6 +114,8 @@ def test_missing_and_unknown_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="model file not found"):
         lrpnb.load(tmp_path / "absent.txt")
     with pytest.raises(ValueError, match="cannot tell the model format"):
+        lrpnb.load(tmp_path / "model.xyz")
+    with pytest.raises(ValueError, match="export it to ONNX"):  # another framework's model file
         lrpnb.load(tmp_path / "model.h5")
     with pytest.raises(ValueError, match="unknown model format 'keras'"):
         lrpnb.load(tmp_path / "model.txt", fmt="keras")
