@@ -14,7 +14,7 @@ def add_parser(commands):
                     "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
                     "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
                     "relevance alone (.npy, .npz, .mat, .txt).")
-    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat, .onnx)")
+    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat, .onnx, .lrpnb)")
     explain.add_argument("--data", required=True,
                          help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
     add_dataset(explain)

@@ -22,10 +22,10 @@ def add_parsers(commands):
     info.set_defaults(run=run_info)
 
     convert = commands.add_parser("convert", help="convert a model file to another format",
-                                  description="Read a model (.txt, .nn, .pickle, .mat, .onnx) and write it "
-                                              "as .txt or .nn/.pickle (the format from the extension).")
+                                  description="Read a model (.txt, .nn, .pickle, .mat, .onnx, .lrpnb) and write it "
+                                              "as .txt, .nn/.pickle or .lrpnb (the format from the extension).")
     convert.add_argument("input", help="model file to read")
-    convert.add_argument("output", help="model file to write (.txt, .nn, .pickle)")
+    convert.add_argument("output", help="model file to write (.txt, .nn, .pickle; .lrpnb for any network)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.set_defaults(run=run_convert)
 
