@@ -45,10 +45,8 @@ _NORMALISE = ("if it normalises the input ((x - mean) / std in forward()), expor
 UNSUPPORTED_HINTS = {  # op_type -> the change at export that avoids it
     "Shape": _FLATTEN, "Gather": _FLATTEN, "Unsqueeze": _FLATTEN, "Squeeze": _FLATTEN,
     "Sub": _NORMALISE, "Div": _NORMALISE, "Mul": _NORMALISE,
-    "Pad": "give the convolution or pooling its zero padding (nn.Conv2d(..., padding=p)) instead of F.pad or "
-           "nn.ZeroPad2d",
-    "ReduceMean": "average with nn.AdaptiveAvgPool2d(1) and torch.flatten(x, 1) (exported as GlobalAveragePool and "
-                  "Flatten) instead of x.mean((2, 3))",
+    "Pad": "give the convolution or pooling its zero padding (padding=p) instead of F.pad or nn.ZeroPad2d",
+    "ReduceMean": "average with nn.AdaptiveAvgPool2d(1) and torch.flatten(x, 1) instead of x.mean((2, 3))",
     "GlobalMaxPool": "use nn.MaxPool2d(kernel_size=<the feature map's size>) instead of nn.AdaptiveMaxPool2d(1)",
     "LogSoftmax": "export the model without its final log_softmax: lrpnb explains the class scores before it"}
 
@@ -133,9 +131,10 @@ class _Importer:
             kind = _ATTRIBUTES.get(attr.name)
             if kind is str and isinstance(value, bytes):
                 value = attrs[attr.name] = value.decode("utf-8", "replace")
-            if kind is not None and not (type(value) is kind or (kind, type(value)) == (float, int) or (
-                    isinstance(value, list) and len(value) == kind and all(type(v) is int for v in value))):
-                want = {int: "an integer", float: "a number", str: "a string"}.get(kind, f"{kind} integers")
+            ok = type(value) in (int, float) and np.isfinite(value) if kind is float else type(value) is kind or (
+                isinstance(value, list) and len(value) == kind and all(type(v) is int for v in value))
+            if kind is not None and not ok:
+                want = {int: "an integer", float: "a finite number", str: "a string"}.get(kind, f"{kind} integers")
                 raise self.error(node, f"attribute {attr.name} must be {want}, got {value!r:.80}")
         if node.op_type in _REQUIRED and _REQUIRED[node.op_type] not in attrs:
             raise self.error(node, f"needs the attribute {_REQUIRED[node.op_type]!r}")
@@ -145,9 +144,11 @@ class _Importer:
         if name not in self.constants:
             raise self.error(node, f"{what} ({name!r}) must be a constant (an initializer); lrpnb computes "
                                    f"no weights at run time")
-        if ndim is not None and np.ndim(self.constants[name]) != ndim:
-            raise self.error(node, f"{what} must have {ndim} dimensions, got shape {np.shape(self.constants[name])}")
-        return np.asarray(self.constants[name])
+        value = np.asarray(self.constants[name])
+        if (ndim is not None and value.ndim != ndim) or not np.isfinite(value).all():
+            raise self.error(node, f"{what} ({name!r}) must be finite numbers{f' in {ndim} dimensions' * bool(ndim)}, "
+                                   f"got shape {value.shape}{'' if np.isfinite(value).all() else ' with NaN or inf'}")
+        return value
 
     def tensor(self, node, name):
         if name not in self.tensors:
@@ -308,8 +309,7 @@ class _Importer:
             raise self.error(node, "ceil_mode=1 is not supported")
         if any(d != 1 for d in attrs.get("dilations", (1, 1))):
             raise self.error(node, "dilated pooling is not supported")
-        return tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", (1, 1))), \
-            self.padding(node, attrs)
+        return tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", (1, 1))), self.padding(node, attrs)
 
     def pool(self, node, make):
         source = self.tensor(node, node.input[0])

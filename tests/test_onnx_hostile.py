@@ -68,7 +68,12 @@ CASES = [
     ("group_as_tensor", [node("Conv", ["x", "w"], group=numpy_helper.from_array(np.array(1)))], [FILTERS],
      r"node 'bad' \(Conv\): attribute group must be an integer, got data_type"),
     ("alpha_as_string", [node("LRN", ["x"], size=3, alpha="big")], [],
-     r"node 'bad' \(LRN\): attribute alpha must be a number, got b'big'"),
+     r"node 'bad' \(LRN\): attribute alpha must be a finite number, got b'big'"),
+    ("conv_nan_filters", [node("Conv", ["x", "w"])], [("w", np.full((2, 1, 3, 3), np.nan, np.float32))],
+     r"node 'bad' \(Conv\): the filters \('w'\) must be finite numbers in 4 dimensions, got shape \(2, 1, 3, 3\) "
+     r"with NaN or inf"),
+    ("gemm_alpha_infinite", [node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "v"], alpha=float("inf"))],
+     [("v", np.ones((16, 2)))], r"node 'bad' \(Gemm\): attribute alpha must be a finite number, got inf"),
     ("kernel_of_three", [node("MaxPool", ["x"], kernel_shape=[2, 2, 2])], [],
      r"node 'bad' \(MaxPool\): attribute kernel_shape must be 2 integers"),
     ("auto_pad_as_int", [node("Conv", ["x", "w"], auto_pad=3)], [FILTERS],
@@ -91,7 +96,7 @@ CASES = [
     ("batchnorm_training", [node("BatchNormalization", ["x", "s", "s", "s", "s"], training_mode=1)],
      [("s", np.ones(1, np.float32))], r"node 'bad' \(BatchNormalization\): only the inference form"),
     ("gemm_vector_weights", [node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "v"])], [("v", np.ones(16))],
-     r"node 'bad' \(Gemm\): the weights must have 2 dimensions, got shape \(16,\)"),
+     r"node 'bad' \(Gemm\): the weights \('v'\) must be finite numbers in 2 dimensions, got shape \(16,\)$"),
     ("newline_in_op_type", [node("Relu\nEvil", ["x"])], [], r"node 'bad' \(Relu\\nEvil\): unsupported operator"),
 ]
 
