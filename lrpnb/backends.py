@@ -9,6 +9,7 @@ a GPU backend is asked for.
 """
 from . import kernels
 from .kernels import activations, arrays, conv, dense, perturb, pool, tensors  # noqa: F401  (the CPU's modules)
+from .kernels import gates, norm  # noqa: F401  (the CPU's modules)
 
 __all__ = ["Backend", "CPU", "DEVICES", "as_input", "backend"]
 
@@ -27,7 +28,8 @@ class Backend:
     name : {'cpu', 'cuda'}
     modules : module namespace
         A package whose modules ``activations``, ``arrays``, ``conv``,
-        ``dense``, ``perturb``, ``pool`` and ``tensors`` hold the kernels.
+        ``dense``, ``perturb``, ``pool`` and ``tensors`` hold the kernels,
+        with ``gates`` (Scale, Mul) and ``norm`` (LayerNorm).
     target_rows : int or None
         Rows (samples x targets) per relevance pass when explaining several
         targets; None for all at once.
@@ -41,6 +43,7 @@ class Backend:
         self.activations, self.arrays, self.conv = modules.activations, modules.arrays, modules.conv
         self.dense, self.perturb, self.pool = modules.dense, modules.perturb, modules.pool
         self.tensors = modules.tensors
+        self.gates, self.norm = modules.gates, modules.norm
         self.target_rows = target_rows
         self.memory_bound = memory_bound
 
@@ -106,6 +109,7 @@ def _cuda_backend():
         try:
             from . import cuda as package
             from .cuda import activations, arrays, conv, dense, perturb, pool, tensors  # noqa: F401
+            from .cuda import gates, norm  # noqa: F401
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "
                                f"{error}") from None
