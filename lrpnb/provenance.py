@@ -21,7 +21,7 @@ __all__ = ["FIELDS", "model_identity", "record", "sidecar_path", "write_sidecar"
 
 #: the fields of a record, in the order ``lrpnb info`` shows them
 FIELDS = ("command", "lrpnb_version", "created", "model", "model_sha256", "method", "target", "class_names",
-          "data", "dataset", "samples", "size", "input_range", "mean", "std", "channel_order", "evaluation")
+          "data", "dataset", "samples", "size", "images", "input_range", "mean", "std", "channel_order", "evaluation")
 
 #: format tag of the side-car file
 SIDECAR_FORMAT = "lrpnb provenance 1"

@@ -19,11 +19,18 @@ _HDF5_EXTENSIONS = (".h5", ".hdf5")
 _LIST_EXTENSIONS = (".lst", ".list")
 
 
-def load_image(path, size, channels, input_range):
+def load_image(path, size, channels, input_range, resize=None, crop=False):
     """One image file as an (H, W, channels) float32 array: converted to grey
-    (1 channel) or RGB (3), resized to ``size`` (H, W) and scaled from
+    (1 channel) or RGB (3), brought to ``size`` (H, W) and scaled from
     0..255 to ``input_range``. Raises ValueError naming the file when it
-    cannot be read."""
+    cannot be read.
+
+    By default the image is resized to ``size`` whatever its aspect ratio
+    (squashed). With ``crop``, as torchvision's ``Resize(resize)`` then
+    ``CenterCrop(size)`` do: the shorter side is first resized to
+    ``resize`` pixels (if given; the longer side in proportion, rounded
+    down; bilinear), then the centre ``size`` is cut out (an image smaller
+    than ``size`` is padded with black around it)."""
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (1, 3):
@@ -32,7 +39,9 @@ def load_image(path, size, channels, input_range):
         check_regular(path, "the image")
         with Image.open(path) as picture:
             picture = picture.convert("L" if channels == 1 else "RGB")
-            if size is not None and picture.size != (size[1], size[0]):
+            if crop:
+                picture = _centre_crop(_resize_shorter(picture, resize) if resize else picture, size)
+            elif size is not None and picture.size != (size[1], size[0]):
                 picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(picture, dtype=np.float32)
     except FileNotFoundError:
@@ -44,6 +53,34 @@ def load_image(path, size, channels, input_range):
     low, high = input_range
     pixels = pixels / np.float32(255) * np.float32(high - low) + np.float32(low)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+def _resize_shorter(picture, side):
+    """``picture`` with its shorter side resized to ``side`` pixels and the
+    longer in proportion, rounded down (torchvision's ``Resize(side)``)."""
+    from PIL import Image
+
+    width, height = picture.size
+    if width <= height:
+        size = (side, max(1, int(side * height / width)))
+    else:
+        size = (max(1, int(side * width / height)), side)
+    return picture if size == picture.size else picture.resize(size, Image.Resampling.BILINEAR)
+
+
+def _centre_crop(picture, size):
+    """The centre ``size`` (H, W) of ``picture``, padded with black where it
+    is smaller (torchvision's ``CenterCrop``: offsets rounded to nearest)."""
+    from PIL import Image
+
+    height, width = size
+    if picture.size[0] < width or picture.size[1] < height:
+        padded = Image.new(picture.mode, (max(width, picture.size[0]), max(height, picture.size[1])))
+        padded.paste(picture, ((padded.size[0] - picture.size[0]) // 2, (padded.size[1] - picture.size[1]) // 2))
+        picture = padded
+    top = int(round((picture.size[1] - height) / 2.0))
+    left = int(round((picture.size[0] - width) / 2.0))
+    return picture.crop((left, top, left + width, top + height))
 
 
 class ArraySource:
@@ -138,7 +175,8 @@ class ImageSource:
     file), loaded batch by batch. An image that cannot be read is reported
     with its file (and list line) and left out."""
 
-    def __init__(self, paths, sample_shape, input_range, lines=None):
+    def __init__(self, paths, sample_shape, input_range, lines=None, resize=None, crop=False):
+        self.resize, self.crop = resize, crop  # how images are brought to sample_shape: see load_image
         if sample_shape is None or len(sample_shape) != 3:
             raise ValueError("images need a model that takes images (H, W, C), or --size")
         self.paths, self.lines = list(paths), lines
@@ -164,7 +202,7 @@ class ImageSource:
         for k in range(start, stop):
             try:
                 samples.append(load_image(self.paths[k], self.sample_shape[:2], self.sample_shape[2],
-                                          self.input_range))
+                                          self.input_range, self.resize, self.crop))
                 kept.append(k)
             except ValueError as error:
                 where = f" (line {self.lines[k]})" if self.lines else ""
@@ -190,10 +228,12 @@ def list_file(path):
     return paths, lines
 
 
-def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
+def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0), resize=None, crop=False):
     """The sample source for ``path``: a folder of images, a list file
     (.lst/.list) of images, an HDF5 file (.h5/.hdf5, with ``dataset`` or
-    ``FILE.h5:NAME``) or a data file (.npy, .npz, .mat, .txt)."""
+    ``FILE.h5:NAME``) or a data file (.npy, .npz, .mat, .txt). Images are
+    brought to ``sample_shape`` as :func:`load_image` says (``resize``, ``crop``)."""
+    images = dict(resize=resize, crop=crop)
     path = os.fspath(path)
     base, _, suffix = path.rpartition(":")
     if base and os.path.splitext(base)[1].lower() in _HDF5_EXTENSIONS and not os.path.exists(path):
@@ -202,7 +242,7 @@ def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
         files = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
         if not files:
             raise ValueError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
-        return ImageSource([os.path.join(path, f) for f in files], sample_shape, input_range)
+        return ImageSource([os.path.join(path, f) for f in files], sample_shape, input_range, **images)
     if not os.path.exists(path):
         raise FileNotFoundError(f"data not found: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -210,9 +250,9 @@ def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0)):
         paths, lines = list_file(path)
         if not paths:
             raise ValueError(f"{path}: the list names no images")
-        return ImageSource(paths, sample_shape, input_range, lines)
+        return ImageSource(paths, sample_shape, input_range, lines, **images)
     if ext in IMAGE_EXTENSIONS:
-        return ImageSource([path], sample_shape, input_range)
+        return ImageSource([path], sample_shape, input_range, **images)
     if ext in _HDF5_EXTENSIONS:
         return HDF5Source(path, dataset)
     # .npy files are mapped, not read: a batch reads its rows only

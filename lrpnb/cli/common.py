@@ -30,9 +30,17 @@ def add_device(parser):
 
 
 def add_size(parser):
-    """--size H W: the size images are resized to."""
+    """--size H W (squash), or --resize S and --crop H [W] (torchvision's
+    Resize and CenterCrop): how images are brought to the model's size."""
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="resize images to H x W (default: the model's input size)")
+                        help="resize images to H x W whatever their aspect ratio (default: the model's input "
+                             "size)")
+    parser.add_argument("--resize", type=int, default=None, metavar="S",
+                        help="resize each image's shorter side to S pixels, keeping its aspect ratio, then cut "
+                             "out the centre (--crop; default the model's input size), as torchvision's "
+                             "Resize(S) and CenterCrop do: --resize 256 --crop 224")
+    parser.add_argument("--crop", type=int, nargs="+", default=None, metavar="H",
+                        help="cut the centre H x W (one value: H x H) out of each image (after --resize)")
 
 
 def add_dataset(parser):

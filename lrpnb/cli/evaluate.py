@@ -64,5 +64,6 @@ def run(args):
         args.model, args.data, dataset=args.dataset, relevance=args.relevance, rule=args.rule,
         target=args.target, region=args.region, steps=args.steps, order=args.order, replace=args.replace,
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
-        input_range=args.input_range, size=args.size, mean=args.mean, std=args.std,
+        input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop, mean=args.mean,
+        std=args.std,
         channel_order=args.channel_order, out=args.out, plot=args.plot, overwrite=args.overwrite)

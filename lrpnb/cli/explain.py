@@ -28,6 +28,9 @@ def add_parser(commands):
     explain.add_argument("--png", default=None, metavar="DIR",
                          help="also write a PNG per sample (input beside heatmaps) into DIR")
     explain.add_argument("--cmap", default="bwr", help="colormap of the PNG heatmaps (default bwr)")
+    explain.add_argument("--class-names", default=None, metavar="FILE",
+                         help="name the classes in the PNGs' captions: a text file, one name per line in "
+                              "the order of the model's outputs")
     add_input_range(explain)
     add_size(explain)
     add_normalisation(explain)
@@ -46,7 +49,8 @@ def run(args):
     summary = explain_dataset(
         args.model, args.data, args.out, dataset=args.dataset, rule=args.rule, param=args.param,
         composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
-        png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, mean=args.mean,
-        std=args.std, channel_order=args.channel_order, overwrite=args.overwrite, compress=args.compress)
+        png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
+        crop=args.crop, mean=args.mean, std=args.std, channel_order=args.channel_order,
+        overwrite=args.overwrite, compress=args.compress, class_names=args.class_names)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")

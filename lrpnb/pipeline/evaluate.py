@@ -57,8 +57,9 @@ class Evaluation:
 
 def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rule=None, target="pred",
                      region=(4, 4), steps=None, order="morf", replace="uniform", seed=0, count=None,
-                     device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, mean=None, std=None,
-                     channel_order="rgb", out=None, plot=None, overwrite=False, verbose=True):
+                     device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, resize=None, crop=None,
+                     mean=None, std=None, channel_order="rgb", out=None, plot=None, overwrite=False,
+                     verbose=True):
     """Compare explanations by region perturbation: ``lrpnb evaluate`` from Python.
 
     The regions of each input are replaced one after the other, the most
@@ -88,22 +89,15 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         Most or least relevant region first.
     replace : str or float
         'uniform', 'mean', 'blur' or a number (see ``lrpnb.evaluate``).
-    seed : int
-        Seeds the uniform values, random order and synthetic digits.
-    count : int, optional
-        Evaluate the first ``count`` samples (default: all; 500 synthetic digits).
-    device : {'cpu', 'cuda', 'auto'}, optional
-        Where the kernels run (default: cpu for a model file, where it is
-        for a Network, which is moved when a device is given).
-    batch_size : int
-        Samples per explain pass.
-    input_range : (float, float)
-        Pixels 0..255 are scaled to this range.
-    size : (int, int), optional
-        Resize images to H x W (default: the model's input size).
-    mean, std, channel_order : optional
-        The normalisation after ``input_range``, as in ``explain_dataset``;
-        explanations and perturbation both act on the normalised input.
+    seed, count : int, int, optional
+        Seeds the uniform values, random order and synthetic digits; evaluate
+        the first ``count`` samples (default: all; 500 synthetic digits).
+    device, batch_size : {'cpu', 'cuda', 'auto'}, int
+        As in ``explain_dataset``; samples per explain pass.
+    input_range, size, resize, crop, mean, std, channel_order : optional
+        How samples are scaled, brought to the model's size and normalised, as
+        in ``explain_dataset``; explanations and perturbation both act on the
+        normalised input.
     out, plot : str, optional
         Write the curves, per-sample AOPC and settings as HDF5 (.h5); the mean curves' plot (.png).
     overwrite : bool
@@ -119,9 +113,10 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
     s = types.SimpleNamespace(model=model, data=None if data is None else os.fspath(data), dataset=dataset,
                               relevance=relevance, rule=[rule] if isinstance(rule, str) else rule,
                               target=target, region=region, steps=steps, order=order, seed=seed, count=count,
-                              device=device, batch_size=batch_size, size=size, out=out, plot=plot,
+                              device=device, batch_size=batch_size, out=out, plot=plot,
                               mean=mean, std=std, channel_order=channel_order)
     input_range = options.check_range(input_range)
+    s.size, s.resize, s.crop = options.geometry(size, resize, crop)
     methods, s.replace = _check(s, input_range, replace, overwrite)
     path, name, model_id = options.open_model(options.embedded_model() if model is None else model)
     net = options.load_model(model, path, device)
@@ -133,7 +128,8 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         _report(result, name, grid, region, what, s.replace, seed)
     settings = dict(settings, order=order, model=model_id, data=origin, **_normalisation(s))
     made = _record(net, path, s, list(maps), input_range, settings)
-    _write(result, s, source, settings, made, f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}", verbose)
+    _write(result, s, source, settings, made, f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}",
+           verbose)
     return result
 
 
@@ -264,7 +260,7 @@ def _samples(net, s, input_range):
         X = synthetic_digits(count, seed=s.seed + 1000).images
         # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
         return s.normalise(X), list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
-    source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range)
+    source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range, s.resize, s.crop)
     refuse_read_outputs([s.out, s.plot], source)
     options.data_note("evaluate", net, source, input_range)
     count = len(source) if s.count is None else min(s.count, len(source))

@@ -17,7 +17,7 @@ from ..sources import open_source
 from ..targets import Target
 from .._atomic import remove_leftovers
 from ..writers import HDF5Writer, NpyWriter, WriterLock, clear_stale_lock
-from . import options, pngs
+from . import options, pngs, records
 
 __all__ = ["explain_dataset", "ExplainSummary"]
 
@@ -63,15 +63,15 @@ class ExplainSummary:
 
 def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, composite=None, target="pred",
                     device=None, batch_size=256, png=None, cmap="bwr", input_range=(-1.0, 1.0), size=None,
-                    mean=None, std=None, channel_order="rgb", overwrite=False, compress=False, verbose=True):
+                    resize=None, crop=None, mean=None, std=None, channel_order="rgb", overwrite=False,
+                    compress=False, class_names=None, verbose=True):
     """Explain every sample of ``data`` and write the results to ``out``: ``lrpnb explain`` from Python.
 
     Samples are read a batch ahead on a thread while a batch is explained;
-    HDF5 results are written batch by batch into ``out + '.partial'``
-    (renamed to ``out`` when complete): an interrupted run resumes when
-    called again with the same settings. A lock refuses a second writer.
-    Unreadable samples are reported on stderr and left out. A progress bar
-    shows on a terminal.
+    HDF5 results are written batch by batch into ``out + '.partial'`` (renamed
+    to ``out`` when complete): called again with the same settings, an
+    interrupted run resumes. A lock refuses a second writer. Unreadable
+    samples are reported on stderr and left out.
 
     Parameters
     ----------
@@ -101,21 +101,22 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
         for a Network, which is moved when a device is given).
     batch_size : int
         Samples per pass.
-    png : str, optional
-        A folder to write a PNG per sample into (input beside heatmaps).
-    cmap : str
-        The colormap of the PNG heatmaps.
+    png, cmap, class_names : str, str, str or sequence of str, optional
+        A folder to write a PNG per sample into (input beside heatmaps), their
+        colormap, and the classes' names for their captions (a text file,
+        one name per line, or the names).
     input_range : (float, float)
         Pixels 0..255 (images, uint8 data) are scaled to this range.
-    size : (int, int), optional
-        Resize images to H x W (default: the model's input size).
-    mean, std : float or sequence of float, optional
-        Subtracted from, then dividing, the scaled samples (one or one per channel).
-    channel_order : {'rgb', 'bgr'}
-        The channel order the model takes (images are read as RGB).
-    overwrite : bool
-        Replace an existing output (and an unfinished earlier run's file).
-    compress : bool
+    size, resize, crop : (int, int), int, int or (int, int), optional
+        Images are resized to ``size`` (H, W; default: the model's input
+        size) whatever their aspect ratio; or, as torchvision's
+        ``Resize(resize)`` and ``CenterCrop(crop)``, their shorter side to
+        ``resize`` pixels and then the centre ``crop`` is cut out.
+    mean, std, channel_order : float or sequence of float, {'rgb', 'bgr'}
+        Subtracted from, then dividing, the scaled samples (one or one per
+        channel); the channel order the model takes (images are read as RGB).
+    overwrite, compress : bool
+        Replace an existing output (and an unfinished earlier run's file);
         gzip-compress the HDF5 datasets.
     verbose : bool
         Print the summary line ``lrpnb explain`` prints on stdout. Notes,
@@ -129,14 +130,14 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
     Raises
     ------
     ValueError, OSError
-        Settings, data or outputs refused (before any work), or a failed write.
-    KeyboardInterrupt
-        On Ctrl-C, after the finished batches of an HDF5 output are kept.
+        Settings, data or outputs refused (before any work), or a failed write;
+        KeyboardInterrupt on Ctrl-C, after the finished batches of an HDF5 output are kept.
     """
-    summary = _Run(_plan(model, data, out, dataset=dataset, rule=rule, param=param, composite=composite,
-                         target=target, device=device, batch_size=batch_size, png=png, cmap=cmap,
-                         input_range=input_range, size=size, mean=mean, std=std, channel_order=channel_order,
-                         overwrite=overwrite, compress=compress)).run()
+    settings = dict(dataset=dataset, rule=rule, param=param, composite=composite, target=target, device=device,
+                    batch_size=batch_size, png=png, cmap=cmap, input_range=input_range, size=size, resize=resize,
+                    crop=crop, mean=mean, std=std, channel_order=channel_order, overwrite=overwrite,
+                    compress=compress, class_names=class_names)
+    summary = _Run(_plan(model, data, out, **settings)).run()
     if verbose:
         print(summary.line())
     return summary
@@ -163,12 +164,14 @@ def _plan(model, data, out, **settings):
     path, _, model_id = options.open_model(model)
     # no file the run reads is ever one it writes, with or without overwrite
     labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
-    inputs = [path, data, labels]
+    names_file = s.class_names if isinstance(s.class_names, (str, os.PathLike)) else None
+    inputs = [path, data, labels, names_file]
     options.check_outputs([], inputs, s.overwrite, also=[out, out + ".partial", out + ".lock"])
     clear_stale_lock(out)  # left by a run killed once its output was complete
     options.check_outputs([out], inputs, s.overwrite)
     net = options.load_model(model, path, s.device)
-    source = open_source(data, s.dataset, sample_shape(net, s.size), input_range)
+    size, resize, crop = options.geometry(s.size, s.resize, s.crop)
+    source = open_source(data, s.dataset, sample_shape(net, size), input_range, resize, crop)
     shape = options.data_note("explain", net, source, input_range)
     normalise(np.zeros((1,) + tuple(shape), dtype=np.float32))  # mean and std fit the channels
     png_paths = None
@@ -177,6 +180,7 @@ def _plan(model, data, out, **settings):
             raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
                              f"{tuple(source.sample_shape)}")
         png_paths = pngs.check_pngs(s.png, source, s.overwrite)
+    class_names = pngs.class_names(s.class_names, net.output_shapes((1,) + tuple(shape))[-1][-1])
     target = Target.from_option(s.target, len(source))
     if out_ext == ".txt" and (len(shape) > 1 or target.several):
         raise ValueError(f"{out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
@@ -191,73 +195,30 @@ def _plan(model, data, out, **settings):
                           also=[out, out + ".partial", out + ".lock"] + list(png_paths or ()))
     text = options.method_text(s.rule, s.param, s.composite)
     record = dict(model=model_id, data=os.path.abspath(data), method=text,
-                  target=s.target if isinstance(s.target, str) else _target_words(target),
-                  size=_listed(s.size, int), input_range=input_range, dataset=s.dataset,
-                  mean=_listed(s.mean, float), std=_listed(s.std, float), channel_order=s.channel_order,
-                  data_fingerprint=_fingerprint(data, source),
-                  inputs_fingerprint=_fingerprint(None, None, [path, labels]))
+                  target=s.target if isinstance(s.target, str) else records.target_words(target),
+                  size=records.listed(size, int), input_range=input_range, dataset=s.dataset,
+                  **({"images": records.image_words(size, resize)} if crop else {}),
+                  mean=records.listed(s.mean, float), std=records.listed(s.std, float),
+                  channel_order=s.channel_order,
+                  data_fingerprint=records.fingerprint(data, source),
+                  inputs_fingerprint=records.fingerprint(None, None, [path, labels]))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
-    made = _provenance(net, path, record, source, text)
+    made = records.provenance_record(net, path, record, source, text)
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
                                  names_path=names_path, record=record, input_range=input_range, settings=s,
-                                 provenance=made, record_path=record_path)
+                                 provenance=made, record_path=record_path, class_names=class_names)
 
 
-def _provenance(net, path, record, source, method_text):
-    """What the result file records of how it was made (lrpnb.provenance)."""
-    model, digest = provenance.model_identity(net, path)
-    return provenance.record("explain", model=model, model_sha256=digest, method=method_text,
-                             target=record["target"], data=record["data"], dataset=record["dataset"],
-                             samples=len(source), size=record["size"], input_range=record["input_range"],
-                             mean=record["mean"], std=record["std"], channel_order=record["channel_order"])
 
 
-def _fingerprint(data, source, whole=(), edge=1 << 16):
-    """What identifies the inputs' contents in the record of a run, so that a
-    run is not resumed over data, a model or labels changed under the same
-    name: the data file's size, modification time and a sha1 of its first
-    and last 64 KiB; for images, also each image's size and modification
-    time; the same as the data file's for each file of ``whole`` (None
-    entries skipped)."""
-    import hashlib
-
-    digest = hashlib.sha1()
-    if data is not None and not os.path.exists(data):  # FILE.h5:DATASET
-        data = data.rpartition(":")[0] or data
-    edged = [data] if data is not None and os.path.isfile(data) else []
-    edged += [path for path in whole if path is not None and os.path.isfile(path)]
-    files = edged + list(getattr(source, "paths", None) or ())
-    for number, path in enumerate(files):
-        try:
-            status = os.stat(path)
-        except OSError:  # an image that cannot be read is skipped, and so recorded
-            digest.update(b"missing;")
-            continue
-        digest.update(f"{status.st_size} {status.st_mtime_ns};".encode())
-        if number < len(edged):
-            with open(path, "rb") as handle:
-                digest.update(handle.read(edge))
-                handle.seek(max(0, status.st_size - edge))
-                digest.update(handle.read(edge))
-    return digest.hexdigest()
 
 
-def _listed(values, kind):
-    """Option values as the command line gives them (a list), for the record
-    of a run's settings that resuming compares."""
-    return None if values is None else [kind(v) for v in np.atleast_1d(values)]
 
 
-def _target_words(target):
-    """A Target in the record of a run's settings; labels by a digest of their values."""
-    if not target.per_sample:
-        return target.describe()
-    import hashlib
 
-    values = np.ascontiguousarray(target.value, dtype=np.int64)
-    return f"labels (sha1 {hashlib.sha1(values.tobytes()).hexdigest()})"
+
 
 
 def _progress(total, description):
@@ -389,7 +350,7 @@ class _Run:
         chosen = target.classes(scores)
         if plan.png_paths is not None:
             pngs.write_pngs(plan.png_paths, kept, X, relevance, plan.input_range, plan.settings.cmap, scores,
-                            chosen)
+                            chosen, plan.class_names)
         self.explained += len(kept)
         return dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
                     target=chosen if target.several else chosen[:, 0])

@@ -15,7 +15,7 @@ import numpy as np
 from ..rules import Rule
 
 __all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text", "check_range",
-           "normalisation", "check_outputs", "data_note", "model_samples", "range_note", "open_model",
+           "normalisation", "geometry", "check_outputs", "data_note", "model_samples", "range_note", "open_model",
            "embedded_model", "rule_spec", "replacement"]
 
 #: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
@@ -96,6 +96,27 @@ def check_range(values, option="--input-range"):
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"{option} needs LOW < HIGH, got {low:g} {high:g}")
     return low, high
+
+
+def geometry(size, resize=None, crop=None):
+    """(the image size H, W or None, the shorter side to resize to or None,
+    whether to crop): how images are brought to the model's input, from
+    ``--size H W`` (squash), ``--resize S`` and ``--crop H [W]``
+    (torchvision's Resize and CenterCrop; :func:`lrpnb.sources.load_image`)."""
+    if size is not None and (crop is not None or resize is not None):
+        raise ValueError("give --size H W (images squashed to H x W) or --resize/--crop (aspect ratio kept, "
+                         "the centre cut out), not both")
+    if size is not None and (len(size) != 2 or any(int(n) < 1 for n in size)):
+        raise ValueError(f"--size takes two positive sizes H W, got {list(size)}")
+    if crop is not None:
+        crop = [int(n) for n in np.atleast_1d(crop)]
+        if len(crop) not in (1, 2) or any(n < 1 for n in crop):
+            raise ValueError(f"--crop takes one or two positive sizes (H [W]), got {crop}")
+        size = (crop[0], crop[-1])
+    if resize is not None and int(resize) < 1:
+        raise ValueError(f"--resize takes a positive size, got {resize}")
+    return (None if size is None else tuple(int(n) for n in size)), \
+        (None if resize is None else int(resize)), crop is not None or resize is not None
 
 
 def normalisation(mean, std, channel_order):

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-__all__ = ["png_names", "check_pngs", "captions", "write_pngs"]
+__all__ = ["png_names", "check_pngs", "captions", "class_names", "write_pngs"]
 
 
 def png_names(source, count):
@@ -48,21 +48,55 @@ def check_pngs(folder, source, overwrite):
     return paths
 
 
-def captions(scores, classes):
+def captions(scores, classes, names=None):
     """Captions of a labelled picture: the prediction and its softmax
-    confidence over the input, the class explained over each map."""
+    confidence over the input, the class explained over each map; classes
+    by their ``names`` where given (else by number)."""
     from ..kernels.activations import softmax_forward
+
+    def called(k):
+        return f"{k}" if names is None or not names[k] else names[k]
 
     confidence = softmax_forward(np.asarray(scores, dtype=np.float64))
     predicted = np.argmax(scores, axis=1)
-    return [[f"predicted {p} ({c[p]:.0%})"] + [f"for class {t}" for t in row]
+    return [[f"predicted {called(p)} ({c[p]:.0%})"] + [f"for {'class ' * (names is None)}{called(t)}" for t in row]
             for p, c, row in zip(predicted, confidence, classes)]
 
 
-def write_pngs(paths, kept, X, relevance, input_range, cmap, scores, classes):
+def class_names(names, classes):
+    """The name of each of the model's ``classes`` classes: ``names`` (a
+    sequence), or read from a UTF-8 text file, one name per line (a blank
+    line leaves its class to its number). None gives None."""
+    import os
+
+    from ..data_io import check_regular
+
+    if names is None:
+        return None
+    where = "--class-names"
+    if isinstance(names, (str, os.PathLike)):
+        where = os.fspath(names)
+        check_regular(where, "the class names file")
+        if os.path.getsize(where) > 1 << 24:
+            raise ValueError(f"{where}: {os.path.getsize(where):,} bytes is too large for a list of class names")
+        try:
+            with open(where, encoding="utf-8") as handle:
+                names = handle.read().splitlines()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{where}: class names must be UTF-8 text ({error})") from None
+        while names and not names[-1].strip():
+            names.pop()  # a final newline or blank lines at the end name no class
+    names = [str(name).strip() for name in names]
+    if classes is not None and len(names) != classes:
+        raise ValueError(f"{where}: {len(names)} class names for a model of {classes} classes (one name per "
+                         f"line, in the order of the model's outputs)")
+    return names
+
+
+def write_pngs(paths, kept, X, relevance, input_range, cmap, scores, classes, names=None):
     """Write the picture of each sample ``kept`` (indices into ``paths``)."""
     from .. import render
 
-    for row, (index, texts) in enumerate(zip(kept, captions(scores, classes))):
+    for row, (index, texts) in enumerate(zip(kept, captions(scores, classes, names))):
         picture = render.labelled(X[row], relevance[row], texts, cmap=cmap, input_range=input_range)
         render.save_image(picture, paths[index], border=0)
