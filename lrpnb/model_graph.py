@@ -27,6 +27,7 @@ import numpy as np
 from .data_io import _check_npy_header, check_array_size
 from .network import (INPUT, LRN, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                       Identity, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool, Tanh)
+from .layers import LayerNorm, Mul, Scale
 from .rules import Rule
 
 __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRIPTION_MEMBER"]
@@ -65,6 +66,13 @@ LAYERS = {
     "Concat": (Concat, {}, ()),
 }
 
+# products and LayerNorm (Mul's gate: which input is the gate, 0 or 1)
+LAYERS.update({
+    "Scale": (Scale, {}, ("scale",)),
+    "Mul": (Mul, {"gate": "index"}, ()),
+    "LayerNorm": (LayerNorm, {"eps": "float"}, ("gamma", "beta")),
+})
+
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 _NODE_KEYS = {"name", "layer", "inputs", "params", "arrays", "rule"}
 _TOP_KEYS = {"format", "version", "lrpnb_version", "input_shape", "nodes"}
@@ -91,7 +99,7 @@ def _layer_entry(layer, k, where):
     for name, what in kinds.items():
         value = getattr(layer, name)
         params[name] = [int(v) for v in value] if what in ("pair", "sides") else \
-            {"int": int, "float": float, "bool": bool}[what](value)
+            {"int": int, "index": int, "float": float, "bool": bool}[what](value)
     arrays, members = {}, {}
     for name in array_names:
         array = np.asarray(getattr(layer, name))
@@ -323,6 +331,9 @@ def _check_param(value, kind, where):
         count, low = (2, 1) if kind == "pair" else (4, 0)
         if not isinstance(value, list) or len(value) != count or not all(_is_int(v) and v >= low for v in value):
             raise ValueError(f"{where} must be a list of {count} ints >= {low}, got {value!r}")
+    elif kind == "index":  # an input's position: 0, 1, ...
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{where} must be a non-negative int, got {value!r}")
     elif kind == "int":
         if not _is_int(value) or value < 1:
             raise ValueError(f"{where} must be a positive int, got {value!r}")

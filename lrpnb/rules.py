@@ -25,6 +25,10 @@ ALIASES = {
     "zplus": "zplus", "z+": "zplus",
     "gamma": "gamma",
     "zb": "zb", "zbox": "zb",
+    # the product of two activations (lrpnb.layers.products.Mul): the
+    # gate held constant (CP-LRP) or each factor half (AttnLRP's uniform rule)
+    "constant_gate": "constant_gate", "gate": "constant_gate",
+    "uniform": "uniform",
     "gradient": "gradient",
     "sensitivity": "sensitivity",
     "deconvnet": "deconvnet",
@@ -43,6 +47,10 @@ GRADIENT_METHODS = ("gradient", "sensitivity", "deconvnet", "guided_backprop", "
 BACKWARD_MODES = {"gradient": BACKWARD_GRADIENT, "sensitivity": BACKWARD_GRADIENT,
                   "gradient_x_input": BACKWARD_GRADIENT, "deconvnet": BACKWARD_DECONVNET,
                   "guided_backprop": BACKWARD_GUIDED}
+
+#: the rules of a product of two activations (Mul); every other layer
+#: family treats them as it treats a rule it has no case for
+PRODUCT_RULES = ("constant_gate", "uniform")
 
 #: the toolbox's stabilizer of the 'simple' rule on dense and convolution layers
 SIMPLE_STABILIZER = 1e-16

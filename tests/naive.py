@@ -489,3 +489,79 @@ def aopc(curves):
     """Step 3: AOPC = < 1/(L+1) sum_{k=0}^{L} f(x^(0)) - f(x^(k)) > over the samples."""
     L = curves.shape[1] - 1
     return np.mean([sum(c[0] - c[k] for k in range(L + 1)) / (L + 1) for c in curves])
+
+
+# ---------------------------------------------------------------- products and LayerNorm
+def scale_forward(X, s):
+    """y = x s, s one value or one per channel (last axis)."""
+    return X * np.asarray(s, dtype=np.float64)
+
+
+def scale_lrp(X, s, R, rule, param=None):
+    """Scale as a dense layer with a diagonal weight (one input per output,
+    no bias), each sample's values flattened: the dense rules above. flat:
+    the one input of each output gets all of it."""
+    N = X.shape[0]
+    if rule == "flat":
+        return R.copy()
+    P = X[0].size
+    C = X.shape[-1]
+    weights = np.resize(np.asarray(s, dtype=np.float64), P) if np.size(s) > 1 else np.full(P, float(np.ravel(s)[0]))
+    W = np.diag(weights)
+    if rule == "zb":
+        param = tuple(np.resize(np.broadcast_to(np.asarray(b, dtype=np.float64), (C,)), P) for b in param)
+    out = dense_lrp(X.reshape(N, P), W, np.zeros(P), R.reshape(N, P), rule, param)
+    return out.reshape(X.shape)
+
+
+def _broadcast_axes(g, x):
+    return tuple(k for k in range(x.ndim) if g.shape[k] == 1 and x.shape[k] != 1)
+
+
+def mul_lrp(x, g, R, rule):
+    """(relevance of x, of g) of y = x g: 'uniform' R/2 each (the gate's
+    summed over the axes it was broadcast along); otherwise the gate held
+    constant: R to x, nothing to g."""
+    if rule == "uniform":
+        return R / 2, (R / 2).sum(axis=_broadcast_axes(g, x), keepdims=True)
+    return R.copy(), np.zeros(g.shape)
+
+
+def mul_gradient(x, g, G):
+    """The product rule: (G g, G x summed over g's broadcast axes)."""
+    return G * g, (G * x).sum(axis=_broadcast_axes(g, x), keepdims=True)
+
+
+def layernorm_forward(X, gamma, beta, eps):
+    mean = X.mean(axis=-1, keepdims=True)
+    var = ((X - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (X - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def layernorm_lrp(X, gamma, beta, eps, R, stabilizer):
+    """AttnLRP's rule: sigma held constant, the layer is y_j = sum_i z_ij +
+    beta_j with z_ij = x_i gamma_j (delta_ij - 1/D) / sigma; the epsilon
+    rule on those contributions (``shares``)."""
+    D = X.shape[-1]
+    rows, Rr = X.reshape(-1, D), R.reshape(-1, D)
+    out = np.empty_like(rows)
+    for p, x in enumerate(rows):
+        sigma = np.sqrt(((x - x.mean()) ** 2).mean() + eps)
+        A = (np.eye(D) - 1.0 / D) * gamma[None, :] / sigma  # A[i, j] = dy_j / dx_i
+        Z = (x[:, None] * A)[None]
+        out[p] = (shares(Z, beta[None, None, :], "epsilon", stabilizer)[0] * Rr[p][None, :]).sum(axis=1)
+    return out.reshape(X.shape)
+
+
+def layernorm_gradient(X, gamma, eps, G):
+    """sum_j G_j dy_j/dx_i with the full Jacobian dy_j/dx_i = gamma_j / sigma
+    (delta_ij - 1/D - xhat_i xhat_j / D)."""
+    D = X.shape[-1]
+    rows, Gr = X.reshape(-1, D), G.reshape(-1, D)
+    out = np.empty_like(rows)
+    for p, x in enumerate(rows):
+        sigma = np.sqrt(((x - x.mean()) ** 2).mean() + eps)
+        xhat = (x - x.mean()) / sigma
+        J = (np.eye(D) - 1.0 / D - np.outer(xhat, xhat) / D) * gamma[None, :] / sigma
+        out[p] = J @ Gr[p]
+    return out.reshape(X.shape)

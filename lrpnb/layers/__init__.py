@@ -8,6 +8,7 @@
 - ``elementwise``: Rect, Tanh, Sigmoid, Identity, BatchNorm, LRN, SoftMax,
   Flatten;
 - ``joins``: Add, Concat.
+- ``products``: Scale, Mul; ``norm``: LayerNorm.
 
 Each family's ``propagate`` method is its rule block: which kernel and which
 stabilizer every rule uses on it, on one screen. docs/architecture.md walks
@@ -18,8 +19,11 @@ from .conv import Convolution
 from .dense import Linear
 from .elementwise import LRN, BatchNorm, Flatten, Identity, Rect, Sigmoid, SoftMax, Tanh
 from .joins import Add, Concat
+from .norm import LayerNorm
+from .products import Mul, Scale
 from .pool import AveragePool, GlobalAveragePool, MaxPool, SumPool
 
 __all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat"]
+__all__ += ["Scale", "Mul", "LayerNorm"]
