@@ -281,3 +281,81 @@ def test_graph_network_on_the_gpu_matches_cpu(rule, param):
     actual, kept_gpu = graph_net().to("cuda").explain(X, rule=rule, param=param, layers=["join"])
     close(actual, expected, np.float64)
     close(kept_gpu["join"], kept["join"], np.float64)
+
+
+# ---------------------------------------------------------------- products and LayerNorm
+def product_and_norm_layers():
+    from lrpnb.layers import LayerNorm, Scale
+
+    rng = np.random.default_rng(13)
+    return {
+        "scale": (Scale(rng.normal(size=3)), (2, 3, 2, 3)),
+        "scale-scalar": (Scale(-0.5), (3, 5)),
+        "layernorm": (LayerNorm(rng.normal(size=3), rng.normal(size=3), eps=1e-3), (2, 3, 2, 3)),
+        "layernorm-tokens": (LayerNorm(rng.normal(size=4) + 1, rng.normal(size=4), eps=1e-5), (2, 3, 4)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(product_and_norm_layers()))
+def test_product_and_norm_kernels_match_cpu(name, ties, dtype):
+    layer, shape = product_and_norm_layers()[name]
+    X = inputs(shape, dtype, ties)
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        chosen = lrpnb.rules.Rule(rule, param)
+        expected = layer.relevance(X, Y, R, chosen, backend=CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), chosen, backend=GPU)
+        close(actual.copy_to_host(), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("gate, gate_shape", [(1, (2, 1, 1, 3)), (0, (2, 4, 2, 3)), (1, (3, 5))])
+def test_mul_kernels_match_cpu(gate, gate_shape, dtype):
+    from lrpnb.layers import Mul
+
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(gate_shape[0],) + ((4, 2, 3) if len(gate_shape) == 4 else (5,))).astype(dtype)
+    g = rng.random(gate_shape).astype(dtype)
+    pair = [x, g] if gate == 1 else [g, x]
+    layer = Mul(gate)
+    Y = layer.forward(pair, CPU)
+    on_gpu = [cuda.to_device(a) for a in pair]
+    close(layer.forward(on_gpu, GPU).copy_to_host(), Y, dtype)
+    R = rng.normal(size=Y.shape).astype(dtype)
+    for rule in ("epsilon", "uniform", "constant_gate", "gradient"):
+        chosen = lrpnb.rules.Rule(rule, 0.1 if rule == "epsilon" else None)
+        expected = layer.relevance(pair, Y, R, chosen, backend=CPU)
+        actual = layer.relevance(on_gpu, cuda.to_device(Y), cuda.to_device(R), chosen, backend=GPU)
+        for a, e in zip(actual, expected):
+            if e.any():
+                close(a.copy_to_host(), e, dtype)
+            else:  # the gate held constant gets zeros
+                np.testing.assert_array_equal(a.copy_to_host(), e)
+
+
+def gated_net():
+    from lrpnb.layers import LayerNorm, Mul, Scale
+
+    rng = np.random.default_rng(15)
+    return lrpnb.Network([
+        lrpnb.Node("conv", lrpnb.Convolution(rng.normal(size=(3, 3, 1, 3)) / 3, rng.normal(size=3) / 10, padding=1),
+                   "input"),
+        lrpnb.Node("relu", lrpnb.Rect(), "conv"), lrpnb.Node("squeeze", lrpnb.GlobalAveragePool(), "relu"),
+        lrpnb.Node("sig", lrpnb.Sigmoid(), "squeeze"), lrpnb.Node("gated", Mul(gate=1), ["relu", "sig"]),
+        lrpnb.Node("scale", Scale(rng.normal(size=3)), "gated"),
+        lrpnb.Node("norm", LayerNorm(rng.normal(size=3) + 1, rng.normal(size=3)), "scale"),
+        lrpnb.Node("flat", lrpnb.Flatten(), "norm"),
+        lrpnb.Node("fc", lrpnb.Linear(rng.normal(size=(60, 3)), rng.normal(size=3)), "flat")])
+
+
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.1), ("uniform", None), ("gradient", None)])
+def test_gated_network_on_the_gpu_matches_cpu(rule, param):
+    X = np.random.default_rng(4).normal(size=(2, 5, 4, 1))
+    expected, kept = gated_net().explain(X, rule=rule, param=param, layers=["sig"])
+    actual, kept_gpu = gated_net().to("cuda").explain(X, rule=rule, param=param, layers=["sig"])
+    close(actual, expected, np.float64)
+    close(kept_gpu["sig"], kept["sig"], np.float64)

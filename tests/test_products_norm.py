@@ -284,3 +284,20 @@ def test_round_trip_through_the_lrpnb_format(tmp_path, dtype):
     assert net.explain(X).tobytes() == back.explain(X).tobytes()
     for rule, param in (("epsilon", 0.01), ("gradient", None)):
         assert net.explain(X, rule=rule, param=param).tobytes() == back.explain(X, rule=rule, param=param).tobytes()
+
+
+# ---------------------------------------------------------------- the GPU twins compile
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("module", ["gates", "norm"])
+def test_the_gpu_kernels_compile_to_ptx(module, dtype):
+    # the simulator runs them (tests/sim_cuda.py); this compiles them for sm_90
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install \".[test]\")")
+    import importlib
+
+    from numba import cuda
+    from test_cuda import _signature
+
+    kernels = importlib.import_module(f"lrpnb.cuda.{module}").SIGNATURES
+    for kernel, kinds in kernels.items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, _signature(kinds, dtype), cc=(9, 0))
+        assert ".target sm_90" in ptx and ".entry" in ptx, kernel.py_func.__name__

@@ -135,7 +135,7 @@ class Mul(Layer):
     def _views(self, X):
         """(x, g) as (N, M, C) and (N, 1 or M, C) views, in that order."""
         x, g = X[1 - self.gate], X[self.gate]
-        N, C = x.shape[0], x.shape[-1]
+        N, C = tuple(x.shape)[0], tuple(x.shape)[-1]
         return x.reshape((N, x.size // (N * C), C)), g.reshape((N, g.size // (N * C), C))
 
     def forward(self, X, backend=CPU):
