@@ -28,6 +28,7 @@ from .data_io import _check_npy_header, check_array_size
 from .network import (INPUT, LRN, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
                       Identity, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool, Tanh)
 from .layers import LayerNorm, Mul, Scale
+from .layers import ConvTranspose
 from .rules import Rule
 
 __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRIPTION_MEMBER"]
@@ -42,7 +43,8 @@ DESCRIPTION_MEMBER = "model.json"
 DESCRIPTION_BYTES = 64 << 20
 
 # layer type -> (class, {parameter: kind}, names of its arrays). The kinds:
-# "pair" two positive ints, "sides" four non-negative ints, "int", "float",
+# "pair" two positive ints, "sides" four non-negative ints, "sizes" two
+# non-negative ints, "int", "float",
 # "bool". Parameters and arrays are the layers' public attributes.
 LAYERS = {
     "Linear": (Linear, {}, ("W", "B")),
@@ -65,6 +67,9 @@ LAYERS = {
     "Add": (Add, {}, ()),
     "Concat": (Concat, {}, ()),
 }
+# the transposed convolution's output padding: two non-negative ints ("sizes")
+LAYERS["ConvTranspose"] = (ConvTranspose, {"stride": "pair", "padding": "sides", "output_padding": "sizes",
+                                           "dilation": "pair", "groups": "int"}, ("W", "B"))
 
 # products and LayerNorm (Mul's gate: which input is the gate, 0 or 1)
 LAYERS.update({
@@ -98,7 +103,7 @@ def _layer_entry(layer, k, where):
     params = {}
     for name, what in kinds.items():
         value = getattr(layer, name)
-        params[name] = [int(v) for v in value] if what in ("pair", "sides") else \
+        params[name] = [int(v) for v in value] if what in ("pair", "sides", "sizes") else \
             {"int": int, "index": int, "float": float, "bool": bool}[what](value)
     arrays, members = {}, {}
     for name in array_names:
@@ -291,7 +296,7 @@ def _read_layer(archive, members, entry, where, file_size, used, budget):
     if not isinstance(specs, dict) or set(specs) != set(array_names):
         got = sorted(specs) if isinstance(specs, dict) else specs
         raise ValueError(f"{where}: {kind} has the arrays {sorted(array_names)}, got {got!r}")
-    if kind == "Convolution":
+    if kind in ("Convolution", "ConvTranspose"):
         _check_dilated_filter(specs["W"], params["dilation"], where, file_size)
     arrays = {name: _read_array(archive, members, specs[name], f"{where}: array {name!r}", file_size, used,
                                 budget) for name in array_names}
@@ -327,8 +332,8 @@ def _is_int(value):
 
 
 def _check_param(value, kind, where):
-    if kind in ("pair", "sides"):
-        count, low = (2, 1) if kind == "pair" else (4, 0)
+    if kind in ("pair", "sides", "sizes"):
+        count, low = {"pair": (2, 1), "sides": (4, 0), "sizes": (2, 0)}[kind]
         if not isinstance(value, list) or len(value) != count or not all(_is_int(v) and v >= low for v in value):
             raise ValueError(f"{where} must be a list of {count} ints >= {low}, got {value!r}")
     elif kind == "index":  # an input's position: 0, 1, ...

@@ -565,3 +565,112 @@ def layernorm_gradient(X, gamma, eps, G):
         J = (np.eye(D) - 1.0 / D - np.outer(xhat, xhat) / D) * gamma[None, :] / sigma
         out[p] = J @ Gr[p]
     return out.reshape(X.shape)
+
+
+# ---------------------------------------------------------------- pools with padding and ceil mode
+# Written from docs/rules.md ("Pools in ceil mode"): per axis, output i's
+# window starts at i*stride - pad_begin and spans `kernel` places; its inputs
+# are the places inside the image; what it counts with count_include_pad is
+# the window clipped to the padded image (begin padding, image, end padding),
+# never the ceil-mode overhang beyond the end padding.
+def pooled_length(size, kernel, stride, begin, end, ceil_mode):
+    """floor or ceil((size + begin + end - kernel) / stride) + 1; in ceil mode
+    one less when the last window would start in the end padding."""
+    span = size + begin + end - kernel
+    count = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (count - 1) * stride >= size + begin:
+        count -= 1
+    return count
+
+
+def pool_axis_windows(size, kernel, stride, begin, end, ceil_mode):
+    """(first input place, one past the last, counted size) of each window on one axis."""
+    windows = []
+    for i in range(pooled_length(size, kernel, stride, begin, end, ceil_mode)):
+        start = i * stride - begin
+        windows.append((max(start, 0), min(start + kernel, size), min(start + kernel, size + end) - start))
+    return windows
+
+
+def pool2d_windows(H, W, pool, stride, padding, ceil_mode):
+    """(i, j, rows, columns, counted size) of every window of a 2-D pool;
+    padding = (top, bottom, left, right)."""
+    rows = pool_axis_windows(H, pool[0], stride[0], padding[0], padding[1], ceil_mode)
+    columns = pool_axis_windows(W, pool[1], stride[1], padding[2], padding[3], ceil_mode)
+    for i, (p0, p1, ch) in enumerate(rows):
+        for j, (q0, q1, cw) in enumerate(columns):
+            yield i, j, slice(p0, p1), slice(q0, q1), ch * cw
+
+
+def pool2d_shape(X, pool, stride, padding, ceil_mode):
+    N, H, W, D = X.shape
+    return (N, pooled_length(H, pool[0], stride[0], padding[0], padding[1], ceil_mode),
+            pooled_length(W, pool[1], stride[1], padding[2], padding[3], ceil_mode), D)
+
+
+def maxpool2d_forward(X, pool, stride, padding, ceil_mode):
+    """The maximum of each window's inputs (padding and overhang never win)."""
+    Y = np.zeros(pool2d_shape(X, pool, stride, padding, ceil_mode))
+    for i, j, si, sj, _ in pool2d_windows(X.shape[1], X.shape[2], pool, stride, padding, ceil_mode):
+        Y[:, i, j] = X[:, si, sj].max(axis=(1, 2))
+    return Y
+
+
+def maxpool2d_lrp(X, R, pool, stride, padding, ceil_mode, rule):
+    """gradient: a window's R to its first maximum (rows, then columns);
+    flat/ww: R / (hp wp) to each input of the window (the places outside the
+    image keep their shares); every other rule: R split evenly among the maxima."""
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj, _ in pool2d_windows(X.shape[1], X.shape[2], pool, stride, padding, ceil_mode):
+        win = X[:, si, sj]
+        r = R[:, i:i + 1, j:j + 1]
+        if rule in ("flat", "ww"):
+            Rx[:, si, sj] += r / (pool[0] * pool[1]) * np.ones_like(win)
+        elif rule == "gradient":
+            rows, columns = win.shape[1], win.shape[2]
+            first = win.reshape(win.shape[0], rows * columns, -1).argmax(axis=1)
+            for n in range(X.shape[0]):
+                for c in range(X.shape[3]):
+                    a, b = divmod(first[n, c], columns)
+                    Rx[n, si.start + a, sj.start + b, c] += R[n, i, j, c]
+        else:
+            is_max = (win == win.max(axis=(1, 2), keepdims=True)).astype(float)
+            Rx[:, si, sj] += r * is_max / is_max.sum(axis=(1, 2), keepdims=True)
+    return Rx
+
+
+def avgpool2d_forward(X, pool, stride, padding, include_pad, ceil_mode):
+    """The sum of each window's inputs over its counted size (include_pad) or
+    over the number of its inputs."""
+    Y = np.zeros(pool2d_shape(X, pool, stride, padding, ceil_mode))
+    for i, j, si, sj, counted in pool2d_windows(X.shape[1], X.shape[2], pool, stride, padding, ceil_mode):
+        inside = (si.stop - si.start) * (sj.stop - sj.start)
+        Y[:, i, j] = X[:, si, sj].sum(axis=(1, 2)) / (counted if include_pad else inside)
+    return Y
+
+
+def avgpool2d_lrp(X, R, pool, stride, padding, include_pad, ceil_mode, rule, param=None):
+    """As avgpool_lrp, over pool2d_windows: weights 1/count for the epsilon
+    rules (simple 1e-16, epsilon param, other LRP rules 1e-6) and the
+    gradient, sign-split shares for alpha-beta/z+, equal shares of the inputs
+    for flat/ww."""
+    Rx = np.zeros(X.shape)
+    for i, j, si, sj, counted in pool2d_windows(X.shape[1], X.shape[2], pool, stride, padding, ceil_mode):
+        inside = (si.stop - si.start) * (sj.stop - sj.start)
+        count = counted if include_pad else inside
+        x, r = X[:, si, sj], R[:, i:i + 1, j:j + 1]
+        if rule == "gradient":
+            Rx[:, si, sj] += r / count
+        elif rule in ("flat", "ww"):
+            Rx[:, si, sj] += r / inside
+        elif rule in ("alphabeta", "zplus"):
+            alpha, tiny = (param, 1e-16) if rule == "alphabeta" else (1.0, 1e-6)
+            xp, xn = np.maximum(x, 0), np.minimum(x, 0)
+            Rx[:, si, sj] += r * (alpha * xp / (xp.sum(axis=(1, 2), keepdims=True) + tiny)
+                                  + (1 - alpha) * xn / (xn.sum(axis=(1, 2), keepdims=True) - tiny))
+        else:
+            eps = {"simple": 1e-16, "epsilon": param}.get(rule, 1e-6)
+            z = x / count
+            zs = z.sum(axis=(1, 2), keepdims=True)
+            Rx[:, si, sj] += r * z / (zs + eps * sgn(zs))
+    return Rx

@@ -359,3 +359,34 @@ def test_gated_network_on_the_gpu_matches_cpu(rule, param):
     actual, kept_gpu = gated_net().to("cuda").explain(X, rule=rule, param=param, layers=["sig"])
     close(actual, expected, np.float64)
     close(kept_gpu["sig"], kept["sig"], np.float64)
+
+
+# ---------------------------------------------------------------- pools in ceil mode
+def ceil_pools():
+    """Pools whose last windows reach past the end padding (and a 1-D one)."""
+    return {
+        "maxpool-ceil": (lrpnb.MaxPool((3, 3), (2, 2), padding=1, ceil_mode=True), (2, 6, 7, 2)),
+        "maxpool-ceil-last-dropped": (lrpnb.MaxPool((2, 2), (2, 2), padding=1, ceil_mode=True), (2, 5, 5, 2)),
+        "maxpool-1d": (lrpnb.MaxPool((1, 4), (1, 3), padding=(0, 0, 1, 1), ceil_mode=True), (2, 1, 11, 3)),
+        "avgpool-ceil": (lrpnb.AveragePool((3, 2), (2, 3), padding=(1, 0, 0, 1), ceil_mode=True), (2, 7, 6, 2)),
+        "avgpool-ceil-include-pad": (lrpnb.AveragePool((3, 3), (2, 2), padding=1, count_include_pad=True,
+                                                       ceil_mode=True), (1, 6, 6, 3)),
+        "avgpool-ceil-stride-above-kernel": (lrpnb.AveragePool((2, 3), (3, 4), padding=(1, 1, 0, 0),
+                                                               count_include_pad=True, ceil_mode=True), (2, 8, 7, 2)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(ceil_pools()))
+def test_ceil_pool_kernels_match_cpu(name, ties, dtype):
+    layer, shape = ceil_pools()[name]
+    X = inputs(shape, dtype, ties)
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        name, value = lrpnb.rules.resolve(rule, param)
+        expected = layer.relevance(X, Y, R, name, value, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), name, value, GPU)
+        close(actual.copy_to_host(), expected, dtype)

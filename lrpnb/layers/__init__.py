@@ -4,6 +4,8 @@
   (``Weighted``), the checks of layer arguments;
 - ``dense``: Linear; ``conv``: Convolution (and the rules composed of
   several kernel calls: z^B, sign-paired weights, flat and w^2 on padding);
+- ``conv_transpose``: ConvTranspose (the convolution kernels with their
+  forward and backward products swapped);
 - ``pool``: SumPool, MaxPool, AveragePool, GlobalAveragePool;
 - ``elementwise``: Rect, Tanh, Sigmoid, Identity, BatchNorm, LRN, SoftMax,
   Flatten;
@@ -16,6 +18,7 @@ through adding a rule or a layer.
 """
 from .base import Layer, Weighted
 from .conv import Convolution
+from .conv_transpose import ConvTranspose
 from .dense import Linear
 from .elementwise import LRN, BatchNorm, Flatten, Identity, Rect, Sigmoid, SoftMax, Tanh
 from .joins import Add, Concat
@@ -26,4 +29,5 @@ from .pool import AveragePool, GlobalAveragePool, MaxPool, SumPool
 __all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat"]
+__all__ += ["ConvTranspose"]
 __all__ += ["Scale", "Mul", "LayerNorm"]
