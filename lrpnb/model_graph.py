@@ -78,6 +78,14 @@ LAYERS.update({
     "LayerNorm": (LayerNorm, {"eps": "float"}, ("gamma", "beta")),
 })
 
+# layer type -> {parameter: (kind, default)}: parameters a node may leave
+# out, written only when they differ from their default, so that files
+# without them read as before and readers that predate them read those files
+OPTIONAL = {
+    "MaxPool": {"ceil_mode": ("bool", False)},
+    "AveragePool": {"ceil_mode": ("bool", False)},
+}
+
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 _NODE_KEYS = {"name", "layer", "inputs", "params", "arrays", "rule"}
 _TOP_KEYS = {"format", "version", "lrpnb_version", "input_shape", "nodes"}
@@ -105,6 +113,10 @@ def _layer_entry(layer, k, where):
         value = getattr(layer, name)
         params[name] = [int(v) for v in value] if what in ("pair", "sides", "sizes") else \
             {"int": int, "index": int, "float": float, "bool": bool}[what](value)
+    for name, (what, default) in OPTIONAL.get(kind, {}).items():
+        value = {"int": int, "float": float, "bool": bool}[what](getattr(layer, name))
+        if value != default:
+            params[name] = value
     arrays, members = {}, {}
     for name in array_names:
         array = np.asarray(getattr(layer, name))
@@ -286,10 +298,13 @@ def _read_layer(archive, members, entry, where, file_size, used, budget):
     if not isinstance(kind, str) or kind not in LAYERS:
         raise ValueError(f"{where}: unknown layer type {kind!r}; known: {', '.join(LAYERS)}")
     cls, kinds, array_names = LAYERS[kind]
+    optional = {name: what for name, (what, _) in OPTIONAL.get(kind, {}).items()}
     params = entry.get("params", {})
-    if not isinstance(params, dict) or set(params) != set(kinds):
+    if not isinstance(params, dict) or not set(kinds) <= set(params) <= set(kinds) | set(optional):
         got = sorted(params) if isinstance(params, dict) else params
-        raise ValueError(f"{where}: {kind} takes the parameters {sorted(kinds)}, got {got!r}")
+        also = f" (and optionally {sorted(optional)})" if optional else ""
+        raise ValueError(f"{where}: {kind} takes the parameters {sorted(kinds)}{also}, got {got!r}")
+    kinds = {**kinds, **optional}
     for name, value in params.items():
         _check_param(value, kinds[name], f"{where}: {kind} parameter {name!r}")
     specs = entry.get("arrays", {})

@@ -196,8 +196,16 @@ def _avg_window(H, W, i, j, hp, wp, s0, s1, top, left):
     return max(p0, 0), min(p0 + hp, H), max(q0, 0), min(q0 + wp, W)
 
 
+@cuda.jit(device=True, inline=True)
+def _avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right):
+    """The size of window (i, j) clipped to the padded image (see lrpnb.kernels.pool)."""
+    p0 = i * s0 - top
+    q0 = j * s1 - left
+    return (min(p0 + hp, H + bottom) - p0) * (min(q0 + wp, W + right) - q0)
+
+
 @cuda.jit(**KERNEL)
-def _avgpool_forward(X, hp, wp, s0, s1, top, left, include_pad, Y):
+def _avgpool_forward(X, hp, wp, s0, s1, top, bottom, left, right, include_pad, Y):
     H, W = X.shape[1], X.shape[2]
     for e in range(cuda.grid(1), Y.size, cuda.gridsize(1)):
         n, i, j, c = unravel(e, Y.shape)
@@ -207,18 +215,20 @@ def _avgpool_forward(X, hp, wp, s0, s1, top, left, include_pad, Y):
             for q in range(q0, q1):
                 total += X[n, p, q, c]
         # a float32 count keeps float32 sums float32 (counts are exact in it)
-        count = np.float32(hp * wp if include_pad else (p1 - p0) * (q1 - q0))
+        count = np.float32(_avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right)
+                           if include_pad else (p1 - p0) * (q1 - q0))
         Y[n, i, j, c] = total / count
 
 
 @cuda.jit(**KERNEL)
-def _avgpool_ratios(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny, Sp, Sn):
+def _avgpool_ratios(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode, p1, p2, tiny, Sp, Sn):
     H, W = X.shape[1], X.shape[2]
     for e in range(cuda.grid(1), R.size, cuda.gridsize(1)):
         n, i, j, c = unravel(e, R.shape)
         r0, r1, q0, q1 = _avg_window(H, W, i, j, hp, wp, s0, s1, top, left)
         inside = np.float32((r1 - r0) * (q1 - q0))
-        count = np.float32(hp * wp) if include_pad else inside
+        count = np.float32(_avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right)) \
+            if include_pad else inside
         if mode == AVG_ALPHABETA:
             zp = tiny
             zn = -tiny
@@ -260,18 +270,19 @@ def _avgpool_gather(X, Sp, Sn, hp, wp, s0, s1, top, left, mode, Rx):
         Rx[n, p, q, c] = acc
 
 
-def avgpool_forward(X, hp, wp, s0, s1, top, left, Ho, Wo, include_pad):
+def avgpool_forward(X, hp, wp, s0, s1, top, bottom, left, right, Ho, Wo, include_pad):
     """Average of each window's inputs inside the image (see lrpnb.kernels.pool)."""
     Y = cuda.device_array((X.shape[0], Ho, Wo, X.shape[3]), dtype=X.dtype)
-    launch(_avgpool_forward, Y.size)(X, hp, wp, s0, s1, top, left, include_pad, Y)
+    launch(_avgpool_forward, Y.size)(X, hp, wp, s0, s1, top, bottom, left, right, include_pad, Y)
     return Y
 
 
-def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny):
+def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode, p1, p2, tiny):
     """Relevance or gradient of an average pool's inputs (see lrpnb.kernels.pool)."""
     Sp = cuda.device_array(R.shape, dtype=R.dtype)
     Sn = cuda.device_array(R.shape, dtype=R.dtype)
-    launch(_avgpool_ratios, R.size)(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny, Sp, Sn)
+    launch(_avgpool_ratios, R.size)(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode, p1, p2,
+                                    tiny, Sp, Sn)
     Rx = cuda.device_array(X.shape, dtype=X.dtype)
     launch(_avgpool_gather, Rx.size)(X, Sp, Sn, hp, wp, s0, s1, top, left, mode, Rx)
     return Rx
@@ -284,7 +295,7 @@ SIGNATURES = {
     _alphabeta_ratios: "A4 A4 I I I I F F F A4 A4",
     _winner_ratios: "A4 A4 A4 I I I I A4",
     _gather: "A4 A4 A4 A4 I I I I I F A4",
-    _avgpool_forward: "A4 I I I I I I B A4",
-    _avgpool_ratios: "A4 A4 A4 I I I I I I B I F F F A4 A4",
+    _avgpool_forward: "A4 I I I I I I I I B A4",
+    _avgpool_ratios: "A4 A4 A4 I I I I I I I I B I F F F A4 A4",
     _avgpool_gather: "A4 A4 A4 I I I I I I I A4",
 }

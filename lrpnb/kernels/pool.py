@@ -250,8 +250,11 @@ def _maxpool_backward_block(X, Y, G, hp, wp, s0, s1, Gx, n0, n1):
 # ---------------------------------------------------------------- average pooling
 # Average pools carry their padding implicitly: output (i, j) averages the
 # inputs at rows i*s0-top .. i*s0-top+hp-1 and columns j*s1-left ..
-# j*s1-left+wp-1 that lie inside the image, divided by hp*wp when the padding
-# counts (ONNX count_include_pad=1) or by the number of inputs inside.
+# j*s1-left+wp-1 that lie inside the image, divided by the window's size
+# clipped to the padded image (rows up to H+bottom, columns up to W+right)
+# when the padding counts (ONNX count_include_pad=1), or by the number of
+# inputs inside. The clipping matters in ceil mode only, where the last
+# window may reach past the end padding (PyTorch's avg_pool2d divisor).
 
 #: how avgpool_relevance treats the window's ratios
 
@@ -264,25 +267,36 @@ def _avg_window(H, W, i, j, hp, wp, s0, s1, top, left):
     return max(p0, 0), min(p0 + hp, H), max(q0, 0), min(q0 + wp, W)
 
 
-def avgpool_forward(X, hp, wp, s0, s1, top, left, Ho, Wo, include_pad):
+@njit(**JIT)
+def _avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right):
+    """The size of window (i, j) clipped to the padded image: hp*wp except
+    for a ceil-mode window that overhangs the end padding."""
+    p0 = i * s0 - top
+    q0 = j * s1 - left
+    return (min(p0 + hp, H + bottom) - p0) * (min(q0 + wp, W + right) - q0)
+
+
+def avgpool_forward(X, hp, wp, s0, s1, top, bottom, left, right, Ho, Wo, include_pad):
     """``Y[n,i,j,c] = sum_{(p,q) in window(i,j)} X[n,p,q,c] / count(i,j)``:
-    count = hp*wp with ``include_pad``, else the inputs inside the image."""
+    count = the window clipped to the padded image with ``include_pad``
+    (hp*wp but in ceil mode's last windows), else the inputs inside the image."""
     N, H, W, D = X.shape
     Y = np.zeros((N, Ho, Wo, D), dtype=X.dtype)
-    parallel_map(_avgpool_forward_block, [(X, hp, wp, s0, s1, top, left, include_pad, Y, n0, n1)
+    parallel_map(_avgpool_forward_block, [(X, hp, wp, s0, s1, top, bottom, left, right, include_pad, Y, n0, n1)
                                           for n0, n1 in blocks(N)])
     return Y
 
 
 @njit(**JIT)
-def _avgpool_forward_block(X, hp, wp, s0, s1, top, left, include_pad, Y, n0, n1):
+def _avgpool_forward_block(X, hp, wp, s0, s1, top, bottom, left, right, include_pad, Y, n0, n1):
     H, W, D = X.shape[1], X.shape[2], X.shape[3]
     for n in range(n0, n1):
         for i in range(Y.shape[1]):
             for j in range(Y.shape[2]):
                 p0, p1, q0, q1 = _avg_window(H, W, i, j, hp, wp, s0, s1, top, left)
                 # float32 keeps float32 sums float32 (the counts are exact in it)
-                count = np.float32(hp * wp if include_pad else (p1 - p0) * (q1 - q0))
+                count = np.float32(_avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right)
+                                   if include_pad else (p1 - p0) * (q1 - q0))
                 for p in range(p0, p1):
                     for q in range(q0, q1):
                         for c in range(D):
@@ -291,7 +305,7 @@ def _avgpool_forward_block(X, hp, wp, s0, s1, top, left, include_pad, Y, n0, n1)
                     Y[n, i, j, c] /= count
 
 
-def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny):
+def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode, p1, p2, tiny):
     """Relevance (or gradient) of an average pool's inputs, by ``mode``:
 
     - AVG_EPSILON: ``R_pqc = x_pqc sum_ij R_ijc / (count_ij (y_ijc + p1 sgn y_ijc))``,
@@ -306,14 +320,14 @@ def avgpool_relevance(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1,
     Sums over the windows (i, j) that hold (p, q).
     """
     Rx = np.zeros_like(X)
-    parallel_map(_avgpool_relevance_block, [(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2,
-                                             tiny, Rx, n0, n1) for n0, n1 in blocks(X.shape[0])])
+    parallel_map(_avgpool_relevance_block, [(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode,
+                                             p1, p2, tiny, Rx, n0, n1) for n0, n1 in blocks(X.shape[0])])
     return Rx
 
 
 @njit(**JIT)
-def _avgpool_relevance_block(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mode, p1, p2, tiny, Rx,
-                             n0, n1):
+def _avgpool_relevance_block(X, Y, R, hp, wp, s0, s1, top, bottom, left, right, include_pad, mode, p1, p2,
+                             tiny, Rx, n0, n1):
     H, W, D = X.shape[1], X.shape[2], X.shape[3]
     Sp = np.empty(D, dtype=X.dtype)
     Sn = np.empty(D, dtype=X.dtype)
@@ -322,7 +336,8 @@ def _avgpool_relevance_block(X, Y, R, hp, wp, s0, s1, top, left, include_pad, mo
             for j in range(R.shape[2]):
                 r0, r1, q0, q1 = _avg_window(H, W, i, j, hp, wp, s0, s1, top, left)
                 inside = np.float32((r1 - r0) * (q1 - q0))
-                count = np.float32(hp * wp) if include_pad else inside
+                count = np.float32(_avg_counted(H, W, i, j, hp, wp, s0, s1, top, bottom, left, right)) \
+                    if include_pad else inside
                 if mode == AVG_ALPHABETA:
                     for c in range(D):
                         Sp[c] = tiny
