@@ -29,6 +29,7 @@ from .network import (INPUT, LRN, Add, AveragePool, BatchNorm, Concat, Convoluti
                       Identity, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool, Tanh)
 from .layers import LayerNorm, Mul, Scale
 from .layers import ConvTranspose
+from .layers import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, SiLU
 from .rules import Rule
 
 __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRIPTION_MEMBER"]
@@ -67,6 +68,15 @@ LAYERS = {
     "Add": (Add, {}, ()),
     "Concat": (Concat, {}, ()),
 }
+# the model zoo's element-wise activations (GELU's approximate: true for the tanh approximation)
+LAYERS.update({
+    "Clip": (Clip, {"min": "float", "max": "float"}, ()),
+    "HardSigmoid": (HardSigmoid, {"alpha": "float", "beta": "float"}, ()),
+    "HardSwish": (HardSwish, {}, ()),
+    "SiLU": (SiLU, {}, ()),
+    "LeakyReLU": (LeakyReLU, {"alpha": "float"}, ()),
+    "GELU": (GELU, {"approximate": "bool"}, ()),
+})
 # the transposed convolution's output padding: two non-negative ints ("sizes")
 LAYERS["ConvTranspose"] = (ConvTranspose, {"stride": "pair", "padding": "sides", "output_padding": "sizes",
                                            "dilation": "pair", "groups": "int"}, ("W", "B"))

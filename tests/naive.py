@@ -674,3 +674,58 @@ def avgpool2d_lrp(X, R, pool, stride, padding, include_pad, ceil_mode, rule, par
             zs = z.sum(axis=(1, 2), keepdims=True)
             Rx[:, si, sj] += r * z / (zs + eps * sgn(zs))
     return Rx
+
+
+# ---------------------------------------------------------------- element-wise activations of the model zoo
+def _erf(values):
+    import math
+
+    return np.vectorize(math.erf, otypes=[np.float64])(values)
+
+
+def zoo_activation(name, X, **params):
+    """f(x) in float64 from the formulas of docs/rules.md (ONNX's definitions)."""
+    x = np.asarray(X, dtype=np.float64)
+    if name == "Clip":
+        return np.minimum(np.maximum(x, params["min"]), params["max"])
+    if name == "HardSigmoid":
+        return np.maximum(0.0, np.minimum(1.0, params["alpha"] * x + params["beta"]))
+    if name == "HardSwish":
+        return x * np.maximum(0.0, np.minimum(1.0, x / 6 + 0.5))
+    if name == "SiLU":
+        with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0: the limit 0 is right
+            return x / (1.0 + np.exp(-x))
+    if name == "LeakyReLU":
+        return np.where(x >= 0, x, params["alpha"] * x)
+    if name == "GELU" and params.get("approximate"):
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    if name == "GELU":
+        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    raise ValueError(f"no reference for {name}")
+
+
+def zoo_activation_derivative(name, X, **params):
+    """f'(x) in float64, by the formulas, with torch.autograd's values at the
+    kinks: clip 0 at its bounds (hardtanh), hard sigmoid 0 at its kinks, hard
+    swish 0 at x = -3 and 1 at x = 3, leaky ReLU alpha at 0."""
+    x = np.asarray(X, dtype=np.float64)
+    if name == "Clip":
+        return ((x > params["min"]) & (x < params["max"])).astype(np.float64)
+    if name == "HardSigmoid":
+        t = params["alpha"] * x + params["beta"]
+        return np.where((t > 0) & (t < 1), params["alpha"], 0.0)
+    if name == "HardSwish":
+        return np.where(x <= -3, 0.0, np.where(x >= 3, 1.0, x / 3 + 0.5))
+    if name == "SiLU":
+        with np.errstate(over="ignore"):
+            s = 1.0 / (1.0 + np.exp(-x))
+        return s + x * s * (1.0 - s)
+    if name == "LeakyReLU":
+        return np.where(x > 0, 1.0, params["alpha"])
+    if name == "GELU" and params.get("approximate"):
+        c = np.sqrt(2.0 / np.pi)
+        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+    if name == "GELU":
+        return 0.5 * (1.0 + _erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    raise ValueError(f"no reference for {name}")

@@ -390,3 +390,33 @@ def test_ceil_pool_kernels_match_cpu(name, ties, dtype):
         expected = layer.relevance(X, Y, R, name, value, CPU)
         actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), name, value, GPU)
         close(actual.copy_to_host(), expected, dtype)
+
+
+# ---------------------------------------------------------------- element-wise activations of the model zoo
+def zoo_activations():
+    from lrpnb.layers import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, SiLU
+
+    return {"relu6": Clip(0, 6), "clip": Clip(-1.5, 2.25), "hardsigmoid": HardSigmoid(),
+            "hardsigmoid-torch": HardSigmoid(1 / 6, 0.5), "hardswish": HardSwish(), "silu": SiLU(),
+            "leakyrelu": LeakyReLU(0.1), "gelu": GELU(), "gelu-tanh": GELU("tanh")}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(zoo_activations()))
+def test_zoo_activation_kernels_match_cpu(name, dtype):
+    layer = zoo_activations()[name]
+    kinks = [-6.0, -3.0, -2.5, -1.5, 0.0, 2.25, 2.5, 3.0, 6.0, -40.0, 40.0, 1e4]
+    X = np.concatenate([kinks, np.random.default_rng(4).normal(scale=3, size=36)]).astype(dtype).reshape(2, 2, 3, 4)
+    Y = layer.forward(X, CPU)
+    Y_gpu = layer.forward(cuda.to_device(X), GPU)
+    assert is_gpu_array(Y_gpu)
+    close(Y_gpu.copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        name, value = lrpnb.rules.resolve(rule, param)
+        expected = layer.relevance(X, Y, R, name, value, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), name, value, GPU)
+        close(actual.copy_to_host(), expected, dtype)
+        if rule in ("gradient", "deconvnet"):
+            # the piecewise linear slopes exactly, at the kinks too
+            assert np.array_equal(actual.copy_to_host() == 0, expected == 0)

@@ -5,8 +5,12 @@ import numpy as np
 from numba import cuda
 
 from . import KERNEL, launch
+from .. import rule_math
 from ..rule_math import lrn_constants
 from .rules import relu_backward
+
+_pointwise_value = cuda.jit(device=True, inline=True)(rule_math.pointwise_value)
+_pointwise_slope = cuda.jit(device=True, inline=True)(rule_math.pointwise_slope)
 
 
 @cuda.jit(**KERNEL)
@@ -245,8 +249,33 @@ def lrn_backward(X, G, size, alpha, beta, bias):
     return _lrn_call(X, G, size, alpha, beta, bias, True)
 
 
+@cuda.jit(**KERNEL)
+def _pointwise(X, kind, one, k1, k2, k3, k4, out):
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        out[e] = _pointwise_value(X[e], kind, one, k1, k2, k3, k4)
+
+
+@cuda.jit(**KERNEL)
+def _pointwise_backward(X, G, kind, one, k1, k2, k3, k4, out):
+    for e in range(cuda.grid(1), X.size, cuda.gridsize(1)):
+        out[e] = G[e] * _pointwise_slope(X[e], kind, one, k1, k2, k3, k4)
+
+
+def pointwise_forward(X, kind, constants):
+    """``f(x)`` element-wise for the activation ``kind`` (see lrpnb.kernels.activations)."""
+    out = cuda.device_array(tuple(X.shape), dtype=X.dtype)
+    launch(_pointwise, X.size)(X.reshape(X.size), kind, *constants, out.reshape(out.size))
+    return out
+
+
+def pointwise_backward(X, G, kind, constants):
+    """``G f'(x)`` element-wise, from the forward input X (see lrpnb.kernels.activations)."""
+    return _binary(_pointwise_backward, X, G, kind, *constants)
+
+
 SIGNATURES = {_rect: "A1 A1", _tanh: "A1 A1", _softmax: "A2 A2", _rect_backward: "A1 A1 I A1",
               _tanh_backward: "A1 A1 A1", _softmax_backward: "A2 A2 A2", _channel_norm: "A2 A1",
               _times: "A1 A1 A1", _sum_rows: "A2 D1",
               _sigmoid: "A1 F A1", _sigmoid_backward: "A1 A1 F A1", _channel_affine: "A1 A1 A1 A1",
-              _lrn: "A2 A2 I F F F F F B A2"}
+              _lrn: "A2 A2 I F F F F F B A2",
+              _pointwise: "A1 I F F F F F A1", _pointwise_backward: "A1 A1 I F F F F F A1"}

@@ -1,5 +1,6 @@
 """Element-wise activation layers: forward passes and gradients (Rect, Tanh
-and SoftMax pass relevance through unchanged, as in the LRP Toolbox).
+and SoftMax pass relevance through unchanged, as in the LRP Toolbox; so do
+the activations of ``pointwise_forward``).
 
 Each function splits its elements (or rows) into blocks that run in
 parallel (``parallel_map``) through a nogil kernel.
@@ -8,8 +9,12 @@ import numpy as np
 from numba import njit
 
 from . import JIT, blocks, parallel_map
+from .. import rule_math
 from ..rule_math import lrn_constants
 from .rules import relu_backward
+
+_pointwise_value = njit(inline="always", **JIT)(rule_math.pointwise_value)
+_pointwise_slope = njit(inline="always", **JIT)(rule_math.pointwise_slope)
 
 #: how rect_backward treats the ReLU
 GRADIENT, DECONVNET, GUIDED = 0, 1, 2
@@ -254,3 +259,30 @@ def _lrn_rows(X, size, scale, beta, beta1, coef, bias, G, out, backward, r0, r1)
             for c in range(max(0, k - high), min(C, k + low + 1)):
                 acc += G[r, c] * X[r, c] / s[c] ** beta1
             out[r, k] = G[r, k] / s[k] ** beta - coef * X[r, k] * acc
+
+
+@njit(**JIT)
+def _pointwise(X, kind, one, k1, k2, k3, k4, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = _pointwise_value(X[e], kind, one, k1, k2, k3, k4)
+
+
+@njit(**JIT)
+def _pointwise_backward(X, G, kind, one, k1, k2, k3, k4, out, e0, e1):
+    for e in range(e0, e1):
+        out[e] = G[e] * _pointwise_slope(X[e], kind, one, k1, k2, k3, k4)
+
+
+def pointwise_forward(X, kind, constants):
+    """``f(x)`` element-wise for the activation ``kind`` (a
+    ``lrpnb.rule_math.POINTWISE_*`` mode: clip, hard sigmoid, hard swish,
+    SiLU, leaky ReLU, GELU and its tanh approximation) with its
+    ``rule_math.pointwise_constants`` in X's dtype."""
+    return _elementwise(_pointwise, X.shape, X, extra=(kind, *constants))
+
+
+def pointwise_backward(X, G, kind, constants):
+    """``G f'(x)`` element-wise, from the forward input X (these activations
+    are not invertible from their output); f' at the kinks as torch.autograd
+    (``rule_math.pointwise_slope``)."""
+    return _elementwise(_pointwise_backward, X.shape, X, G, extra=(kind, *constants))

@@ -9,6 +9,8 @@
 - ``pool``: SumPool, MaxPool, AveragePool, GlobalAveragePool;
 - ``elementwise``: Rect, Tanh, Sigmoid, Identity, BatchNorm, LRN, SoftMax,
   Flatten;
+- ``elementwise`` also: the model zoo's activations Clip (ReLU6),
+  HardSigmoid, HardSwish, SiLU, LeakyReLU, GELU;
 - ``joins``: Add, Concat.
 - ``products``: Scale, Mul; ``norm``: LayerNorm.
 
@@ -21,6 +23,7 @@ from .conv import Convolution
 from .conv_transpose import ConvTranspose
 from .dense import Linear
 from .elementwise import LRN, BatchNorm, Flatten, Identity, Rect, Sigmoid, SoftMax, Tanh
+from .elementwise import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, SiLU
 from .joins import Add, Concat
 from .norm import LayerNorm
 from .products import Mul, Scale
@@ -31,3 +34,4 @@ __all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "
            "Add", "Concat"]
 __all__ += ["ConvTranspose"]
 __all__ += ["Scale", "Mul", "LayerNorm"]
+__all__ += ["Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU"]

@@ -3,17 +3,21 @@ activations, BatchNorm, LRN, SoftMax, Identity, Flatten.
 
 None of them mixes values of different positions, so LRP passes their
 relevance through unchanged (the LRP Toolbox's rule for activations, zennit's
-Pass rule for BatchNorm, the Caffe toolbox's for LRN); the gradient methods
-get their (modified) gradient. Kernels: the backend's ``activations``.
+Pass rule for BatchNorm and every activation, the Caffe toolbox's for LRN);
+the gradient methods get their (modified) gradient. Kernels: the backend's
+``activations``.
 """
+import math
 import numbers
 
 import numpy as np
 
+from .. import rule_math
 from ..backends import CPU
 from .base import Layer, parameter_array, shape_text
 
-__all__ = ["Rect", "Tanh", "Sigmoid", "Identity", "BatchNorm", "LRN", "SoftMax", "Flatten"]
+__all__ = ["Rect", "Tanh", "Sigmoid", "Identity", "BatchNorm", "LRN", "SoftMax", "Flatten",
+           "Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU"]
 
 
 class Rect(Layer):
@@ -178,3 +182,158 @@ class Flatten(Layer):
 
     def propagate(self, X, Y, R, rule, backend):
         return R.reshape(X.shape)
+
+
+def _finite_number(value, what, layer):
+    """A finite float from a real number (or a one-element real array, as
+    ONNX attributes and initializers come); ValueError naming ``layer`` else."""
+    array = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    if array is None or array.dtype.kind not in "iuf" or array.size != 1:
+        raise ValueError(f"{layer}: {what} must be a finite number, got {value!r}")
+    number = float(array.reshape(-1)[0])
+    if not math.isfinite(number):
+        raise ValueError(f"{layer}: {what} must be a finite number, got {value!r}")
+    return number
+
+
+class Pointwise(Layer):
+    """An element-wise activation y = f(x) of the kernels' ``pointwise_forward``
+    (the kind ``kind``, a ``rule_math.POINTWISE_*`` mode, with the constants
+    of ``arguments``).
+
+    Under every LRP rule relevance passes unchanged: zennit's Pass rule for
+    activations, AttnLRP's identity rule for element-wise non-linearities
+    (Achtibat et al., ICML 2024). Every gradient method (gradient,
+    sensitivity, gradient x input, and deconvnet and guided backprop too,
+    which zennit modifies on ReLU layers only) gets the exact derivative
+    ``f'(x) G``, computed from the forward input X, with torch.autograd's
+    values at the kinks (``rule_math.pointwise_slope``).
+    """
+
+    toolbox = False
+    #: the activation's rule_math.POINTWISE_* mode
+    kind = None
+
+    def arguments(self):
+        """The (a, b) of ``rule_math.pointwise_constants`` for this layer."""
+        return ()
+
+    def _constants(self, dtype):
+        return rule_math.pointwise_constants(dtype, self.kind, *self.arguments())
+
+    def forward(self, X, backend=CPU):
+        return backend.activations.pointwise_forward(X, self.kind, self._constants(X.dtype))
+
+    def propagate(self, X, Y, R, rule, backend):
+        if rule.is_gradient:
+            return backend.activations.pointwise_backward(X, R, self.kind, self._constants(X.dtype))
+        return R
+
+
+class Clip(Pointwise):
+    """``y = min(max(x, min), max)`` (ONNX Clip; torch's hardtanh; ReLU6 is
+    ``Clip(0, 6)``). Its derivative is torch's hardtanh's: 1 strictly
+    between the bounds, 0 at and beyond them (torch.clamp's would be 1 at
+    the bounds; ReLU6 is hardtanh in torch, and Rect's derivative at 0 is 0
+    too). The defaults are ONNX's for float tensors, float32's lowest and
+    largest values."""
+
+    kind = rule_math.POINTWISE_CLIP
+
+    def __init__(self, min=-float(np.finfo(np.float32).max), max=float(np.finfo(np.float32).max)):
+        super().__init__()
+        self.min, self.max = _finite_number(min, "min", "Clip"), _finite_number(max, "max", "Clip")
+        if self.min > self.max:
+            raise ValueError(f"Clip: min must be <= max, got min={self.min:g} and max={self.max:g}")
+
+    def arguments(self):
+        return self.min, self.max
+
+    def describe(self):
+        return f"Clip {self.min:g} {self.max:g}"
+
+
+class HardSigmoid(Pointwise):
+    """``y = max(0, min(1, alpha x + beta))`` (ONNX HardSigmoid, whose defaults
+    these are; torch's hardsigmoid is alpha = 1/6, beta = 0.5). Derivative:
+    alpha where 0 < alpha x + beta < 1, 0 at the kinks and beyond."""
+
+    kind = rule_math.POINTWISE_HARDSIGMOID
+
+    def __init__(self, alpha=0.2, beta=0.5):
+        super().__init__()
+        self.alpha = _finite_number(alpha, "alpha", "HardSigmoid")
+        self.beta = _finite_number(beta, "beta", "HardSigmoid")
+
+    def arguments(self):
+        return self.alpha, self.beta
+
+    def describe(self):
+        return f"HardSigmoid {self.alpha:g} {self.beta:g}"
+
+
+class HardSwish(Pointwise):
+    """``y = x max(0, min(1, x / 6 + 1/2))`` (ONNX HardSwish: alpha = 1/6,
+    beta = 0.5; torch's hardswish). Derivative as torch's: 0 for x <= -3,
+    ``x / 3 + 1/2`` for -3 < x < 3, 1 for x >= 3."""
+
+    kind = rule_math.POINTWISE_HARDSWISH
+
+    def describe(self):
+        return "HardSwish"
+
+
+class SiLU(Pointwise):
+    """``y = x sigmoid(x)`` (SiLU, Swish with beta = 1; ONNX exports it as
+    Sigmoid and Mul, which the importer joins into this layer). Derivative
+    ``s (1 + x (1 - s))``, s = sigmoid(x)."""
+
+    kind = rule_math.POINTWISE_SILU
+
+    def describe(self):
+        return "SiLU"
+
+
+class LeakyReLU(Pointwise):
+    """``y = x`` for x >= 0, ``alpha x`` below (ONNX LeakyRelu and torch's
+    leaky_relu, default alpha 0.01; any finite alpha). Derivative 1 for x > 0,
+    alpha for x <= 0, as torch's."""
+
+    kind = rule_math.POINTWISE_LEAKY_RELU
+
+    def __init__(self, alpha=0.01):
+        super().__init__()
+        self.alpha = _finite_number(alpha, "alpha", "LeakyReLU")
+
+    def arguments(self):
+        return (self.alpha,)
+
+    def describe(self):
+        return f"LeakyReLU {self.alpha:g}"
+
+
+class GELU(Pointwise):
+    """Gaussian error linear unit (Hendrycks & Gimpel 2016; ONNX Gelu,
+    torch's gelu): ``y = x/2 (1 + erf(x / sqrt 2))``, or with
+    ``approximate='tanh'`` ``y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    ``approximate`` takes ONNX's and torch's spellings, 'none' and 'tanh',
+    or a bool; the attribute is the bool (True: the tanh approximation).
+    """
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if isinstance(approximate, (bool, np.bool_)):
+            self.approximate = bool(approximate)
+        elif isinstance(approximate, str) and approximate in ("none", "tanh"):
+            self.approximate = approximate == "tanh"
+        else:
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh' (ONNX Gelu's attribute) or a bool, "
+                             f"got {approximate!r}")
+
+    @property
+    def kind(self):
+        return rule_math.POINTWISE_GELU_TANH if self.approximate else rule_math.POINTWISE_GELU
+
+    def describe(self):
+        return "GELU tanh" if self.approximate else "GELU"
