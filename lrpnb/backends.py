@@ -10,6 +10,7 @@ a GPU backend is asked for.
 from . import kernels
 from .kernels import activations, arrays, conv, dense, perturb, pool, tensors  # noqa: F401  (the CPU's modules)
 from .kernels import gates, norm  # noqa: F401  (the CPU's modules)
+from .kernels import channels  # noqa: F401  (GatherChannels)
 from .kernels import conv_transpose  # noqa: F401  (the transposed convolution's element-wise steps)
 
 __all__ = ["Backend", "CPU", "DEVICES", "as_input", "backend"]
@@ -45,6 +46,7 @@ class Backend:
         self.dense, self.perturb, self.pool = modules.dense, modules.perturb, modules.pool
         self.tensors = modules.tensors
         self.gates, self.norm = modules.gates, modules.norm
+        self.channels = modules.channels
         self.conv_transpose = modules.conv_transpose
         self.target_rows = target_rows
         self.memory_bound = memory_bound
@@ -112,6 +114,7 @@ def _cuda_backend():
             from . import cuda as package
             from .cuda import activations, arrays, conv, dense, perturb, pool, tensors  # noqa: F401
             from .cuda import gates, norm  # noqa: F401
+            from .cuda import channels  # noqa: F401
             from .cuda import conv_transpose  # noqa: F401
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "

@@ -13,12 +13,14 @@
   HardSigmoid, HardSwish, SiLU, LeakyReLU, GELU;
 - ``joins``: Add, Concat.
 - ``products``: Scale, Mul; ``norm``: LayerNorm.
+- ``channels``: GatherChannels (channel shuffles and slices).
 
 Each family's ``propagate`` method is its rule block: which kernel and which
 stabilizer every rule uses on it, on one screen. docs/architecture.md walks
 through adding a rule or a layer.
 """
 from .base import Layer, Weighted
+from .channels import GatherChannels
 from .conv import Convolution
 from .conv_transpose import ConvTranspose
 from .dense import Linear
@@ -35,3 +37,4 @@ __all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "
 __all__ += ["ConvTranspose"]
 __all__ += ["Scale", "Mul", "LayerNorm"]
 __all__ += ["Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU"]
+__all__ += ["GatherChannels"]
