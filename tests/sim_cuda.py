@@ -420,3 +420,35 @@ def test_zoo_activation_kernels_match_cpu(name, dtype):
         if rule in ("gradient", "deconvnet"):
             # the piecewise linear slopes exactly, at the kinks too
             assert np.array_equal(actual.copy_to_host() == 0, expected == 0)
+
+
+# ---------------------------------------------------------------- transposed convolution
+def conv_transposes():
+    """Transposed convolutions: strided with output padding, and grouped,
+    dilated, asymmetrically padded with output padding past the end."""
+    from lrpnb.layers import ConvTranspose
+
+    rng = np.random.default_rng(13)
+    return {
+        "conv-transpose": (ConvTranspose(rng.normal(size=(3, 3, 2, 3)), rng.normal(size=2), stride=2, padding=1,
+                                         output_padding=1), (2, 3, 4, 3)),
+        "conv-transpose-grouped": (ConvTranspose(rng.normal(size=(2, 3, 2, 4)), rng.normal(size=4), stride=(3, 2),
+                                                 padding=(1, 0, 0, 2), output_padding=(2, 1), dilation=(1, 2),
+                                                 groups=2), (1, 3, 3, 4)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(conv_transposes()))
+def test_conv_transpose_kernels_match_cpu(name, ties, dtype):
+    layer, shape = conv_transposes()[name]
+    X = inputs(shape, dtype, ties)
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        rule_name, value = lrpnb.rules.resolve(rule, param)
+        expected = layer.relevance(X, Y, R, rule_name, value, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule_name, value, GPU)
+        close(actual.copy_to_host(), expected, dtype)

@@ -260,15 +260,19 @@ class ConvTranspose(Weighted):
     def _zbox(self, X, R, rule, filters, backend):
         """z^B with per-channel bounds l <= x <= h (zennit's ZBox): with
         ``z = A x - A_+ l - A_- h`` (no bias), ``R_x = x A^T s - l A_+^T s -
-        h A_-^T s``, s = R / (z + 1e-6 sgn(z))."""
+        h A_-^T s``, s = R / (z + 1e-6 sgn(z)). Computed as
+        ``z = A_+ (x - l) + A_- (x - h)`` and ``R_x = (x - l) A_+^T s + (x - h)
+        A_-^T s`` (A = A_+ + A_-): a term that vanishes (x = l on w+, x = h
+        on w-) is then exactly 0, where three terms would leave the rounding
+        of s (up to R / 1e-6) behind."""
         conv, tensors, activations, t = backend.conv, backend.tensors, backend.activations, X.dtype.type
         low, high = bounds(rule.param, self.in_channels, X.dtype, backend)
-        L, H = tensors.channel_filled(X.shape, low), tensors.channel_filled(X.shape, high)
+        zero = conv.filled(X.shape, 0, X.dtype)
+        above = tensors.difference3(X, tensors.channel_filled(X.shape, low), zero)
+        below = tensors.difference3(X, tensors.channel_filled(X.shape, high), zero)
         pairs = [conv.paired_weights(W, t(0), PAIRED_ALPHABETA) for W in filters]
         positive, negative = [p for p, _ in pairs], [n for _, n in pairs]
-        Z = tensors.difference3(self._apply(X, filters, backend), self._apply(L, positive, backend),
-                                self._apply(H, negative, backend))
+        Z = tensors.add_forward([self._apply(above, positive, backend), self._apply(below, negative, backend)])
         S = backend.conv_transpose.epsilon_ratios(Z, R, t(ZENNIT_STABILIZER))
-        return tensors.difference3(activations.times_input(X, self._adjoint(S, filters, backend)),
-                                   activations.times_input(L, self._adjoint(S, positive, backend)),
-                                   activations.times_input(H, self._adjoint(S, negative, backend)))
+        return tensors.add_forward([activations.times_input(above, self._adjoint(S, positive, backend)),
+                                    activations.times_input(below, self._adjoint(S, negative, backend))])
