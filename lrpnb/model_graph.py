@@ -29,6 +29,7 @@ from .network import (INPUT, LRN, Add, AveragePool, BatchNorm, Concat, Convoluti
                       Identity, Linear, MaxPool, Network, Node, Rect, Sigmoid, SoftMax, SumPool, Tanh)
 from .layers import LayerNorm, Mul, Scale
 from .layers import ConvTranspose
+from .layers import GatherChannels
 from .layers import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, SiLU
 from .rules import Rule
 
@@ -87,6 +88,8 @@ LAYERS.update({
     "Mul": (Mul, {"gate": "index"}, ()),
     "LayerNorm": (LayerNorm, {"eps": "float"}, ("gamma", "beta")),
 })
+# channel gathers (ONNX channel shuffles and splits): the channel numbers stored as a float array
+LAYERS["GatherChannels"] = (GatherChannels, {}, ("index",))
 
 # layer type -> {parameter: (kind, default)}: parameters a node may leave
 # out, written only when they differ from their default, so that files

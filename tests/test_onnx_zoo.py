@@ -315,3 +315,61 @@ def test_patterns_lrpnb_does_not_read_are_refused(tmp_path):
         path, _ = build(tmp_path, nodes, (2, 3, 4), {"w": normal(2, 2, 1, 1), "pads": np.zeros(8, np.int64)})
         with pytest.raises(ValueError, match=rf"m.onnx: node 'bad' \(\w+\): .*{message}"):
             lrpnb.load(path)
+
+
+SIMULATED = """
+import numpy as np
+from lrpnb.backends import backend
+from lrpnb.layers import GatherChannels
+GPU = backend("cuda")
+rng = np.random.default_rng(1)
+X = rng.normal(size=(2, 3, 2, 5))
+layer = GatherChannels([3, 1, 4])
+Y = GPU.to_host(layer.forward(GPU.put(X), GPU))
+R = rng.normal(size=Y.shape)
+Rx = GPU.to_host(layer.relevance(GPU.put(X), GPU.put(Y), GPU.put(R), "epsilon", 0.1, GPU))
+expected = np.zeros_like(X)
+expected[..., [3, 1, 4]] = R
+assert np.array_equal(Y, X[..., [3, 1, 4]]) and np.array_equal(Rx, expected)
+"""
+
+
+def test_gather_channels_gpu_twin_under_the_simulator():
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install \".[test]\")")
+    result = subprocess.run([sys.executable, "-c", SIMULATED], capture_output=True, text=True,
+                            env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_gather_channels_kernel_compiles_to_ptx():
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install \".[test]\")")
+    from numba import cuda, types
+
+    from lrpnb.cuda.channels import SIGNATURES
+
+    for kernel in SIGNATURES:
+        for scalar in (types.float32, types.float64):
+            array = types.Array(scalar, 1, "C")
+            ptx, _ = cuda.compile_ptx(kernel.py_func, (array, types.Array(types.int64, 1, "C"), array), cc=(9, 0))
+            assert ".entry" in ptx
+
+
+def test_an_imported_shuffle_saves_in_the_lrpnb_format(tmp_path):
+    C, H, W = 4, 3, 3
+    nodes = [helper.make_node("Reshape", ["x", "grouped"], ["g"]),
+             helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "back"], ["s"]),
+             helper.make_node("Conv", ["s", "w"], ["c"]),
+             helper.make_node("GlobalAveragePool", ["c"], ["gap"]),
+             helper.make_node("Flatten", ["gap"], ["y"])]
+    inits = {"grouped": np.array([0, 2, 2, H, W]), "back": np.array([0, C, H, W]), "w": normal(3, C, 1, 1)}
+    net = check(tmp_path, nodes, (C, H, W), inits)
+    assert layer_types(net)[0] == "GatherChannels" and net.layers[0].index.tolist() == [0, 2, 1, 3]
+    lrpnb.save(net, tmp_path / "m.lrpnb")
+    again = lrpnb.load(tmp_path / "m.lrpnb")
+    X = to_lrpnb(normal(2, C, H, W))
+    np.testing.assert_array_equal(again.forward(X), net.forward(X))

@@ -17,7 +17,7 @@ def _gather(X, index, out):
 
 
 def _gathered(X, index):
-    out = cuda.device_array(tuple(X.shape[:-1]) + (index.size,), dtype=X.dtype)
+    out = cuda.device_array(tuple(X.shape)[:-1] + (index.size,), dtype=X.dtype)
     launch(_gather, out.size)(X.reshape(X.size), index, out.reshape(out.size))
     return out
 

@@ -2,8 +2,6 @@
 channel shuffle (ShuffleNet's Reshape, Transpose, Reshape), channel split
 or slice, read as the channels they pick. Kernels: the backend's
 ``channels``."""
-import numbers
-
 import numpy as np
 
 from ..backends import CPU
@@ -35,9 +33,11 @@ class GatherChannels(Layer):
             values = np.asarray(index)
         except (TypeError, ValueError):
             values = np.asarray([None])
-        if values.ndim != 1 or values.size == 0 or not all(
-                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values.tolist()) or \
-                values.min() < 0 or np.unique(values).size != values.size:
+        # whole numbers of any numeric dtype (the lrpnb format stores arrays as floats)
+        whole = values.dtype.kind in "iu" or (values.dtype.kind == "f" and np.isfinite(values).all()
+                                              and (values == np.round(values)).all())
+        if values.ndim != 1 or values.size == 0 or not whole or values.min() < 0 or \
+                np.unique(values).size != values.size:
             raise ValueError(f"GatherChannels: index must be unique non-negative channel numbers, got "
                              f"{index!r:.80}")
         self.index = values.astype(np.int64)
@@ -69,7 +69,7 @@ class GatherChannels(Layer):
         return self.cached((backend.name, channels), make)
 
     def forward(self, X, backend=CPU):
-        return backend.channels.gather_channels(X, self._arrays(X.shape[-1], backend)[0])
+        return backend.channels.gather_channels(X, self._arrays(tuple(X.shape)[-1], backend)[0])
 
     def propagate(self, X, Y, R, rule, backend):
-        return backend.channels.scatter_channels(R, self._arrays(X.shape[-1], backend)[1])
+        return backend.channels.scatter_channels(R, self._arrays(tuple(X.shape)[-1], backend)[1])
