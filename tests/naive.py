@@ -729,3 +729,55 @@ def zoo_activation_derivative(name, X, **params):
     if name == "GELU":
         return 0.5 * (1.0 + _erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
     raise ValueError(f"no reference for {name}")
+
+
+# ---------------------------------------------------------------- transposed convolution
+def conv_transpose_forward(X, W, B, stride=(1, 1), padding=(0, 0, 0, 0), output_padding=(0, 0), dilation=(1, 1),
+                           groups=1):
+    """ONNX ConvTranspose of NHWC images, W in ONNX's layout (C_in, C_out/groups, h, w):
+    every input pixel x[n, i, j, c] scatters x W[c, k, a, b] onto output
+    (i s0 - top + a d0, j s1 - left + b d1, g n' + k), g = c // (C_in/groups),
+    dropped where that falls outside the output; plus B. Output rows
+    (H - 1) s0 - top - bottom + (h - 1) d0 + output_padding + 1."""
+    N, H, Wd, C = X.shape
+    _, ng, h, w = W.shape
+    top, bottom, left, right = padding
+    Ho = (H - 1) * stride[0] - top - bottom + (h - 1) * dilation[0] + output_padding[0] + 1
+    Wo = (Wd - 1) * stride[1] - left - right + (w - 1) * dilation[1] + output_padding[1] + 1
+    Y = np.zeros((N, Ho, Wo, ng * groups)) + B
+    cg = C // groups
+    for i in range(H):
+        for j in range(Wd):
+            for c in range(C):
+                g = c // cg
+                for a in range(h):
+                    for b in range(w):
+                        p, q = i * stride[0] - top + a * dilation[0], j * stride[1] - left + b * dilation[1]
+                        if 0 <= p < Ho and 0 <= q < Wo:
+                            Y[:, p, q, g * ng:(g + 1) * ng] += X[:, i, j, c, None] * W[c, :, a, b]
+    return Y
+
+
+def linear_matrix(forward, shape):
+    """The (m, n) matrix M of a linear map without bias, y = x M on rows
+    flattened in C order: row i is the map of the i-th unit vector of
+    ``shape`` (one sample)."""
+    m = int(np.prod(shape))
+    return np.stack([forward(np.eye(m)[i].reshape((1,) + tuple(shape))).reshape(-1) for i in range(m)])
+
+
+def linear_map_lrp(X, M, B, R, rule, param=None, connected=None):
+    """Input relevance of ``y = x M + B`` on flattened rows (X (N, m), R (N, n)):
+    dense_lrp's formulas, except that flat and ww share among the inputs
+    connected to each output only (``connected`` (m, n), 1 where an input
+    reaches an output through a filter tap: the matrix with W replaced by 1):
+    ``R_i = sum_j V_ij / sum_i' V_i'j R_j``, V = connected or M^2 (0 for an
+    output no input reaches); 'gradient' is ``R M^T``."""
+    if rule == "gradient":
+        return R @ M.T
+    if rule in ("flat", "ww"):
+        V = connected if rule == "flat" else M ** 2
+        total = V.sum(axis=0)
+        S = np.divide(V, total, out=np.zeros_like(V), where=total > 0)
+        return R @ S.T
+    return dense_lrp(X, M, B, R, rule, param)
