@@ -48,10 +48,6 @@ BACKWARD_MODES = {"gradient": BACKWARD_GRADIENT, "sensitivity": BACKWARD_GRADIEN
                   "gradient_x_input": BACKWARD_GRADIENT, "deconvnet": BACKWARD_DECONVNET,
                   "guided_backprop": BACKWARD_GUIDED}
 
-#: the rules of a product of two activations (Mul); every other layer
-#: family treats them as it treats a rule it has no case for
-PRODUCT_RULES = ("constant_gate", "uniform")
-
 #: the toolbox's stabilizer of the 'simple' rule on dense and convolution layers
 SIMPLE_STABILIZER = 1e-16
 #: the toolbox's stabilizer of the 'simple' rule on sum pooling layers
