@@ -113,6 +113,12 @@ def test_folding_refuses_a_bomb(tmp_path):
     path, _ = build(tmp_path, nodes, (2,), {"huge": np.array([1 << 20, 1 << 20], np.int64)})
     with pytest.raises(ValueError, match=r"m.onnx: node 'bomb' \(ConstantOfShape\): .*"):
         lrpnb.load(path)
+    for op, inputs in (("Expand", ["one", "huge"]), ("Range", ["zero", "many", "one"])):
+        nodes = [helper.make_node(op, inputs, ["big"], name="bomb"), helper.make_node("Add", ["x", "big"], ["y"])]
+        inits = {"one": np.array(1, np.int64), "zero": np.array(0, np.int64), "many": np.array(1 << 40, np.int64),
+                 "huge": np.array([1 << 20, 1 << 20], np.int64)}
+        with pytest.raises(ValueError, match=rf"m.onnx: node 'bomb' \({op}\): the folded output .* would take"):
+            lrpnb.load(build(tmp_path, nodes, (2,), inits)[0])
     nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "s"], ["s2"], name="batchy"),
              helper.make_node("Reshape", ["x", "s2"], ["y"])]
     with pytest.raises(ValueError, match=r"node 'batchy' \(Mul\): computes with the batch size"):

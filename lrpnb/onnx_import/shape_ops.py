@@ -127,7 +127,7 @@ class ShapeOps:
         cut = [slice(None)] * (rank - 1)
         for start, end, axis, step in zip(starts, ends, axes, steps):
             cut[axis] = slice(max(min(start, 2 ** 62), -2 ** 62), max(min(end, 2 ** 62), -2 ** 62), step)
-        if any(index.size == 0 for index in [np.empty(source.shape)[tuple(cut)]]):
+        if any(len(range(size)[part]) == 0 for size, part in zip(source.shape, cut)):
             raise self.error(node, "the slice is empty")
         self.relayout(node, source, lambda index: index[tuple(cut)])
 
