@@ -316,9 +316,11 @@ def test_patterns_lrpnb_does_not_read_are_refused(tmp_path):
               "lrpnb reads a gate"),
              ([helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]),
                helper.make_node("Conv", ["t", "w"], ["y"], name="bad")], "expects an image"),
-             ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect", name="bad")], "only zero padding")]
+             ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect", name="bad")], "only zero padding"),
+             ([helper.make_node("Sub", ["x", "mean"], ["y"], name="bad")], "give lrpnb explain --mean and --std")]
     for nodes, message in cases:
-        path, _ = build(tmp_path, nodes, (2, 3, 4), {"w": normal(2, 2, 1, 1), "pads": np.zeros(8, np.int64)})
+        path, _ = build(tmp_path, nodes, (2, 3, 4), {"w": normal(2, 2, 1, 1), "pads": np.zeros(8, np.int64),
+                                                      "mean": normal(2, 1, 1)})
         with pytest.raises(ValueError, match=rf"m.onnx: node 'bad' \(\w+\): .*{message}"):
             lrpnb.load(path)
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..layers.elementwise import GELU, HardSigmoid, SiLU
 from ..layers.products import Mul, Scale
-from ..network import Add, GlobalAveragePool, Sigmoid
+from ..network import INPUT, Add, GlobalAveragePool, Sigmoid
+from .checks import UNSUPPORTED_HINTS
 from .tensors import FIRST, INDEX, SAME, settle
 
 __all__ = ["ProductOps"]
@@ -108,9 +109,13 @@ class ProductOps:
         channels = target.layer.W.shape[-1] if target is not None else 0
         if values is None or values.size not in (1, channels) or not np.isfinite(values).all():
             raise self.error(node, "adding a constant is supported only as the bias of the dense or "
-                                   "convolution layer before it (one value per output channel)")
+                                   "convolution layer before it (one value per output channel)" + self.hint(source))
         target.layer.B = target.layer.B + np.broadcast_to(values, (channels,))
         self.alias(node, source)
+
+    def hint(self, source):
+        """The advice for arithmetic on the model's input (a normalisation), else nothing."""
+        return f"; to avoid it: {UNSUPPORTED_HINTS['Sub']}" if source.value == INPUT else ""
 
     # ------------------------------------------------------------ Mul, Div
     def op_Mul(self, node, attrs, divide=False):
@@ -142,7 +147,7 @@ class ProductOps:
         values = self.per_channel(source, C)
         if values is None:
             raise self.error(node, f"multiplies by a constant of shape {C.shape}: lrpnb scales by one value, or "
-                                   f"one per channel")
+                                   f"one per channel" + self.hint(source))
         if source.kind == INDEX and values.size > 1:
             if len(source.shape) != 1:
                 source = self.need(node, source, FIRST if len(source.shape) in (2, 3) else SAME)
