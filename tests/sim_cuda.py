@@ -367,12 +367,12 @@ def ceil_pools():
     return {
         "maxpool-ceil": (lrpnb.MaxPool((3, 3), (2, 2), padding=1, ceil_mode=True), (2, 6, 7, 2)),
         "maxpool-ceil-last-dropped": (lrpnb.MaxPool((2, 2), (2, 2), padding=1, ceil_mode=True), (2, 5, 5, 2)),
-        "maxpool-1d": (lrpnb.MaxPool((1, 4), (1, 3), padding=(0, 0, 1, 1), ceil_mode=True), (2, 1, 11, 3)),
+        "maxpool-1d": (lrpnb.MaxPool((1, 4), (1, 3), padding=(0, 0, 1, 1), ceil_mode=True), (2, 1, 12, 3)),
         "avgpool-ceil": (lrpnb.AveragePool((3, 2), (2, 3), padding=(1, 0, 0, 1), ceil_mode=True), (2, 7, 6, 2)),
         "avgpool-ceil-include-pad": (lrpnb.AveragePool((3, 3), (2, 2), padding=1, count_include_pad=True,
                                                        ceil_mode=True), (1, 6, 6, 3)),
         "avgpool-ceil-stride-above-kernel": (lrpnb.AveragePool((2, 3), (3, 4), padding=(1, 1, 0, 0),
-                                                               count_include_pad=True, ceil_mode=True), (2, 8, 7, 2)),
+                                                               count_include_pad=True, ceil_mode=True), (2, 8, 9, 2)),
     }
 
 

@@ -20,15 +20,20 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
 # (input shape, pool, stride, padding (top, bottom, left, right))
 CASES = {
-    "odd-sizes": ((2, 7, 9, 3), (3, 3), (2, 2), (0, 0, 0, 0)),
-    "stride-above-kernel": ((2, 8, 7, 2), (2, 3), (3, 4), (0, 0, 0, 0)),
+    # overhang past the end padding: rows 1, columns 1
+    "odd-sizes": ((2, 7, 9, 3), (2, 4), (2, 3), (0, 0, 0, 0)),
+    # rows: the 4th window would start at row 9 of 9, so it is dropped; columns: overhang 2
+    "stride-above-kernel": ((2, 9, 9, 2), (2, 3), (3, 4), (0, 0, 0, 0)),
     "stride-below-kernel": ((1, 6, 7, 2), (3, 4), (2, 3), (0, 0, 0, 0)),
     "padded": ((2, 6, 5, 2), (3, 3), (2, 2), (1, 1, 1, 1)),
     "asymmetric-padding": ((1, 7, 6, 2), (3, 2), (2, 3), (1, 0, 0, 1)),
     # rows: ceil((5+2-2)/2)+1 = 4 windows, the 4th would start at row 6 of the
     # padded 7, in the end padding, so it is dropped
     "last-window-in-end-padding": ((2, 5, 5, 2), (2, 2), (2, 2), (1, 1, 1, 1)),
-    "one-dimensional": ((2, 1, 11, 3), (1, 4), (1, 3), (0, 0, 1, 1)),
+    # rows: overhang 2 (where ONNX's reference AveragePool shifts its windows)
+    "overhang-two": ((1, 4, 6, 2), (3, 3), (3, 3), (0, 0, 0, 0)),
+    # columns: 5 windows, overhang 2
+    "one-dimensional": ((2, 1, 12, 3), (1, 4), (1, 3), (0, 0, 1, 1)),
     "smaller-than-window": ((1, 2, 3, 2), (3, 4), (2, 2), (0, 0, 0, 0)),
 }
 
@@ -132,7 +137,7 @@ def test_maxpool_overhang_never_wins():
 
 
 @pytest.mark.parametrize("case", ["odd-sizes", "stride-above-kernel", "padded", "last-window-in-end-padding",
-                                  "one-dimensional"])
+                                  "overhang-two", "one-dimensional"])
 def test_conservation(case):
     """Relevance goes to the real inputs only, and windows partly outside the
     image share all of theirs among the inputs they cover: the rules that
