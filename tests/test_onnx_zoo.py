@@ -107,6 +107,24 @@ def test_folded_shape_arithmetic(tmp_path):
     assert layer_types(net) == ["Flatten", "Linear"]
 
 
+def test_constants_fold_through_matmul_shape_and_activations(tmp_path):
+    # Swin V2's tables: an MLP of constants; a Shape of a constant; a zero Pad is nothing
+    nodes = [helper.make_node("MatMul", ["table", "m"], ["t1"]),
+             helper.make_node("Relu", ["t1"], ["t2"]),
+             helper.make_node("Sigmoid", ["t2"], ["t3"]),
+             helper.make_node("Shape", ["t3"], ["ts"]),
+             helper.make_node("Pad", ["x", "nothing"], ["p"]),
+             helper.make_node("Reshape", ["p", "ts"], ["f"]),
+             helper.make_node("Mul", ["f", "t3"], ["scaled"]),
+             helper.make_node("MatMul", ["scaled", "w"], ["y"])]
+    inits = {"table": normal(1, 4), "m": normal(4, 24), "nothing": np.zeros(8, np.int64), "w": normal(24, 2)}
+    net = check(tmp_path, nodes, (2, 3, 4), inits, batch=1, samples=1)
+    assert layer_types(net) == ["Flatten", "Scale", "Linear"]
+    nodes = [helper.make_node("Conv", ["w", "w"], ["y"], name="bad")]
+    with pytest.raises(ValueError, match=r"node 'bad' \(Conv\): reads the constant 'w' where lrpnb reads "):
+        lrpnb.load(build(tmp_path, nodes, (2, 3, 4), {"w": normal(2, 2, 1, 1)})[0])
+
+
 def test_folding_refuses_a_bomb(tmp_path):
     nodes = [helper.make_node("ConstantOfShape", ["huge"], ["big"], name="bomb"),
              helper.make_node("Add", ["x", "big"], ["y"])]

@@ -132,6 +132,10 @@ class Checks:
         if name in self.patterns:
             raise self.error(node, f"reads {name!r}, a step of the {self.patterns[name][0]} pattern, which lrpnb "
                                    f"reads only whole (the steps of an exported torch function)")
+        if name in self.constants and name not in self.tensors:
+            raise self.error(node, f"reads the constant {name!r} where lrpnb reads activations (computed from the "
+                                   f"model's input); lrpnb folds constants through the operators of "
+                                   f"onnx_import.folding only")
         if name not in self.tensors:
             raise self.error(node, f"reads {name!r}, which is neither the model's input nor the output of "
                                    f"an earlier node")

@@ -19,7 +19,7 @@ BATCH = 7_340_033
 
 # ops that move values without computing with them: a batch-marked input is allowed
 _MOVES = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape", "Split", "Flatten",
-          "Transpose", "Shape"}
+          "Transpose", "Shape", "Size"}
 
 
 def _axes(node, attrs, arrays, position):
@@ -105,6 +105,15 @@ _FOLDERS = {
     "Flatten": lambda node, attrs, a: a[0].reshape(int(np.prod(a[0].shape[:attrs.get("axis", 1)])), -1),
     "Transpose": lambda node, attrs, a: np.transpose(a[0], attrs.get("perm")),
     "Split": _split,
+    "Shape": lambda node, attrs, a: np.array(a[0].shape, dtype=np.int64)[attrs.get("start", 0):attrs.get("end")],
+    "Size": lambda node, attrs, a: np.array(a[0].size, dtype=np.int64),
+    "MatMul": lambda node, attrs, a: np.matmul(a[0], a[1]),
+    "Exp": lambda node, attrs, a: np.exp(a[0]),
+    "Log": lambda node, attrs, a: np.log(a[0]),
+    "Relu": lambda node, attrs, a: np.maximum(a[0], 0).astype(a[0].dtype),
+    "Sigmoid": lambda node, attrs, a: (1 / (1 + np.exp(-a[0]))).astype(a[0].dtype),
+    "Tanh": lambda node, attrs, a: np.tanh(a[0]),
+    "Sign": lambda node, attrs, a: np.sign(a[0]),
     "Mul": lambda node, attrs, a: np.multiply(a[0], a[1]),
     "Add": lambda node, attrs, a: np.add(a[0], a[1]),
     "Sub": lambda node, attrs, a: np.subtract(a[0], a[1]),
@@ -136,6 +145,9 @@ def _planned_size(op, attrs, arrays):
             np.ravel(arrays[1])[::-1], list(arrays[0].shape[::-1]) + [1] * arrays[1].size)]))
     if op == "Gather":
         return arrays[0].size * max(1, arrays[1].size)
+    if op == "MatMul":
+        a, b = (np.atleast_2d(x) for x in arrays[:2])
+        return int(np.prod(a.shape[:-1], dtype=np.float64) * b.shape[-1] * max(1, np.prod(b.shape[:-2])))
     return sum(a.size for a in arrays if a is not None)
 
 
@@ -144,8 +156,9 @@ def fold(importer, node, attrs, arrays, batched):
     marker. Raises the importer's error for what lrpnb does not fold."""
     op = node.op_type
     if batched and op not in _MOVES:
-        raise importer.error(node, "computes with the batch size, which lrpnb leaves open; export with "
-                                   "torch.flatten(x, 1) and sizes that do not depend on the batch")
+        raise importer.error(node, "computes with the batch size, which lrpnb leaves open: the batch axis stays "
+                                   "first and whole (a reshape that merges it with other axes, as attention "
+                                   "windows do, is not supported; x.view(x.size(0), -1) is)")
     if op == "Range" and float(np.ravel(arrays[2])[0]) == 0:
         raise importer.error(node, "a range with step 0")
     if op == "ConstantOfShape" and "value" in attrs:

@@ -96,7 +96,7 @@ class ProductOps:
         C = C.reshape((1,) * (len(shape) - C.ndim) + C.shape)
         if C.size == 1:
             return C.ravel()
-        axis = 0 if source.kind == FIRST else len(shape) - 1 if source.kind == SAME else None
+        axis = 0 if source.kind == FIRST or len(shape) == 1 else len(shape) - 1 if source.kind == SAME else None
         if axis is None or C.shape[axis] != shape[axis] or C.size != shape[axis]:
             return None
         return C.ravel()

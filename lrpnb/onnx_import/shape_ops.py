@@ -189,6 +189,8 @@ class ShapeOps:
         if len(node.input) > 3 and node.input[3]:
             raise self.error(node, "padding chosen axes (the axes input) is not supported")
         rank = len(source.shape) + 1
+        if len(pads) == 2 * rank and not any(pads) and attrs.get("mode", "constant") == "constant":
+            return self.alias(node, source)  # padding by nothing (Swin pads windows only where they do not fit)
         if np.any(value != 0) or len(pads) != 2 * rank or min(pads, default=0) < 0 or \
                 any(pads[k] or pads[rank + k] for k in (0, 1)) or rank not in (3, 4) or source.kind != FIRST or \
                 source.pads is not None:
