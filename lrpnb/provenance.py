@@ -111,11 +111,11 @@ def read(path):
     if path.lower().endswith((".h5", ".hdf5")):
         import h5py
 
+        check_regular(path, "the result")
         try:
-            check_regular(path, "the result")
             with h5py.File(path, "r") as handle:
                 attrs = {key: handle.attrs[key] for key in FIELDS if key in handle.attrs}
-        except (OSError, RuntimeError, KeyError, TypeError) as error:
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, SystemError) as error:
             raise ValueError(f"{path}: cannot read its attributes ({error})") from None
         if "lrpnb_version" not in attrs:
             return None

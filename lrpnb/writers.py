@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ._atomic import _umask, atomic_path, replace_durably
+from .locks import WriterLock, clear_stale_lock  # noqa: F401  (lrpnb.writers.WriterLock)
 from .provenance import write_attributes
 
 __all__ = ["HDF5Writer", "NpyWriter", "WriterLock", "clear_stale_lock", "COMPRESSION"]
@@ -96,7 +97,7 @@ class HDF5Writer:
             with h5py.File(self.partial, "r") as handle:
                 settings, count = handle.attrs.get("settings"), int(handle.attrs.get("count", -1))
                 done = int(handle["_done"][0]) if "_done" in handle else int(handle.attrs.get("done", 0))
-        except (OSError, ValueError, TypeError, KeyError) as error:
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError, SystemError) as error:
             raise ValueError(f"{self.partial}: an unfinished earlier run left this file and it cannot "
                              f"be read ({error}); remove it or pass --overwrite") from None
         if done == 0:
@@ -333,83 +334,6 @@ def _os_reason(error):
         if getattr(error, "errno", None) == code or f"errno = {code}," in text:
             return os.strerror(code).lower()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-class WriterLock:
-    """An exclusive lock on the output ``target`` for one writer: the file
-    ``target + '.lock'``, locked with ``fcntl.flock`` (freed by the system
-    when the process ends, however it ends), holding the holder's pid. A
-    lock file whose holder is gone is stale and harmless: the next run takes
-    it over, and removes it when done. Every output format of
-    ``lrpnb explain`` is written under it."""
-
-    def __init__(self, target):
-        self.target = os.fspath(target)
-        self.path, self.fd = self.target + ".lock", None
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            return
-        for _ in range(3):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)  # a filesystem without locks (some network mounts): go on without
-                    with contextlib.suppress(OSError):
-                        os.remove(self.path)
-                    return
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise ValueError(f"{self.target}: another lrpnb run (pid {holder}) is writing it (it holds "
-                                 f"the lock {self.path}); wait for it to end or stop it") from None
-            # a holder that was releasing may have removed the file we opened
-            if _same_file(self.path, fd):
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
-                self.fd = fd
-                return
-            os.close(fd)
-        raise ValueError(f"{self.path}: could not take the lock")
-
-    def release(self):
-        if self.fd is not None:
-            try:
-                os.remove(self.path)
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.fd = None
-
-
-def _same_file(path, fd):
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except OSError:
-        return False
-
-
-def clear_stale_lock(target):
-    """Remove ``target + '.lock'`` where no process holds it (a run killed
-    after its output was complete left it), so that a run refused for
-    another reason (the output exists) leaves none behind either."""
-    try:
-        import fcntl
-
-        fd = os.open(os.fspath(target) + ".lock", os.O_RDWR)
-    except (ImportError, OSError):
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held_by = os.read(fd, 64).strip()
-        # only a lock file as lrpnb writes it: a pid, or nothing yet
-        if (not held_by or held_by.isdigit()) and _same_file(os.fspath(target) + ".lock", fd):
-            os.remove(os.fspath(target) + ".lock")
-    except OSError:
-        pass  # held: a live run, refused when this one takes the lock
-    finally:
-        os.close(fd)
 
 
 class NpyWriter:

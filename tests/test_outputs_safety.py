@@ -270,3 +270,19 @@ def test_results_are_synced_to_the_disk_before_they_are_renamed(tmp_path, digits
     for ext in (".h5", ".npy", ".npz"):
         lrpnb.explain_dataset(MODEL, digits, tmp_path / f"r{ext}", verbose=False)
     assert replaced and all(source == last_synced for source, last_synced in replaced)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+def test_a_planted_lock_file_never_writes_through_to_another_file(tmp_path, digits, kind):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock = tmp_path / "r.npy.lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hardlink":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(ValueError, match="r.npy.lock: the lock file is"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.npy", verbose=False)
+    assert victim.read_text() == "precious" and not (tmp_path / "r.npy").exists()

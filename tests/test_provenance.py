@@ -116,3 +116,21 @@ def test_a_damaged_side_car_is_a_clear_error(tmp_path, text):
 def test_a_model_without_a_record_is_still_described_as_a_model(capsys):
     assert main(["info", MODEL]) == 0
     assert capsys.readouterr().out.startswith("model: ")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
+def test_a_damaged_hdf5_result_is_a_clear_error_for_info_and_evaluate(tmp_path, digits, capsys, damage):
+    out = tmp_path / "r.h5"
+    lrpnb.explain_dataset(MODEL, digits, out, verbose=False)
+    data = bytearray(out.read_bytes())
+    if damage == "truncated":
+        data = data[:len(data) // 3]
+    else:
+        data[512:4096] = bytes(4096 - 512)
+    out.write_bytes(bytes(data))
+    status = main(["info", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.splitlines()) == 1 and str(out) in err and "Traceback" not in err
+    status = main(["evaluate", "--model", MODEL, "--data", str(digits), "--relevance", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1 and str(out) in err and "Traceback" not in err

@@ -67,7 +67,7 @@ def _arrays(path):
             with h5py.File(path, "r") as handle:
                 return [(name, item.shape, item.dtype) for name, item in handle.items()
                         if isinstance(item, h5py.Dataset)]
-        except (OSError, RuntimeError, KeyError, TypeError) as error:
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, SystemError) as error:
             raise ValueError(f"{path}: cannot read the file ({error})") from None
     if path.lower().endswith(".npy"):
         try:

@@ -329,14 +329,23 @@ def table_places(values, digits=4):
 
 
 def _read_relevance(path, source, kept, shape):
-    """(relevance, target) rows of an explain result for the samples ``kept``."""
-    import h5py
+    """(relevance, target) rows of an explain result for the samples ``kept``;
+    a damaged file is a ValueError naming it, whatever h5py raises."""
+    from ..data_io import HDF5_ERRORS
 
     try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"--relevance {path}: not a readable HDF5 file ({error})") from None
-    with handle:
+        return _relevance_of(path, source, kept, shape)
+    except tuple(kind for kind in HDF5_ERRORS if kind is not ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"--relevance {path}: not a readable HDF5 file ({type(error).__name__}: "
+                         f"{error})") from None
+
+
+def _relevance_of(path, source, kept, shape):
+    import h5py
+
+    with h5py.File(path, "r") as handle:
         if "relevance" not in handle or "target" not in handle:
             raise ValueError(f"--relevance {path}: holds no 'relevance' and 'target' datasets "
                              f"(write it with lrpnb explain --out FILE.h5)")
