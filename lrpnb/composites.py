@@ -13,7 +13,11 @@ pooling too); "at and below k" means layers 0..k.
 """
 import numpy as np
 
+from .layers import ConvTranspose
 from .network import Convolution, Linear
+
+#: the layers composites treat as convolutions (zennit's types.Convolution: ConvNd and ConvTransposeNd)
+CONVOLUTIONS = (Convolution, ConvTranspose)
 from .rules import NORM, Rule
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
@@ -54,7 +58,7 @@ class Composite:
 
 
 def _weighted(layer):
-    return isinstance(layer, (Convolution, Linear))
+    return isinstance(layer, CONVOLUTIONS + (Linear,))
 
 
 def _first_weighted(layers):
@@ -136,7 +140,7 @@ class _Formula:
             return "epsilon", self.epsilon
         if self.number in (2, 58, 60):
             return "alphabeta", self.alpha
-        return ("alphabeta", self.alpha) if isinstance(layer, Convolution) else ("epsilon", self.epsilon)
+        return ("alphabeta", self.alpha) if isinstance(layer, CONVOLUTIONS) else ("epsilon", self.epsilon)
 
 
 class _epsilon_and:
@@ -149,7 +153,7 @@ class _epsilon_and:
     def __call__(self, k, layer, layers):
         if self.first is not None and k == _first_weighted(layers):
             return self.first
-        if isinstance(layer, Convolution):
+        if isinstance(layer, CONVOLUTIONS):
             return self.conv_rule, self.conv_param
         if layer.join:
             # zennit's Norm rule on its Sum and AvgPool layers: a fixed stabilizer

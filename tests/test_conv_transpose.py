@@ -206,3 +206,16 @@ def test_model_graph_round_trip(tmp_path, dtype):
     assert net.scores(X).tobytes() == back.scores(X).tobytes()
     for rule, param in [(None, None), ("epsilon", 0.01), ("alphabeta", 2.0), ("flat", None), ("gradient", None)]:
         assert net.explain(X, rule=rule, param=param).tobytes() == back.explain(X, rule=rule, param=param).tobytes()
+
+
+def test_composites_treat_it_as_a_convolution():
+    """zennit's composites count ConvTranspose among the convolutions (its
+    types.Convolution): z+ under EpsilonPlus, alpha-beta under
+    EpsilonAlpha2Beta1, flat when it is the first layer of EpsilonPlusFlat."""
+    rng = np.random.default_rng(0)
+    up = ConvTranspose(rng.normal(size=(2, 2, 3, 2)), np.zeros(3), stride=(2, 2))
+    dense = lrpnb.Linear(rng.normal(size=(4 * 4 * 3, 5)), np.zeros(5))
+    layers = [up, lrpnb.Flatten(), dense]
+    assert [rule.name for rule in lrpnb.EpsilonPlus().rules(layers)] == ["zplus", "epsilon", "epsilon"]
+    assert lrpnb.EpsilonAlpha2Beta1().rules(layers)[0] == ("alphabeta", 2.0)
+    assert lrpnb.EpsilonPlusFlat().rules(layers)[0].name == "flat"
