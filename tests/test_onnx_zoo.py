@@ -213,6 +213,17 @@ def test_channel_shuffle_and_split(tmp_path):
     net = check(tmp_path, nodes, (C, H, W), inits)
     gathers = [layer for layer in net.layers if type(layer).__name__ == "GatherChannels"]
     assert gathers and all(np.unique(g.index).size == g.index.size for g in gathers)
+    # the gradient through the gathers against central differences of the score
+    X = to_lrpnb(RNG.normal(size=(1, C, H, W)))
+    G = net.explain(X, target=0, rule="gradient")
+    step, picked = 1e-6, RNG.choice(X.size, 24, replace=False)
+    numeric = []
+    for k in picked:
+        dX = np.zeros(X.size)
+        dX[k] = step
+        dX = dX.reshape(X.shape)
+        numeric.append((net.forward(X + dX)[0, 0] - net.forward(X - dX)[0, 0]) / (2 * step))
+    np.testing.assert_allclose(G.ravel()[picked], numeric, rtol=1e-4, atol=1e-8)
 
 
 def test_gather_channels_layer_against_numpy():

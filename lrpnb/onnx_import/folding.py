@@ -157,8 +157,9 @@ def fold(importer, node, attrs, arrays, batched):
     op = node.op_type
     if batched and op not in _MOVES:
         raise importer.error(node, "computes with the batch size, which lrpnb leaves open: the batch axis stays "
-                                   "first and whole (a reshape that merges it with other axes, as attention "
-                                   "windows do, is not supported; x.view(x.size(0), -1) is)")
+                                   "first and whole (sizes computed from it, such as attention windows merged "
+                                   "into the batch or a class token expanded to it, are not supported; "
+                                   "x.view(x.size(0), -1) is)")
     if op == "Range" and float(np.ravel(arrays[2])[0]) == 0:
         raise importer.error(node, "a range with step 0")
     if op == "ConstantOfShape" and "value" in attrs:
