@@ -18,7 +18,8 @@ class ShapeOps:
         """The output(s) of ``node``: ``move`` applied to the index of ``source`` (per sample)."""
         if source.pads is not None:
             self.need(node, source, source.kind)
-        self.check_size(node, int(np.prod(source.shape)) * 8, f"the feature order (layout) of a tensor of shape {source.shape}")
+        self.check_size(node, int(np.prod(source.shape)) * 8,
+                        f"the feature order (layout) of a tensor of shape {source.shape}")
         moved = move(index_of(source))
         for name, index in zip(outputs or node.output[:1], moved if outputs else [moved]):
             if name:
