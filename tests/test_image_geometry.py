@@ -135,3 +135,14 @@ def test_explain_writes_named_captions_and_never_writes_the_names_file(tmp_path)
     assert main(["explain", "--model", "lenet5_synthetic", "--data", str(data), "--out", str(names),
                  "--class-names", str(names), "--overwrite"]) == 1
     assert names.read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", [["--size", "40", "40"], ["--resize", "40"], ["--crop", "32"]])
+def test_image_options_on_arrays_are_refused_not_ignored(tmp_path, capsys, flags):
+    data = tmp_path / "d.npy"
+    np.save(data, lrpnb.digits.synthetic_digits(2, seed=3).images)
+    assert main(["explain", "--model", "lenet5_synthetic", "--data", str(data), "--out", str(tmp_path / "r.h5"),
+                 *flags]) == 1
+    assert "resize images" in capsys.readouterr().err and not (tmp_path / "r.h5").exists()
+    assert main(["evaluate", *flags, "--count", "3"]) == 1
+    assert "taken as they are" in capsys.readouterr().err

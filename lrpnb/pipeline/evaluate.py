@@ -256,11 +256,13 @@ def _samples(net, s, input_range):
             raise ValueError("--data is needed with --model (synthetic digits fit the embedded LeNet-5 only)")
         from ..digits import synthetic_digits
 
+        options.geometry_applies(None, s.size, s.resize)
         count = s.count or 500
         X = synthetic_digits(count, seed=s.seed + 1000).images
         # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
         return s.normalise(X), list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
     source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range, s.resize, s.crop)
+    options.geometry_applies(source, s.size, s.resize)
     refuse_read_outputs([s.out, s.plot], source)
     options.data_note("evaluate", net, source, input_range)
     count = len(source) if s.count is None else min(s.count, len(source))

@@ -172,6 +172,7 @@ def _plan(model, data, out, **settings):
     net = options.load_model(model, path, s.device)
     size, resize, crop = options.geometry(s.size, s.resize, s.crop)
     source = open_source(data, s.dataset, sample_shape(net, size), input_range, resize, crop)
+    options.geometry_applies(source, size, resize)
     shape = options.data_note("explain", net, source, input_range)
     normalise(np.zeros((1,) + tuple(shape), dtype=np.float32))  # mean and std fit the channels
     png_paths = None

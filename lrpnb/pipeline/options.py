@@ -15,7 +15,7 @@ import numpy as np
 from ..rules import Rule
 
 __all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text", "check_range",
-           "normalisation", "geometry", "check_outputs", "data_note", "model_samples", "range_note", "open_model",
+           "normalisation", "geometry", "geometry_applies", "check_outputs", "data_note", "model_samples", "range_note", "open_model",
            "embedded_model", "rule_spec", "replacement"]
 
 #: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
@@ -117,6 +117,15 @@ def geometry(size, resize=None, crop=None):
         raise ValueError(f"--resize takes a positive size, got {resize}")
     return (None if size is None else tuple(int(n) for n in size)), \
         (None if resize is None else int(resize)), crop is not None or resize is not None
+
+
+def geometry_applies(source, size, resize):
+    """Refuse ``--size``/``--resize``/``--crop`` for a source that is not
+    images (arrays are taken as they are; the options would be ignored)."""
+    if (size is not None or resize is not None) and getattr(source, "paths", None) is None:
+        shape = " x ".join(map(str, source.sample_shape)) if source is not None else "synthetic digits"
+        raise ValueError(f"--size, --resize and --crop resize images; {getattr(source, 'name', 'the data')} "
+                         f"holds arrays ({shape}), taken as they are: leave the options out")
 
 
 def normalisation(mean, std, channel_order):
