@@ -9,6 +9,7 @@ itself loads neither numpy nor numba, so that the command line answers
 ``--help`` at once and a Ctrl-C while it starts is its own clean exit.
 """
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -40,7 +41,8 @@ __all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxP
 def __getattr__(name):
     if name in _FROM:
         value = getattr(importlib.import_module(_FROM[name], __name__), name)
-    elif name in _SUBMODULES:
+    elif name in _SUBMODULES or (not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}")):
+        # any submodule, as after ``import lrpnb.NAME`` (lrpnb.composites, lrpnb.rules, ...)
         value = importlib.import_module("." + name, __name__)
     else:
         raise AttributeError(f"module 'lrpnb' has no attribute {name!r}")

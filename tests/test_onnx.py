@@ -127,8 +127,8 @@ def test_unsupported_and_malformed_graphs(tmp_path):
     with pytest.raises(ValueError, match="auto_pad SAME_UPPER/SAME_LOWER is not supported"):
         lrpnb.load(path)
     path = make_model(tmp_path / "ceil.onnx",
-                      [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1)], (1, 4, 4), "y", {})
-    with pytest.raises(ValueError, match="ceil_mode=1 is not supported"):
+                      [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=2)], (1, 4, 4), "y", {})
+    with pytest.raises(ValueError, match="attribute ceil_mode must be 0 or 1, got 2"):  # 1: tests/test_onnx_zoo.py
         lrpnb.load(path)
     path = make_model(tmp_path / "dyn.onnx", [helper.make_node("Conv", ["x", "wx"], ["y"])], (1, 4, 4), "y", {})
     with pytest.raises(ValueError, match=r"the filters \('wx'\) must be a constant"):
@@ -136,7 +136,11 @@ def test_unsupported_and_malformed_graphs(tmp_path):
     path = make_model(tmp_path / "missing.onnx", [helper.make_node("Relu", ["nowhere"], ["y"])], (1, 4, 4), "y", {})
     with pytest.raises(ValueError, match="reads 'nowhere', which is neither the model's input"):
         lrpnb.load(path)
-    path = make_model(tmp_path / "flat_out.onnx", [helper.make_node("Flatten", ["x"], ["y"])], (2, 3, 3), "y", {})
+    path = make_model(tmp_path / "reshaped.onnx", [helper.make_node("Flatten", ["x"], ["y"])], (2, 3, 3), "y", {})
+    with pytest.raises(ValueError, match="the output 'y' is the input itself .*no layer computes it"):
+        lrpnb.load(path)
+    path = make_model(tmp_path / "flat_out.onnx", [helper.make_node("Relu", ["x"], ["r"]),
+                                                   helper.make_node("Flatten", ["r"], ["y"])], (2, 3, 3), "y", {})
     with pytest.raises(ValueError, match="flattened in ONNX's channel order"):
         lrpnb.load(path)
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07garbage" * 10)

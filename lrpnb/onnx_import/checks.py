@@ -45,6 +45,9 @@ _ATTRIBUTES = dict.fromkeys(("axis", "group", "size", "transA", "transB", "ceil_
 INPUTS = {"Constant": 0, "Conv": 2, "ConvTranspose": 2, "Gemm": 2, "MatMul": 2, "Reshape": 2, "Add": 2,
           "BatchNormalization": 5, "Mul": 2, "Sub": 2, "Div": 2, "Pow": 2, "Equal": 2, "Where": 3, "Expand": 2,
           "Gather": 2, "Range": 3, "Mod": 2, "LayerNormalization": 2}
+# the attributes that are flags: 0 or 1
+_FLAGS = ("ceil_mode", "count_include_pad", "transA", "transB", "allowzero", "training_mode", "keepdims",
+          "noop_with_empty_axes")
 _REQUIRED = {"MaxPool": "kernel_shape", "AveragePool": "kernel_shape", "LRN": "size", "Concat": "axis"}
 
 
@@ -106,6 +109,8 @@ class Checks:
                 want = {int: "an integer", float: "a finite number", str: "a string"}.get(
                     kind, f"{kind[-1] if isinstance(kind, tuple) else kind} integers")
                 raise self.error(node, f"attribute {attr.name} must be {want}, got {value!r:.80}")
+            if attr.name in _FLAGS and value not in (0, 1):
+                raise self.error(node, f"attribute {attr.name} must be 0 or 1, got {value}")
         if node.op_type in _REQUIRED and _REQUIRED[node.op_type] not in attrs:
             raise self.error(node, f"needs the attribute {_REQUIRED[node.op_type]!r}")
         return attrs

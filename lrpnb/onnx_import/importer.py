@@ -142,8 +142,11 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
             raise ValueError(f"{self.path}: lrpnb explains models with one output, this one has "
                              f"{len(self.graph.output)}")
         out = self.tensors.get(self.graph.output[0].name)
-        if out is None or out.value == INPUT:
+        if out is None:
             raise ValueError(f"{self.path}: the output {self.graph.output[0].name!r} is not computed by the graph")
+        if out.value == INPUT:
+            raise ValueError(f"{self.path}: the output {self.graph.output[0].name!r} is the input itself (at most "
+                             f"reshaped): no layer computes it; lrpnb explains the class scores (N, C) of a network")
         if len(out.shape) == 1 and out.kind == INDEX and out.value != INPUT:
             producer = next(node for node in self.graph.node if self.graph.output[0].name in node.output)
             flat, index = self.vector(producer, out)
