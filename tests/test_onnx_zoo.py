@@ -332,6 +332,18 @@ def test_conv_transpose(tmp_path):
     assert layer_types(net)[0] == "ConvTranspose"
 
 
+def test_conv_transpose_1d(tmp_path):
+    """A ConvTranspose over (N, C, L): its output padding adds to the length only."""
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], strides=[2], pads=[1, 0],
+                              output_padding=[1]),
+             helper.make_node("Relu", ["t"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "v"], ["y"])]
+    # length (5 - 1) * 2 - 1 - 0 + (3 - 1) + 1 + 1 = 11
+    net = check(tmp_path, nodes, (3, 5), {"w": normal(3, 2, 3), "b": np.zeros(2, np.float32), "v": normal(22, 2)})
+    assert layer_types(net)[0] == "ConvTranspose"
+
+
 def test_a_fixed_batch_size_folded_by_torch(tmp_path):
     # torch folds the shapes of a static input: Reshape(x, (1, -1)) for x.view(x.size(0), -1)
     nodes = [helper.make_node("Reshape", ["x", "size"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])]

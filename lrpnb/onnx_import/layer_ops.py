@@ -15,10 +15,12 @@ __all__ = ["LayerOps"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _window(attrs, name, rank, default):
-    """A 1-d or 2-d window attribute as lrpnb's (rows, columns): a 1-d one gets 1 row."""
+def _window(attrs, name, rank, default, row=1):
+    """A 1-d or 2-d window attribute as lrpnb's (rows, columns): a 1-d one gets
+    ``row`` for its one row (1 for sizes, strides and dilations; 0 for an
+    output padding)."""
     value = tuple(attrs.get(name, (default,) * rank))
-    return value if rank == 2 else (1,) + value
+    return value if rank == 2 else (row,) + value
 
 
 class LayerOps:
@@ -66,7 +68,7 @@ class LayerOps:
                 if "output_shape" in attrs:
                     raise ValueError("the attribute output_shape is not supported; export with output_padding")
                 layer = ConvTranspose(W.transpose(2, 3, 1, 0), B, output_padding=_window(
-                    attrs, "output_padding", rank, 0), **options)
+                    attrs, "output_padding", rank, 0, row=0), **options)
             else:
                 layer = Convolution(W.transpose(2, 3, 1, 0), B, **options)
         except ValueError as error:
