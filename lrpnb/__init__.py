@@ -24,7 +24,7 @@ _FROM = {
                      "SoftMax", "SumPool", "Tanh"), ".network"),
     **dict.fromkeys(("evaluate_dataset", "explain_dataset"), ".pipeline"),
     **dict.fromkeys(("ConvTranspose", "Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU", "Scale",
-                     "Mul", "LayerNorm"), ".layers"),
+                     "Mul", "LayerNorm", "GatherChannels"), ".layers"),
 }
 #: submodules that are attributes of the package, as after ``import lrpnb.NAME``
 _SUBMODULES = ("batch", "digits", "evaluate", "render", "training")
@@ -32,7 +32,7 @@ _SUBMODULES = ("batch", "digits", "evaluate", "render", "training")
 __all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat", "ConvTranspose", "Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU",
-           "Scale", "Mul", "LayerNorm", "load", "save", "read_data", "write_data", "formula_type", "Composite",
+           "Scale", "Mul", "LayerNorm", "GatherChannels", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
            "EpsilonGammaBox", "batch", "digits", "evaluate", "render", "training", "explain_dataset",
            "evaluate_dataset", "__version__"]
