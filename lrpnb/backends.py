@@ -12,6 +12,7 @@ from .kernels import activations, arrays, conv, dense, perturb, pool, tensors  #
 from .kernels import gates, norm  # noqa: F401  (the CPU's modules)
 from .kernels import channels  # noqa: F401  (GatherChannels)
 from .kernels import conv_transpose  # noqa: F401  (the transposed convolution's element-wise steps)
+from .kernels import depthwise  # noqa: F401  (depthwise convolutions, all channels at once)
 
 __all__ = ["Backend", "CPU", "DEVICES", "as_input", "backend"]
 
@@ -31,7 +32,8 @@ class Backend:
     modules : module namespace
         A package whose modules ``activations``, ``arrays``, ``conv``,
         ``dense``, ``perturb``, ``pool`` and ``tensors`` hold the kernels,
-        with ``gates`` (Scale, Mul) and ``norm`` (LayerNorm).
+        with ``gates`` (Scale, Mul), ``norm`` (LayerNorm) and ``depthwise``
+        (depthwise convolutions, the functions of ``conv``).
     target_rows : int or None
         Rows (samples x targets) per relevance pass when explaining several
         targets; None for all at once.
@@ -48,6 +50,7 @@ class Backend:
         self.gates, self.norm = modules.gates, modules.norm
         self.channels = modules.channels
         self.conv_transpose = modules.conv_transpose
+        self.depthwise = modules.depthwise
         self.target_rows = target_rows
         self.memory_bound = memory_bound
 
@@ -116,6 +119,7 @@ def _cuda_backend():
             from .cuda import gates, norm  # noqa: F401
             from .cuda import channels  # noqa: F401
             from .cuda import conv_transpose  # noqa: F401
+            from .cuda import depthwise  # noqa: F401
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "
                                f"{error}") from None

@@ -452,3 +452,36 @@ def test_conv_transpose_kernels_match_cpu(name, ties, dtype):
         expected = layer.relevance(X, Y, R, rule_name, value, CPU)
         actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule_name, value, GPU)
         close(actual.copy_to_host(), expected, dtype)
+
+
+# ---------------------------------------------------------------- depthwise convolutions
+def depthwise_convolutions():
+    """Depthwise convolutions (lrpnb/cuda/depthwise.py): strided and padded,
+    and with a channel multiplier of 2, dilated and asymmetrically padded."""
+    rng = np.random.default_rng(17)
+    return {
+        "depthwise": (lrpnb.Convolution(rng.normal(size=(3, 3, 1, 3)), rng.normal(size=3), stride=2, padding=1,
+                                        groups=3), (2, 5, 6, 3)),
+        "depthwise-multiplier": (lrpnb.Convolution(rng.normal(size=(2, 3, 1, 6)), rng.normal(size=6), stride=(1, 2),
+                                                   padding=(1, 0, 2, 1), dilation=(2, 1), groups=3), (1, 5, 5, 3)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(depthwise_convolutions()))
+def test_depthwise_kernels_match_cpu(name, ties, dtype):
+    layer, shape = depthwise_convolutions()[name]
+    assert layer.depthwise
+    X = inputs(shape, dtype, ties)
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    # bounds off the integer inputs of ``ties``: an input at its bound makes
+    # z^B's three passes cancel, in every path alike
+    bounds = [("zb", (-2.5, 2.5)), ("zb", (np.array([-1.5, -2.5, -0.5]), np.array([1.5, 2.5, 0.5])))]
+    for rule, param in [rule for rule in RULES if rule[0] != "zb"] + bounds:
+        rule_name, value = lrpnb.rules.resolve(rule, param)
+        expected = layer.relevance(X, Y, R, rule_name, value, CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule_name, value, GPU)
+        close(actual.copy_to_host(), expected, dtype)

@@ -5,6 +5,10 @@ undilated, single-group convolution and the rules that are one pass of it.
 Here, once for both devices: padding, dilation and groups around them, and
 the rules built from several kernel calls — z^B as three epsilon passes,
 the sign-paired rules' weight pairs, and flat and w^2 on a padded input.
+A depthwise layer (one input channel per group) hands the same rule block
+``backend.depthwise`` (``lrpnb/kernels/depthwise.py``: the functions of the
+convolution kernels, every channel at once) instead of ``backend.conv``
+group by group.
 Notation as in docs/rules.md: inputs x, weights w, z_ij = x_i w_ij,
 z_j = sum_i z_ij + b_j (Bach et al., PLoS ONE 10(7), 2015).
 """
@@ -62,7 +66,7 @@ def paired_arguments(conv, W, B, Y, R, rule, t):
             (PAIRED_ALPHABETA, t(alpha), t(beta), t(tiny)))
 
 
-def zbox_relevance(backend, X, W, R, s0, s1, low, high, tiny, padding=NO_PADDING):
+def zbox_relevance(backend, X, W, R, s0, s1, low, high, tiny, padding=NO_PADDING, conv=None):
     """z^B rule for bounded inputs (Montavon et al., Pattern Recognition 65,
     2017), as zennit's ``ZBox``: with per-channel bounds l <= x <= h,
 
@@ -72,9 +76,10 @@ def zbox_relevance(backend, X, W, R, s0, s1, low, high, tiny, padding=NO_PADDING
     z + tiny sgn(z). Three epsilon-rule passes that share one denominator.
     X may be zero-padded by ``padding`` (top, bottom, left, right): the
     bounds of the padding are 0, as the zeros a padded convolution adds to
-    the bounds in zennit.
+    the bounds in zennit. ``conv``: the kernel module (``backend.conv``
+    unless given: ``backend.depthwise`` for a depthwise convolution).
     """
-    conv, tensors = backend.conv, backend.tensors
+    conv, tensors = conv or backend.conv, backend.tensors
     top, bottom, left, right = padding
     inner = (X.shape[0], X.shape[1] - top - bottom, X.shape[2] - left - right, X.shape[3])
     L, H = tensors.channel_filled(inner, low), tensors.channel_filled(inner, high)
@@ -89,13 +94,14 @@ def zbox_relevance(backend, X, W, R, s0, s1, low, high, tiny, padding=NO_PADDING
                                conv.conv_relevance_epsilon(H, Wn, Z, R, s0, s1, tiny))
 
 
-def padded_share(backend, X, W, mask, R, s0, s1, rule, padding):
+def padded_share(conv, X, W, mask, R, s0, s1, rule, padding):
     """Flat and w^2 on a padded input: a neuron's taps that fall on the image
     share its relevance in proportion to 1 (flat) or w^2 (ww), as zennit's
     Flat and WSquare compute it — the epsilon rule on an input of ones
     inside the image (zeros on the padding) with the filter of ones (the
-    real taps ``mask`` of a dilated one) or of w^2."""
-    conv, t = backend.conv, X.dtype.type
+    real taps ``mask`` of a dilated one) or of w^2; ``conv`` is the kernel
+    module (``backend.conv`` or ``backend.depthwise``)."""
+    t = X.dtype.type
     V = (mask if mask is not None else conv.filled(W.shape, 1, X.dtype)) if rule.name == "flat" \
         else conv.squared(W)
     ones = conv.image_ones(X.shape, padding, X.dtype)
@@ -120,7 +126,10 @@ class Convolution(Weighted):
         whose added taps are zero (the flat rule spreads over the real taps only).
     groups : int
         Input and output channels split into this many groups, each
-        convolved on its own (d = groups: depthwise).
+        convolved on its own. Where every group has one input channel
+        (depthwise: W of shape (h, w, 1, n), output channel k reading input
+        channel k // (n / groups)), all channels are computed at once by
+        ``backend.depthwise``.
     """
 
     weight_ndim = 4
@@ -141,6 +150,11 @@ class Convolution(Weighted):
         """Whether the LRP Toolbox's formats can hold this layer (no padding,
         dilation or groups)."""
         return self.padding == NO_PADDING and self.dilation == (1, 1) and self.groups == 1
+
+    @property
+    def depthwise(self):
+        """Whether every group has one input channel (and there are several)."""
+        return self.groups > 1 and self.W.shape[2] == 1
 
     @property
     def in_channels(self):
@@ -190,6 +204,17 @@ class Convolution(Weighted):
 
         return self.cached((backend.name, dtype, "groups"), make)
 
+    def _depthwise_weights(self, dtype, backend):
+        """(W, B, mask) of the whole depthwise layer, as _groups makes them per group."""
+        def make():
+            W = backend.put(dilate_filter(self._W, *self.dilation).astype(dtype))
+            mask = None
+            if self.dilation != (1, 1):
+                mask = backend.put(dilate_filter(np.ones_like(self._W), *self.dilation).astype(dtype))
+            return W, backend.put(self._B.astype(dtype)), mask
+
+        return self.cached((backend.name, dtype, "depthwise"), make)
+
     def _per_group(self, X, outputs, compute, backend):
         """compute(g, X_g, *outputs_g) for every group g, joined along channels."""
         if self.groups == 1:
@@ -211,6 +236,9 @@ class Convolution(Weighted):
         if self.toolbox:
             W, B = self.weights(X.dtype, backend)
             return backend.conv.conv_forward(X, W, B, *self.stride)
+        if self.depthwise:
+            W, B, _ = self._depthwise_weights(X.dtype, backend)
+            return backend.depthwise.conv_forward(self._padded(X, backend), W, B, *self.stride)
         groups = self._groups(X.dtype, backend)
         return self._per_group(self._padded(X, backend), (),
                                lambda g, Xg: backend.conv.conv_forward(Xg, *groups[g][:2], *self.stride),
@@ -224,24 +252,30 @@ class Convolution(Weighted):
     def propagate(self, X, Y, R, rule, backend):
         if self.toolbox:
             W, B = self.weights(X.dtype, backend)
-            return self._rule(X, W, B, None, Y, R, rule, backend, 0)
-        groups = self._groups(X.dtype, backend)
-        d = self.W.shape[2]
-        Rx = self._per_group(self._padded(X, backend), (Y, R),
-                             lambda g, Xg, Yg, Rg: self._rule(Xg, *groups[g], Yg, Rg, rule, backend, g * d),
-                             backend)
+            return self._rule(X, W, B, None, Y, R, rule, backend, backend.conv, 0)
+        if self.depthwise:
+            Rx = self._rule(self._padded(X, backend), *self._depthwise_weights(X.dtype, backend), Y, R, rule,
+                            backend, backend.depthwise, None)
+        else:
+            groups = self._groups(X.dtype, backend)
+            d = self.W.shape[2]
+            Rx = self._per_group(self._padded(X, backend), (Y, R),
+                                 lambda g, Xg, Yg, Rg: self._rule(Xg, *groups[g], Yg, Rg, rule, backend,
+                                                                  backend.conv, g * d),
+                                 backend)
         if self.padding == NO_PADDING:
             return Rx
         return backend.tensors.crop(Rx, *self.padding)
 
-    def _rule(self, X, W, B, mask, Y, R, rule, backend, c0):
-        """One group's input relevance (X padded; channels c0.. of the layer's input)."""
-        conv, t, stride = backend.conv, X.dtype.type, self.stride
+    def _rule(self, X, W, B, mask, Y, R, rule, backend, conv, c0):
+        """One group's input relevance (X padded; channels c0.. of the layer's
+        input, or all of them where c0 is None) by the kernel module ``conv``."""
+        t, stride = X.dtype.type, self.stride
         if rule.is_gradient:
             return conv.conv_backward(X, W, R, *stride)
         match rule.name:
             case "flat" | "ww" if not self.toolbox:
-                return padded_share(backend, X, W, mask, R, *stride, rule, self.padding)
+                return padded_share(conv, X, W, mask, R, *stride, rule, self.padding)
             case "flat":
                 return conv.conv_relevance_flat(X, W, R, *stride)
             case "ww":
@@ -251,8 +285,9 @@ class Convolution(Weighted):
                 return conv.conv_relevance_paired(X, *before, R, *stride, *after)
             case "zb":
                 low, high = bounds(rule.param, self.in_channels, X.dtype, backend)
-                if self.groups > 1:
+                if c0 is not None and self.groups > 1:
                     low, high = low[c0:c0 + W.shape[2]], high[c0:c0 + W.shape[2]]
-                return zbox_relevance(backend, X, W, R, *stride, low, high, t(ZENNIT_STABILIZER), self.padding)
+                return zbox_relevance(backend, X, W, R, *stride, low, high, t(ZENNIT_STABILIZER), self.padding,
+                                      conv)
             case _:  # simple, epsilon
                 return conv.conv_relevance_epsilon(X, W, Y, R, *stride, t(rule.epsilon()))
