@@ -214,16 +214,23 @@ def _paired_ratios_rows(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both
                 zb[k] = Bb[k]
             for a in range(h):
                 for b in range(w):
-                    for k in range(K):
-                        x = X[n, i * s0 + a, j * s1 + b, k]
-                        xp, xn = positive_part(x), negative_part(x)
-                        za[k] += xp * A[a, b, k] + xn * Bm[a, b, k]
-                        zb[k] += xp * Bm[a, b, k] + xn * A[a, b, k]
+                    if both:
+                        for k in range(K):
+                            x = X[n, i * s0 + a, j * s1 + b, k]
+                            xp, xn = positive_part(x), negative_part(x)
+                            za[k] += xp * A[a, b, k] + xn * Bm[a, b, k]
+                            zb[k] += xp * Bm[a, b, k] + xn * A[a, b, k]
+                    else:
+                        for k in range(K):
+                            x = X[n, i * s0 + a, j * s1 + b, k]
+                            za[k] += positive_part(x) * A[a, b, k] + negative_part(x) * Bm[a, b, k]
             for k in range(K):
-                ra, rb = paired_ratios(za[k], zb[k], R[n, i, j, k], Y[n, i, j, k], mode, p1, p2, tiny)
-                Sa[n, i, j, k] = ra
                 if both:
-                    Sb[n, i, j, k] = rb
+                    Sa[n, i, j, k], Sb[n, i, j, k] = paired_ratios(za[k], zb[k], R[n, i, j, k], Y[n, i, j, k],
+                                                                   mode, p1, p2, tiny)
+                else:  # beta = 0: the second sum and ratio are not needed
+                    Sa[n, i, j, k], _ = paired_ratios(za[k], za[k], R[n, i, j, k], Y[n, i, j, k], mode, p1, p2,
+                                                      tiny)
 
 
 @njit(**JIT)
