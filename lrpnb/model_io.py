@@ -11,6 +11,9 @@ Formats (specified in formats/README.md):
   decoded with the mat-io package; read only.
 - ``.onnx``: models exported from PyTorch and other frameworks, read into a
   graph network by ``lrpnb.onnx_import`` (needs the onnx package); read only.
+- ``.prototxt`` with ``weights=`` a ``.caffemodel``: Caffe models, read
+  into a graph network by ``lrpnb.caffe_import`` (needs the protobuf
+  package); read only.
 - ``.lrpnb``: lrpnb's own format for any network of its layers (graphs
   included): JSON and ``.npy`` arrays in a ZIP archive, never pickled;
   read and written by :mod:`lrpnb.model_graph`.
@@ -44,9 +47,9 @@ EMBEDDED = {"lenet5_synthetic": "lenet5_synthetic.txt"}
 
 #: file extension -> format name
 FORMATS = {".txt": "txt", ".nn": "pickle", ".pickle": "pickle", ".pkl": "pickle", ".mat": "mat", ".onnx": "onnx",
-           ".lrpnb": "lrpnb"}
+           ".lrpnb": "lrpnb", ".prototxt": "caffe"}
 _FORMAT_NAMES = {"txt": "txt", "nn": "pickle", "pickle": "pickle", "pkl": "pickle", "mat": "mat", "onnx": "onnx",
-                 "lrpnb": "lrpnb"}
+                 "lrpnb": "lrpnb", "caffe": "caffe", "prototxt": "caffe"}
 
 _TORCH_EXPORT = 'torch.onnx.export(model.eval(), example_input, "model.onnx", dynamo=False)'
 _KERAS_EXPORT = ('tf2onnx.convert.from_keras(keras.models.load_model(PATH), output_path="model.onnx") '
@@ -74,6 +77,10 @@ def _export_advice(path, framework, recipe):
 
 
 def _format_of(path, fmt, writing=False):
+    if os.fspath(path).lower().endswith(".caffemodel") and fmt is None and not writing:
+        raise ValueError(f"{os.fspath(path)}: a .caffemodel holds a Caffe model's weights; load its network "
+                         f"definition with them: lrpnb.load(\"deploy.prototxt\", weights={os.fspath(path)!r}) "
+                         f"(command line: --model deploy.prototxt --weights {os.fspath(path)})")
     if fmt is not None:
         key = str(fmt).lower().lstrip(".")
         if key not in _FORMAT_NAMES:
@@ -102,7 +109,7 @@ def model_path(path):
     return path
 
 
-def load(path, fmt=None, device="cpu"):
+def load(path, fmt=None, device="cpu", weights=None):
     """Read a model file into a :class:`~lrpnb.Network`.
 
     Parameters
@@ -110,22 +117,33 @@ def load(path, fmt=None, device="cpu"):
     path : str or path-like
         A model file, or the name of a model that ships with lrpnb
         ('lenet5_synthetic', see EMBEDDED).
-    fmt : {'txt', 'nn', 'pickle', 'mat', 'onnx', 'lrpnb'}, optional
+    fmt : {'txt', 'nn', 'pickle', 'mat', 'onnx', 'lrpnb', 'caffe'}, optional
         Defaults to the file's extension. Another framework's extension
         (.pt, .pth, .ckpt, .safetensors, .keras, .h5, .pb, ...: see
         FOREIGN) is a ValueError that says how to export the model to ONNX.
     device : {'cpu', 'cuda', 'auto'}
         Where the network runs (see :meth:`Network.to`).
+    weights : str or path-like, optional
+        A Caffe model's weights (``.caffemodel``) for its network
+        definition ``path`` (``.prototxt``); only for Caffe models.
     """
     path = model_path(path)
     kind = _format_of(path, fmt)
+    if weights is not None and kind != "caffe":
+        raise ValueError(f"{os.fspath(path)}: weights= ({os.fspath(weights)}) go with a Caffe network definition "
+                         f"(.prototxt); a {kind} model holds its own")
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"model path is a folder, not a file: {path}")
     check_regular(path, "the model file")
+    if weights is not None:
+        weights = os.fspath(weights)
+        if not os.path.exists(weights):
+            raise FileNotFoundError(f"weights file not found: {weights}")
+        check_regular(weights, "the weights file")
     readers = {"txt": read_txt, "pickle": _read_toolbox_pickle, "mat": read_mat, "onnx": _read_onnx,
-               "lrpnb": read_graph}
+               "lrpnb": read_graph, "caffe": lambda name: _read_caffe(name, weights)}
     net = readers[kind](path)
     return net.to(device) if device != "cpu" else net
 
@@ -149,6 +167,12 @@ def _read_onnx(path):
     return read_onnx(path)
 
 
+def _read_caffe(path, weights):
+    from .caffe_import import read_caffe
+
+    return read_caffe(path, weights)
+
+
 def save(net, path, fmt=None):
     """Write ``net`` to ``path``, atomically.
 
@@ -165,6 +189,9 @@ def save(net, path, fmt=None):
     if kind == "onnx":
         raise ValueError("writing .onnx models is not supported; lrpnb reads them (save lrpnb's own "
                          ".lrpnb format to keep a network that came from one)")
+    if kind == "caffe":
+        raise ValueError("writing Caffe models is not supported; lrpnb reads them (save lrpnb's own .lrpnb "
+                         "format to keep a network that came from one)")
     if kind == "mat":
         raise ValueError("writing .mat models is not supported; write .txt, which the toolbox's "
                          "Matlab port reads")

@@ -2,7 +2,11 @@
 from ..pipeline.options import COMPOSITE_NAMES
 from ..rules import RULE_NAMES
 
-__all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset", "add_normalisation"]
+__all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset", "add_normalisation",
+           "add_weights", "MODEL_FILES"]
+
+#: the model files --model takes, for the options' help
+MODEL_FILES = ".txt, .nn, .pickle, .mat, .onnx, .lrpnb; .prototxt with --weights"
 
 
 def add_method(parser, default_text="simple"):
@@ -15,6 +19,13 @@ def add_method(parser, default_text="simple"):
     parser.add_argument("--composite", default=None,
                         help=f"a rule per layer instead: {', '.join(COMPOSITE_NAMES)} (box bounds "
                              f"from --input-range, normalised by --mean and --std), or formula:N (the Caffe toolbox's formula type N)")
+
+
+def add_weights(parser):
+    """--weights FILE: a Caffe model's weights for the network definition that --model names."""
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="the weights (.caffemodel) of a Caffe network definition given as --model "
+                             "(.prototxt)")
 
 
 def add_input_range(parser, help_text="images' pixels 0..255 are scaled to this range (default -1 1)"):

@@ -1,7 +1,7 @@
 """``lrpnb evaluate``: explanations compared by region perturbation
 (:func:`lrpnb.evaluate_dataset`)."""
 from ..pipeline.evaluate import EVALUATE_RULES
-from .common import add_dataset, add_device, add_input_range, add_normalisation, add_size
+from .common import MODEL_FILES, add_dataset, add_device, add_input_range, add_normalisation, add_size, add_weights
 
 __all__ = ["add_parser", "run"]
 
@@ -16,7 +16,9 @@ def add_parser(commands):
                     "over the samples, against a random order of the regions. By default: the "
                     "embedded LeNet-5 on held-out synthetic digits, comparing "
                     + ", ".join(EVALUATE_RULES) + ".")
-    evaluate.add_argument("--model", default=None, help="model file (default: the embedded LeNet-5)")
+    evaluate.add_argument("--model", default=None, help=f"model file ({MODEL_FILES}; default: the embedded "
+                                                         f"LeNet-5)")
+    add_weights(evaluate)
     evaluate.add_argument("--data", default=None,
                           help="data file, FILE.h5:DATASET, image folder or list (default with the "
                                "embedded model: synthetic digits)")
@@ -65,5 +67,5 @@ def run(args):
         target=args.target, region=args.region, steps=args.steps, order=args.order, replace=args.replace,
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
         input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop, mean=args.mean,
-        std=args.std,
-        channel_order=args.channel_order, out=args.out, plot=args.plot, overwrite=args.overwrite)
+        std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot, overwrite=args.overwrite,
+        weights=args.weights)

@@ -1,7 +1,8 @@
 """``lrpnb explain``: every sample of a data file or image folder explained
 and written to a file (:func:`lrpnb.explain_dataset`)."""
 from ..failure import Failure
-from .common import add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size
+from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size,
+                     add_weights)
 
 __all__ = ["add_parser", "run"]
 
@@ -14,7 +15,8 @@ def add_parser(commands):
                     "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
                     "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
                     "relevance alone (.npy, .npz, .mat, .txt).")
-    explain.add_argument("--model", required=True, help="model file (.txt, .nn, .pickle, .mat, .onnx, .lrpnb)")
+    explain.add_argument("--model", required=True, help=f"model file ({MODEL_FILES})")
+    add_weights(explain)
     explain.add_argument("--data", required=True,
                          help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
     add_dataset(explain)
@@ -51,6 +53,6 @@ def run(args):
         composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
         png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
         crop=args.crop, mean=args.mean, std=args.std, channel_order=args.channel_order,
-        overwrite=args.overwrite, compress=args.compress, class_names=args.class_names)
+        overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")

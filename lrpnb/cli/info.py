@@ -3,6 +3,7 @@ result file was made) and ``lrpnb convert`` (a model file in another format)."""
 import os
 
 from ..pipeline import options
+from .common import MODEL_FILES, add_weights
 
 __all__ = ["add_parsers", "run_info", "run_convert"]
 
@@ -16,15 +17,16 @@ def add_parsers(commands):
                                            "explain or evaluate, what it holds and how it was made "
                                            "(model and its SHA-256, method, target, normalisation, "
                                            "data, lrpnb version, date).")
-    info.add_argument("model", metavar="FILE", help="model file (.txt, .nn, .pickle, .mat, .onnx, .lrpnb) or "
-                                                    "result file (.h5, or .npy/.npz/.mat/.txt with its "
-                                                    ".provenance.json)")
+    info.add_argument("model", metavar="FILE", help=f"model file ({MODEL_FILES}) or result file (.h5, or "
+                                                    f".npy/.npz/.mat/.txt with its .provenance.json)")
+    add_weights(info)
     info.set_defaults(run=run_info)
 
     convert = commands.add_parser("convert", help="convert a model file to another format",
-                                  description="Read a model (.txt, .nn, .pickle, .mat, .onnx, .lrpnb) and write it "
-                                              "as .txt, .nn/.pickle or .lrpnb (the format from the extension).")
+                                  description=f"Read a model ({MODEL_FILES}) and write it as .txt, "
+                                              f".nn/.pickle or .lrpnb (the format from the extension).")
     convert.add_argument("input", help="model file to read")
+    add_weights(convert)
     convert.add_argument("output", help="model file to write (.txt, .nn, .pickle; .lrpnb for any network)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.set_defaults(run=run_convert)
@@ -35,7 +37,7 @@ def run_info(args):
     input, then a row per layer (per node of a graph), then the totals."""
     from .. import provenance
 
-    made = provenance.read(args.model) if os.path.isfile(args.model) else None
+    made = provenance.read(args.model) if os.path.isfile(args.model) and args.weights is None else None
     if made is not None:
         run_result_info(args.model, made)
         return
@@ -84,7 +86,7 @@ def run_model_info(args):
     from ..model_io import load
     from ..network import printable as shown
 
-    net = load(args.model)
+    net = load(args.model, weights=args.weights)
     shape = input_shape(net)
     print(f"model: {shown(args.model)}")
     if shape is None:
@@ -119,7 +121,7 @@ def run_convert(args):
 
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ValueError("convert needs two different files")
-    options.check_outputs([args.output], [options.open_model(args.input)[0]], args.overwrite)
-    net = load(args.input)
+    options.check_outputs([args.output], [options.open_model(args.input)[0], args.weights], args.overwrite)
+    net = load(args.input, weights=args.weights)
     save(net, args.output)
     print(f"wrote {args.output}: {len(net.layers)} layers from {args.input}")

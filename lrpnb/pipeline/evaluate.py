@@ -59,7 +59,7 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
                      region=(4, 4), steps=None, order="morf", replace="uniform", seed=0, count=None,
                      device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, resize=None, crop=None,
                      mean=None, std=None, channel_order="rgb", out=None, plot=None, overwrite=False,
-                     verbose=True):
+                     verbose=True, weights=None):
     """Compare explanations by region perturbation: ``lrpnb evaluate`` from Python.
 
     The regions of each input are replaced one after the other, the most
@@ -68,8 +68,9 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
 
     Parameters
     ----------
-    model : str, path-like or lrpnb.Network, optional
-        A model file, an embedded model's name or a network (default: the embedded LeNet-5).
+    model, weights : str, path-like or lrpnb.Network, optional; str or path-like, optional
+        A model file, an embedded model's name or a network (default: the embedded LeNet-5); a Caffe
+        model's weights (.caffemodel) for its definition ``model`` (.prototxt).
     data : str or path-like, optional
         A data file, FILE.h5:DATASET, an image folder or list (needed with
         ``model``; the embedded model defaults to held-out synthetic digits).
@@ -114,12 +115,12 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
                               relevance=relevance, rule=[rule] if isinstance(rule, str) else rule,
                               target=target, region=region, steps=steps, order=order, seed=seed, count=count,
                               device=device, batch_size=batch_size, out=out, plot=plot,
-                              mean=mean, std=std, channel_order=channel_order)
+                              mean=mean, std=std, channel_order=channel_order, weights=weights)
     input_range = options.check_range(input_range)
     s.size, s.resize, s.crop = options.geometry(size, resize, crop)
     methods, s.replace = _check(s, input_range, replace, overwrite)
-    path, name, model_id = options.open_model(options.embedded_model() if model is None else model)
-    net = options.load_model(model, path, device)
+    path, name, model_id = options.open_model(options.embedded_model() if model is None else model, weights)
+    net = options.load_model(model, path, device, weights)
     X, kept, asked, source, origin = _samples(net, s, input_range)
     maps, followed = _maps(net, s, X, kept, source, _followed(net, s, X, kept, asked), methods)
     result, settings, grid, region = _curves(net, X, maps, followed, kept, origin, s)
@@ -224,7 +225,7 @@ def _check(s, input_range, replace, overwrite):
     model = s.model if s.model is None or isinstance(s.model, (str, os.PathLike)) else None
     labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
     # inputs are never outputs, with or without overwrite
-    options.check_outputs(outputs, [model, s.data, s.relevance, labels], overwrite)
+    options.check_outputs(outputs, [model, s.weights, s.data, s.relevance, labels], overwrite)
     return methods, replace
 
 

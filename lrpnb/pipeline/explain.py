@@ -64,7 +64,7 @@ class ExplainSummary:
 def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, composite=None, target="pred",
                     device=None, batch_size=256, png=None, cmap="bwr", input_range=(-1.0, 1.0), size=None,
                     resize=None, crop=None, mean=None, std=None, channel_order="rgb", overwrite=False,
-                    compress=False, class_names=None, verbose=True):
+                    compress=False, class_names=None, verbose=True, weights=None):
     """Explain every sample of ``data`` and write the results to ``out``: ``lrpnb explain`` from Python.
 
     Samples are read a batch ahead on a thread while a batch is explained;
@@ -75,15 +75,15 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
 
     Parameters
     ----------
-    model : str, path-like or lrpnb.Network
-        A model file, an embedded model's name ('lenet5_synthetic'), or a network.
+    model, weights : str, path-like or lrpnb.Network; str or path-like, optional
+        A model file, an embedded model's name ('lenet5_synthetic'), or a network; a .prototxt's .caffemodel.
     data : str or path-like
-        A data file (.npy, .npz, .mat, .txt, .h5 or FILE.h5:DATASET), a
-        folder of images, a .lst/.list file of image paths, or one image.
+        A data file (.npy, .npz, .mat, .txt, .h5 or FILE.h5:DATASET), a folder of images, a .lst/.list
+        file of image paths, or one image.
     out : str or path-like
-        .h5/.hdf5 (relevance, prediction, scores, target, and source for
-        images; resumable) or .npy/.npz/.mat/.txt (the relevance alone; for
-        images the file of each row is listed in ``out + '.names.txt'``).
+        .h5/.hdf5 (relevance, prediction, scores, target, and source for images; resumable) or
+        .npy/.npz/.mat/.txt (the relevance alone; for images the file of each row is listed in ``out +
+        '.names.txt'``).
     dataset : str, optional
         The dataset to read from an HDF5 ``data`` file.
     rule, param : str, float or (float, float), optional
@@ -136,7 +136,7 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
     settings = dict(dataset=dataset, rule=rule, param=param, composite=composite, target=target, device=device,
                     batch_size=batch_size, png=png, cmap=cmap, input_range=input_range, size=size, resize=resize,
                     crop=crop, mean=mean, std=std, channel_order=channel_order, overwrite=overwrite,
-                    compress=compress, class_names=class_names)
+                    compress=compress, class_names=class_names, weights=weights)
     summary = _Run(_plan(model, data, out, **settings)).run()
     if verbose:
         print(summary.line())
@@ -161,15 +161,15 @@ def _plan(model, data, out, **settings):
         from ..render import colormap
 
         colormap(s.cmap)  # an unknown name fails now, not after the first batch
-    path, _, model_id = options.open_model(model)
+    path, _, model_id = options.open_model(model, s.weights)
     # no file the run reads is ever one it writes, with or without overwrite
     labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
     names_file = s.class_names if isinstance(s.class_names, (str, os.PathLike)) else None
-    inputs = [path, data, labels, names_file]
+    inputs = [path, s.weights, data, labels, names_file]
     options.check_outputs([], inputs, s.overwrite, also=[out, out + ".partial", out + ".lock"])
     clear_stale_lock(out)  # left by a run killed once its output was complete
     options.check_outputs([out], inputs, s.overwrite)
-    net = options.load_model(model, path, s.device)
+    net = options.load_model(model, path, s.device, s.weights)
     size, resize, crop = options.geometry(s.size, s.resize, s.crop)
     source = open_source(data, s.dataset, sample_shape(net, size), input_range, resize, crop)
     options.geometry_applies(source, size, resize)
@@ -202,7 +202,7 @@ def _plan(model, data, out, **settings):
                   mean=records.listed(s.mean, float), std=records.listed(s.std, float),
                   channel_order=s.channel_order,
                   data_fingerprint=records.fingerprint(data, source),
-                  inputs_fingerprint=records.fingerprint(None, None, [path, labels]))
+                  inputs_fingerprint=records.fingerprint(None, None, [path, s.weights, labels]))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
     made = records.provenance_record(net, path, record, source, text)

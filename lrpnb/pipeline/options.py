@@ -269,15 +269,19 @@ def embedded_model():
     return model_path(EMBEDDED_MODEL)
 
 
-def open_model(model):
+def open_model(model, weights=None):
     """(model file or None, what to call the model, what identifies it in a
-    run's settings) for a model file, an embedded model's name or a loaded
-    Network (identified by a digest of its parameters)."""
+    run's settings) for a model file (with the ``weights`` file of a Caffe
+    model), an embedded model's name or a loaded Network (identified by a
+    digest of its parameters)."""
     from ..model_io import model_path
 
     if isinstance(model, (str, os.PathLike)):
         path = model_path(model)
-        return path, os.path.basename(path), os.path.abspath(path)
+        with_weights = "" if weights is None else f" with weights {os.path.abspath(weights)}"
+        return path, os.path.basename(path), os.path.abspath(path) + with_weights
+    if weights is not None:
+        raise ValueError("weights go with a Caffe model file (.prototxt), not with a loaded network")
     digest = hashlib.sha1()
     for layer in model.layers:
         digest.update(layer.describe().encode())
@@ -288,14 +292,15 @@ def open_model(model):
     return None, "the network", f"a Network (parameters' sha1 {digest.hexdigest()})"
 
 
-def load_model(model, path, device):
+def load_model(model, path, device, weights=None):
     """The Network: ``model`` itself (moved to ``device`` when one is given),
-    or read from ``path`` onto ``device`` (default cpu)."""
+    or read from ``path`` (with a Caffe model's ``weights``) onto ``device``
+    (default cpu)."""
     from ..model_io import load
 
     if path is None:
         return model if device is None else model.to(device)
-    return load(path, device=device or "cpu")
+    return load(path, device=device or "cpu", weights=weights)
 
 
 def rule_spec(spec, input_range, mean=None, std=None):

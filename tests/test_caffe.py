@@ -1,0 +1,356 @@
+"""Caffe models: prototxt + caffemodel written here with seeded random weights
+(through lrpnb's own schema), loaded, and their forward checked against
+plain numpy computations of Caffe's layers written in this file."""
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("google.protobuf")
+
+import lrpnb  # noqa: E402
+from conftest import ROOT, SHARED, need_shared  # noqa: E402
+from lrpnb.caffe_import.schema import PACKED, V1_TYPES  # noqa: E402
+
+CAFFE = SHARED / "formats" / "caffe"
+RNG = np.random.default_rng(24)
+
+
+# ---------------------------------------------------------------- files
+def write_caffemodel(path, weights, v1=False, legacy=False):
+    """A caffemodel of ``weights`` {layer name: [arrays]}; ``v1``: V1 layers; ``legacy``: 4-d num/channels/
+    height/width blob dimensions (2014-era files)."""
+    net = PACKED["NetParameter"](name="test")
+    for name, arrays in weights.items():
+        layer = net.layers.add(name=name, type=V1_TYPES["NONE"]) if v1 else net.layer.add(name=name, type="X")
+        for array in arrays:
+            blob = layer.blobs.add()
+            if legacy:
+                dims = (1,) * (4 - array.ndim) + array.shape
+                blob.num, blob.channels, blob.height, blob.width = dims
+            else:
+                blob.shape.dim.extend(array.shape)
+            blob.data = np.asarray(array, "<f4").tobytes()
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+def model(tmp_path, text, weights, v1=False, legacy=False, name="net"):
+    proto = tmp_path / f"{name}.prototxt"
+    proto.write_text(text)
+    return proto, write_caffemodel(tmp_path / f"{name}.caffemodel", weights, v1, legacy)
+
+
+def layer(name, kind, bottom, top, params=""):
+    bottoms = "".join(f' bottom: "{b}"' for b in ([bottom] if isinstance(bottom, str) else bottom))
+    return f'layer {{ name: "{name}" type: "{kind}"{bottoms} top: "{top}" {params} }}\n'
+
+
+def v1_layer(name, kind, bottom, top, params=""):
+    bottoms = "".join(f' bottom: "{b}"' for b in ([bottom] if isinstance(bottom, str) else bottom))
+    return f'layers {{ name: "{name}" type: {kind}{bottoms} top: "{top}" blobs_lr: 1 {params} }}\n'
+
+
+def header(shape, style="input_shape"):
+    if style == "input_shape":
+        return 'input: "data" input_shape { ' + " ".join(f"dim: {d}" for d in shape) + " }\n"
+    if style == "input_dim":
+        return 'input: "data" ' + " ".join(f"input_dim: {d}" for d in shape) + "\n"
+    return layer("data", "Input", [], "data", "input_param { shape { " + " ".join(f"dim: {d}" for d in shape)
+                 + " } }").replace(" bottom", "")
+
+
+def forward(net, x):
+    """lrpnb's forward of a Caffe-layout batch (N, C, H, W) or (N, D)."""
+    X = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+    return np.asarray(net.forward(np.ascontiguousarray(X, dtype=np.float32)))
+
+
+def nchw(y):
+    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+# ---------------------------------------------------------------- Caffe's layers in numpy
+def conv(x, W, b, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
+    N, C, H, Wd = x.shape
+    n, cg, kh, kw = W.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    Ho, Wo = (xp.shape[2] - eh) // stride[0] + 1, (xp.shape[3] - ew) // stride[1] + 1
+    y = np.zeros((N, n, Ho, Wo))
+    per = n // group
+    for o in range(n):
+        g = o // per
+        for i in range(Ho):
+            for j in range(Wo):
+                patch = xp[:, g * cg:(g + 1) * cg, i * stride[0]:i * stride[0] + eh:dilation[0],
+                           j * stride[1]:j * stride[1] + ew:dilation[1]]
+                y[:, o, i, j] = (patch * W[o]).sum(axis=(1, 2, 3)) + b[o]
+    return y
+
+
+def caffe_pool(x, k, s, p, method):
+    """Caffe's PoolingLayer::Forward_cpu, transcribed: ceil output size, AVE divided by the window clipped to
+    the padded image."""
+    N, C, H, W = x.shape
+    sizes = []
+    for size, kk, ss, pp in zip((H, W), k, s, p):
+        out = -(-(size + 2 * pp - kk) // ss) + 1
+        if pp and (out - 1) * ss >= size + pp:
+            out -= 1
+        sizes.append(out)
+    y = np.zeros((N, C) + tuple(sizes))
+    for i in range(sizes[0]):
+        for j in range(sizes[1]):
+            hs, ws = i * s[0] - p[0], j * s[1] - p[1]
+            he, we = min(hs + k[0], H + p[0]), min(ws + k[1], W + p[1])
+            count = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, H), min(we, W)
+            window = x[:, :, hs:he, ws:we]
+            y[:, :, i, j] = window.max(axis=(2, 3)) if method == "MAX" else window.sum(axis=(2, 3)) / count
+    return y
+
+
+def caffe_lrn(x, size, alpha, beta, k):
+    C = x.shape[1]
+    y = np.empty_like(x)
+    for c in range(C):
+        lo, hi = max(0, c - (size - 1) // 2), min(C, c + (size - 1) // 2 + 1)
+        y[:, c] = x[:, c] / (k + alpha / size * (x[:, lo:hi] ** 2).sum(axis=1)) ** beta
+    return y
+
+
+def inner(x, W, b):
+    return x.reshape(len(x), -1) @ W.T + b
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def close(actual, expected, tol=1e-4):
+    scale = max(np.abs(expected).max(), 1e-6)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert np.abs(actual - expected).max() <= tol * scale
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------- layers, both syntaxes
+@pytest.mark.parametrize("style", ["input_shape", "input_dim", "Input"])
+def test_convolution_pool_relu_lrn_innerproduct(tmp_path, style):
+    W1, b1 = randn(6, 2, 3, 3) * 0.3, randn(6)
+    W2, b2 = randn(5, 6 * 3 * 2), randn(5)
+    text = header((2, 4, 9, 8), style) + layer(
+        "conv1", "Convolution", "data", "conv1", "convolution_param { num_output: 6 kernel_size: 3 pad: 1 "
+        "stride: 2 group: 2 }") + layer("relu1", "ReLU", "conv1", "conv1") + layer(
+        "norm1", "LRN", "conv1", "norm1", "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }") + layer(
+        "pool1", "Pooling", "norm1", "pool1", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }") + layer(
+        "fc", "InnerProduct", "pool1", "fc", "inner_product_param { num_output: 5 } param { lr_mult: 1 }") + layer(
+        "prob", "Softmax", "fc", "prob")
+    proto, weights = model(tmp_path, text, {"conv1": [W1, b1], "fc": [W2, b2], "loss": [randn(1)]})
+    net = lrpnb.load(proto, weights=weights)
+    assert net.input_shape == (9, 8, 4)
+    x = randn(2, 4, 9, 8)
+    y = np.maximum(conv(x, W1, b1, (2, 2), (1, 1), group=2), 0)
+    y = caffe_pool(caffe_lrn(y, 3, 0.5, 0.75, 2.0), (2, 2), (2, 2), (0, 0), "MAX")
+    assert y.shape[2:] == (3, 2)  # ceil: (5 - 2) / 2 rounds up to 2, + 1
+    close(forward(net, x), softmax(inner(y, W2, b2)))
+
+
+def test_v1_layers_with_legacy_blobs(tmp_path):
+    W1, b1 = randn(3, 2, 2, 2), randn(3)
+    W2, b2 = randn(4, 3 * 3 * 3), randn(4)
+    text = header((1, 2, 4, 4), "input_dim") + v1_layer(
+        "conv", "CONVOLUTION", "data", "conv", "convolution_param { num_output: 3 kernel_size: 2 } "
+        "weight_decay: 1") + v1_layer("relu", "RELU", "conv", "conv") + v1_layer(
+        "drop", "DROPOUT", "conv", "conv", "dropout_param { dropout_ratio: 0.5 }") + v1_layer(
+        "flat", "FLATTEN", "conv", "flat") + v1_layer(
+        "ip", "INNER_PRODUCT", "flat", "ip", "inner_product_param { num_output: 4 }")
+    proto, weights = model(tmp_path, text, {"conv": [W1, b1], "ip": [W2, b2]}, v1=True, legacy=True)
+    net = lrpnb.load(proto, weights=weights)
+    x = randn(3, 2, 4, 4)
+    close(forward(net, x), inner(np.maximum(conv(x, W1, b1), 0), W2, b2))
+
+
+@pytest.mark.parametrize("pad,stride,kernel", [(0, 2, 3), (1, 2, 3), (1, 3, 3), (2, 2, 3), (0, 1, 2)])
+def test_average_pool_divisor_and_ceil(tmp_path, pad, stride, kernel):
+    b = randn(2)  # a 1x1 convolution first: the pool reads a computed image
+    text = header((1, 2, 8, 7)) + layer(
+        "c", "Convolution", "data", "c", "convolution_param { num_output: 2 kernel_size: 1 }") + layer(
+        "p", "Pooling", "c", "p", f"pooling_param {{ pool: AVE kernel_size: {kernel} stride: {stride} "
+        f"pad: {pad} }}") + layer("f", "Flatten", "p", "f") + layer(
+        "fc", "InnerProduct", "f", "fc", "inner_product_param { num_output: 3 }")
+    W = randn(2, 2, 1, 1)
+    x = randn(2, 2, 8, 7)
+    pooled = caffe_pool(conv(x, W, b), (kernel, kernel), (stride, stride), (pad, pad), "AVE")
+    Wf, bf = randn(3, pooled[0].size), randn(3)
+    proto, weights = model(tmp_path, text, {"c": [W, b], "fc": [Wf, bf]})
+    net = lrpnb.load(proto, weights=weights)
+    close(forward(net, x), inner(pooled, Wf, bf))
+
+
+def test_stride_beyond_kernel_without_padding_is_refused(tmp_path):
+    text = header((1, 1, 5, 5)) + layer("p", "Pooling", "data", "p", "pooling_param { pool: MAX kernel_size: 1 "
+                                                                     "stride: 3 }")
+    proto, weights = model(tmp_path, text, {"unused": [randn(2)]})
+    with pytest.raises(ValueError, match=r"net\.prototxt: layer 'p' \(Pooling\): .*outside the image"):
+        lrpnb.load(proto, weights=weights)
+
+
+def test_inception_block_concat_global_pool(tmp_path):
+    Wa, ba, Wb, bb = randn(3, 4, 1, 1), randn(3), randn(2, 4, 3, 3), randn(2)
+    Wf, bf = randn(6, 5), randn(6)
+    text = header((2, 4, 6, 6)) + layer("split", "Split", "data", "d2") + layer(
+        "a", "Convolution", "data", "a", "convolution_param { num_output: 3 kernel_size: 1 }") + layer(
+        "b", "Convolution", "d2", "b", "convolution_param { num_output: 2 kernel_h: 3 kernel_w: 3 pad_h: 1 "
+        "pad_w: 1 }") + layer("cat", "Concat", ["a", "b"], "cat") + layer(
+        "gap", "Pooling", "cat", "gap", "pooling_param { pool: AVE global_pooling: true }") + layer(
+        "fc", "InnerProduct", "gap", "fc", "inner_product_param { num_output: 6 }")
+    proto, weights = model(tmp_path, text, {"a": [Wa, ba], "b": [Wb, bb], "fc": [Wf, bf]})
+    net = lrpnb.load(proto, weights=weights)
+    x = randn(2, 4, 6, 6)
+    cat = np.concatenate([conv(x, Wa, ba), conv(x, Wb, bb, pad=(1, 1))], axis=1)
+    close(forward(net, x), inner(cat.mean(axis=(2, 3)), Wf, bf))
+
+
+def test_resnet_block_batchnorm_scale_eltwise(tmp_path):
+    C = 4
+    Wc, Wf, bf = randn(C, C, 3, 3) * 0.3, randn(3, C * 5 * 5), randn(3)
+    mean, var, factor = randn(C) * 5, np.abs(randn(C)) * 5 + 0.5, np.array([5.0], np.float32)
+    gamma, beta = randn(C), randn(C)
+    m2, v2, g2, be2 = randn(C), np.abs(randn(C)) + 0.5, randn(C), randn(C)
+    text = header((2, C, 5, 5)) + layer(
+        "conv", "Convolution", "data", "conv", "convolution_param { num_output: 4 kernel_size: 3 pad: 1 "
+        "bias_term: false }") + layer("bn", "BatchNorm", "conv", "conv", "batch_norm_param { use_global_stats: "
+                                      "true }") + layer(
+        "sc", "Scale", "conv", "conv", "scale_param { bias_term: true }") + layer("relu", "ReLU", "conv", "conv") + \
+        layer("bn2", "BatchNorm", "data", "dn") + layer("sc2", "Scale", "dn", "dn", "scale_param { bias_term: true }") \
+        + layer("sum", "Eltwise", ["conv", "dn"], "sum", "eltwise_param { operation: SUM }") + layer(
+            "fc", "InnerProduct", "sum", "fc", "inner_product_param { num_output: 3 }")
+    proto, weights = model(tmp_path, text, {
+        "conv": [Wc], "bn": [mean, var, factor], "sc": [gamma, beta], "bn2": [m2, v2, np.ones(1, np.float32)],
+        "sc2": [g2, be2], "fc": [Wf, bf]})
+    net = lrpnb.load(proto, weights=weights)
+    assert [type(n.layer).__name__ for n in net.nodes].count("BatchNorm") == 1  # the first pair folds into conv
+    x = randn(2, C, 5, 5)
+
+    def bn(y, m, v, g, b):
+        return (y - m[:, None, None]) / np.sqrt(v[:, None, None] + 1e-5) * g[:, None, None] + b[:, None, None]
+    y = np.maximum(bn(conv(x, Wc, np.zeros(C), pad=(1, 1)), mean / 5, var / 5, gamma, beta), 0) + bn(x, m2, v2, g2, be2)
+    close(forward(net, x), inner(y, Wf, bf))
+
+
+# ---------------------------------------------------------------- CaffeNet
+CAFFENET = {"conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
+            "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc6": (4096, 9216), "fc7": (4096, 4096),
+            "fc8": (1000, 4096)}
+
+
+def test_caffenet_loads_fast_and_runs(tmp_path):
+    proto = need_shared(CAFFE / "caffenet_deploy_sequential.prototxt")
+    rng = np.random.default_rng(0)
+    weights = {name: [rng.standard_normal(shape, dtype=np.float32) * 0.01, np.zeros(shape[0], np.float32)]
+               for name, shape in CAFFENET.items()}
+    path = write_caffemodel(tmp_path / "caffenet.caffemodel", weights)
+    assert path.stat().st_size > 200e6
+    start = time.perf_counter()
+    net = lrpnb.load(proto, weights=path)
+    assert time.perf_counter() - start < 15  # linear in the size: about a second here
+    assert net.input_shape == (227, 227, 3)
+    scores = forward(net, rng.standard_normal((1, 3, 227, 227)).astype(np.float32) * 50)
+    assert scores.shape == (1, 1000)
+    assert np.isclose(scores.sum(), 1, atol=1e-4)  # ends in its softmax
+    fc6 = net.node("fc6").layer.W
+    # fc6 reads pool5 (256, 6, 6): lrpnb's row (h, w, c) is Caffe's column c*36 + h*6 + w
+    assert np.array_equal(fc6[(2 * 6 + 3) * 256 + 7], weights["fc6"][0][:, 7 * 36 + 2 * 6 + 3])
+
+
+# ---------------------------------------------------------------- errors
+def small(tmp_path, weights=None, text=None):
+    text = text or header((1, 1, 4, 4)) + layer(
+        "conv", "Convolution", "data", "conv", "convolution_param { num_output: 2 kernel_size: 2 }") + layer(
+        "fc", "InnerProduct", "conv", "fc", "inner_product_param { num_output: 3 }")
+    weights = weights if weights is not None else {"conv": [randn(2, 1, 2, 2), randn(2)],
+                                                   "fc": [randn(3, 18), randn(3)]}
+    return model(tmp_path, text, weights)
+
+
+def test_small_model_loads(tmp_path):
+    net = lrpnb.load(*small(tmp_path)[:1], weights=small(tmp_path)[1])
+    assert forward(net, randn(1, 1, 4, 4)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("weights,message", [
+    ({"conv": [randn(2, 1, 2, 2), randn(2)]}, r"net\.caffemodel: layer 'fc' \(InnerProduct\): no weights"),
+    ({"conv": [randn(2, 1, 2, 2)], "fc": [randn(3, 18), randn(3)]}, r"layer 'conv' .*holds 1 blobs, expected 2"),
+    ({"conv": [randn(2, 1, 3, 3), randn(2)], "fc": [randn(3, 18), randn(3)]}, r"layer 'conv' .*blob 0 has shape"),
+    ({"conv": [randn(2, 1, 2, 2), randn(2), randn(2)], "fc": [randn(3, 18), randn(3)]}, r"'conv'.*3 blobs"),
+])
+def test_mismatched_weights_name_file_and_layer(tmp_path, weights, message):
+    proto, path = small(tmp_path, weights)
+    with pytest.raises(ValueError, match=message):
+        lrpnb.load(proto, weights=path)
+
+
+def test_truncated_and_damaged_caffemodel(tmp_path):
+    proto, path = small(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    with pytest.raises(ValueError, match=r"net\.caffemodel: layer 'fc' \(layer 2\) .*truncated"):
+        lrpnb.load(proto, weights=path)
+    path.write_bytes(b"\xff" * 20)
+    with pytest.raises(ValueError, match=r"net\.caffemodel: .*damaged or truncated"):
+        lrpnb.load(proto, weights=path)
+
+
+def test_malformed_prototxt_and_unsupported_layers(tmp_path):
+    proto, path = small(tmp_path)
+    proto.write_text('input: "data" layer { name: "x" type: ')
+    with pytest.raises(ValueError, match=r"net\.prototxt: not a Caffe network definition"):
+        lrpnb.load(proto, weights=path)
+    proto.write_text(header((1, 1, 4, 4)) + layer("e", "Eltwise", ["data", "data"], "e",
+                                                  "eltwise_param { operation: PROD }"))
+    with pytest.raises(ValueError, match=r"net\.prototxt: layer 'e' \(Eltwise\): operation PROD"):
+        lrpnb.load(proto, weights=path)
+    proto.write_text(header((1, 1, 4, 4)) + layer("d", "Deconvolution", "data", "d"))
+    with pytest.raises(ValueError, match=r"layer 'd' \(Deconvolution\): lrpnb does not read this layer type"):
+        lrpnb.load(proto, weights=path)
+    with pytest.raises(ValueError, match=r"\.caffemodel holds a Caffe model's weights"):
+        lrpnb.load(path)
+
+
+def test_info_command_lists_layers(tmp_path):
+    proto, path = small(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "lrpnb", "info", str(proto), "--weights", str(path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "input: images of 4 x 4 x 1" in lines
+    assert [line.split()[1] for line in lines[3:6]] == ["Convolution", "Flatten", "Linear"]
+    assert "total parameters: 67" in lines  # 2 * 2 * 2 + 2 and 18 * 3 + 3
+
+
+def test_explain_and_evaluate_take_weights(tmp_path):
+    proto, path = small(tmp_path)
+    data = tmp_path / "x.npy"
+    np.save(data, randn(3, 4, 4, 1))
+    summary = lrpnb.explain_dataset(proto, data, tmp_path / "r.npy", weights=path, rule="epsilon", param=0.01,
+                                    verbose=False)
+    assert summary.failures == 0
+    net = lrpnb.load(proto, weights=path)
+    expected = net.explain(np.load(data), rule="epsilon", param=0.01)
+    assert np.allclose(np.load(tmp_path / "r.npy"), np.asarray(expected), rtol=1e-5, atol=1e-7)
+    # the weights are an input: never overwritten by an output
+    weights = tmp_path / "weights.npy"  # a name an output may have
+    weights.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="weights.npy"):
+        lrpnb.explain_dataset(proto, data, weights, weights=weights, overwrite=True, verbose=False)
+    assert weights.read_bytes() == path.read_bytes()
+    result = lrpnb.evaluate_dataset(proto, data, weights=path, rule="epsilon:0.01", region=(2, 2), verbose=False)
+    assert set(result.curves) == {"epsilon 0.01", "random"}
