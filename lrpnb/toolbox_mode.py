@@ -3,10 +3,14 @@
     lrpnb toolbox -c CONFIG -f FILELIST -p PATHPREFIX
 
 CONFIG holds pairs of lines, a key and then its value (the toolbox's syntax;
-blank lines between pairs are allowed, lines starting with # are comments):
+blank lines between pairs are allowed, lines starting with # are comments,
+and so are lines between pairs that do not start with a letter or _):
 
-    model_file                  the model (.txt, .nn, .pickle, .mat; relative
-                                to the config file's folder)
+    model_file                  the model (.txt, .nn, .pickle, .mat, .onnx,
+                                .lrpnb; relative to the config file's folder),
+                                or with param_file a Caffe model's weights
+                                (.caffemodel)
+    param_file                  a Caffe network definition (.prototxt)
     relpropformulatype          the formula type (lrpnb.formula_type)
     epsstab                     epsilon of the epsilon rules (default 0.01)
     alphabeta_beta              beta of the alpha-beta rules (default 1)
@@ -22,6 +26,13 @@ blank lines between pairs are allowed, lines starting with # are comments):
     input_range                 LOW HIGH pixels 0..255 are scaled to
                                 (default -1 1)
     colormap                    of the heatmap PNGs (default black-firered)
+
+The Caffe toolbox's keys: mean_file (.binaryproto, subtracted from images
+of 0..255 fed as BGR, see lrpnb.caffe_import.images),
+use_mean_file_asbinaryprotoblob (1: the mean file is BGR, 2: RGB),
+baseimgsize (an image's longer side before the centre is cut out),
+lastlayerindex (-1 or -2: both explain the scores below the softmax),
+firstlayerindex (0), numclasses (the model's) and synsetfile (not read).
 
 FILELIST has an image path (appended to PATHPREFIX) and a target per line:
 -1 the top class, -2 the five top classes (all, with fewer), k >= 0 class k.
@@ -65,7 +76,8 @@ __all__ = ["read_config", "read_filelist", "write_rawhm", "read_rawhm", "explain
 
 _KEYS = ("model_file", "relpropformulatype", "epsstab", "alphabeta_beta",
          "auxiliaryvariable_maxlayerindexforflatdistinconv", "standalone_outpath",
-         "standalone_rootpath", "input_size", "input_range", "colormap")
+         "standalone_rootpath", "input_size", "input_range", "colormap", "param_file", "mean_file", "synsetfile",
+         "use_mean_file_asbinaryprotoblob", "lastlayerindex", "firstlayerindex", "numclasses", "baseimgsize")
 _REQUIRED = ("model_file", "relpropformulatype", "standalone_outpath")
 # a run holds the lock <standalone_outpath>/.lrpnb_toolbox.lock (WriterLock's target + ".lock")
 LOCK_NAME = ".lrpnb_toolbox"
@@ -91,11 +103,18 @@ def read_config(path):
     with open(path, encoding="utf-8") as handle:
         lines = [(k, line.strip()) for k, line in enumerate(handle, 1)]
     lines = [(k, text) for k, text in lines if text and not text.startswith("#")]
-    if len(lines) % 2:
-        k, text = lines[-1]
-        raise ValueError(f"{path}:{k}: key {text!r} has no value line after it")
+    pairs, pending = [], None
+    for k, text in lines:
+        if pending is not None:
+            pairs.append((pending, (k, text)))
+            pending = None
+        elif text[0].isalpha() or text[0] == "_":
+            pending = (k, text)
+        # else a note between pairs, as the Caffe toolbox's configs explain values ("-2 find the highest ...")
+    if pending is not None:
+        raise ValueError(f"{path}:{pending[0]}: key {pending[1]!r} has no value line after it")
     raw, where = {}, {}
-    for (k, key), (vk, value) in zip(lines[::2], lines[1::2]):
+    for (k, key), (vk, value) in pairs:
         if key not in _KEYS:
             raise ValueError(f"{path}:{k}: unknown key {key!r}; known keys: {', '.join(_KEYS)}")
         if key in raw:
@@ -130,7 +149,24 @@ def read_config(path):
                             if "input_size" in raw else None)
     config["input_range"] = tuple(_numbers(path, where.get("input_range"), "input_range",
                                            raw.get("input_range", "-1 1"), 2))
+    _caffe_keys(path, raw, where, folder, config)
     return config
+
+
+def _caffe_keys(path, raw, where, folder, config):
+    """The Caffe toolbox's keys, checked, into ``config``."""
+    for key in ("param_file", "mean_file"):
+        config[key] = os.path.join(folder, raw[key]) if key in raw else None
+    checks = dict(use_mean_file_asbinaryprotoblob=("1", (1, 2)), lastlayerindex=("-2", (-1, -2)),
+                  firstlayerindex=("0", (0,)), numclasses=(None, None), baseimgsize=(None, None))
+    for key, (default, allowed) in checks.items():
+        value = _numbers(path, where.get(key), key, raw[key], 1, int) if key in raw else default and int(default)
+        if allowed is not None and value not in allowed or value is not None and allowed is None and value < 1:
+            raise ValueError(f"{path}:{where[key]}: {key} {value} is not read; lrpnb reads "
+                             f"{' or '.join(map(str, allowed)) if allowed else 'a positive number'}")
+        config[key] = value
+    if config["mean_file"] is not None and config["param_file"] is None:
+        raise ValueError(f"{path}:{where['mean_file']}: mean_file goes with a Caffe model (param_file)")
 
 
 def _escapes(relative):
@@ -347,7 +383,8 @@ def explain_filelist(config_path, filelist, pathprefix=""):
     from .model_io import load, model_path
 
     config = read_config(config_path)
-    net = load(config["model_file"])
+    caffe = config["param_file"] is not None
+    net = load(config["param_file"], weights=config["model_file"]) if caffe else load(config["model_file"])
     composite = formula_type(config["relpropformulatype"], epsstab=config["epsstab"],
                              alphabeta_beta=config["alphabeta_beta"],
                              layer_index=config["auxiliaryvariable_maxlayerindexforflatdistinconv"])
@@ -356,12 +393,16 @@ def explain_filelist(config_path, filelist, pathprefix=""):
     if shape is None or len(shape) != 3:
         raise ValueError(f"{config['model_file']}: the toolbox mode explains images, and this model "
                          f"does not take images (set input_size?)")
+    classes = net.output_shapes((1,) + tuple(shape))[-1][-1]
+    if config["numclasses"] not in (None, classes):
+        raise ValueError(f"{config_path}: numclasses {config['numclasses']}, but the model has {classes} classes")
     entries = read_filelist(filelist, pathprefix)
     read = [config_path, filelist, model_path(config["model_file"])]
+    read += [config[key] for key in ("param_file", "mean_file") if config[key] is not None]
     read += [image for image, _, _ in entries if image is not None]
     job = types.SimpleNamespace(
-        net=net, composite=composite, config=config, shape=shape, config_path=config_path,
-        classes=net.output_shapes((1,) + tuple(shape))[-1][-1], prefix=pathprefix or os.curdir,
+        net=net, composite=composite, config=config, shape=shape, config_path=config_path, caffe=caffe,
+        mean=_mean(config) if caffe else None, classes=classes, prefix=pathprefix or os.curdir,
         outpath=config["standalone_outpath"], folder=os.path.dirname(os.path.abspath(config_path)),
         inputs={os.path.realpath(path): path for path in read}, bases={})
     lock = _lock(job)
@@ -394,16 +435,31 @@ def _explain_entries(job, filelist, entries):
     return failures, done
 
 
+def _mean(config):
+    """The mean image (BGR) of a Caffe config, or None."""
+    from .caffe_import.images import mean_image
+
+    if config["mean_file"] is None:
+        return None
+    return mean_image(config["mean_file"], "bgr" if config["use_mean_file_asbinaryprotoblob"] == 1 else "rgb")
+
+
 def _explain_entry(job, image_path, number):
     """Explain one image of the list and write its files; ``job.bases``
     maps the output paths taken so far to their images."""
     from . import render
+    from .caffe_import.images import toolbox_image
     from .sources import load_image
     from .targets import Target
 
     config, shape, classes = job.config, job.shape, job.classes
     _check_entry(job, image_path)
-    X = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
+    if job.caffe:
+        X, shown = toolbox_image(image_path, shape, config["baseimgsize"], job.mean)
+        X, shown, shown_range = X[None], shown[None], (0.0, 255.0)
+    else:
+        X = shown = load_image(image_path, shape[:2], shape[2], config["input_range"])[None]
+        shown_range = config["input_range"]
     base = _out_base(image_path, config, job.prefix)
     real = os.path.realpath(image_path)
     if job.bases.setdefault(base, real) != real:  # img.png and img.jpg side by side
@@ -423,7 +479,7 @@ def _explain_entry(job, image_path, number):
         write_rawhm(relevance_map, name + "_rawhm.txt")
         render.save_image(render.heatmap(relevance_map[None], cmap=config["colormap"])[0],
                           name + "_heatmap.png", border=0)
-    render.save_image(render.image(X, input_range=config["input_range"])[0],
+    render.save_image(render.image(shown, input_range=shown_range)[0],
                       base + "_as_inputted_into_the_dnn.png", border=0)
     order = Target("top", min(10, classes)).classes(scores)[0]
     _write_text(base + "_toptenscores.txt", "".join(f"{k} {scores[0, k]:.9g}\n" for k in order))

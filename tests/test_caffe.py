@@ -354,3 +354,67 @@ def test_explain_and_evaluate_take_weights(tmp_path):
     assert weights.read_bytes() == path.read_bytes()
     result = lrpnb.evaluate_dataset(proto, data, weights=path, rule="epsilon:0.01", region=(2, 2), verbose=False)
     assert set(result.curves) == {"epsilon 0.01", "random"}
+
+
+# ---------------------------------------------------------------- the Caffe toolbox's batch mode
+def write_mean(path, mean_chw):
+    blob = PACKED["BlobProto"](num=1, channels=mean_chw.shape[0], height=mean_chw.shape[1], width=mean_chw.shape[2])
+    blob.data = np.asarray(mean_chw, "<f4").tobytes()
+    path.write_bytes(blob.SerializeToString())
+    return path
+
+
+def test_mean_file_reads_as_hwc(tmp_path):
+    mean = randn(3, 5, 4)
+    assert np.array_equal(lrpnb.caffe_import.read_mean_file(write_mean(tmp_path / "m.binaryproto", mean)),
+                          mean.transpose(1, 2, 0))
+    (tmp_path / "bad.binaryproto").write_bytes(b"\x0a\xff")
+    with pytest.raises(ValueError, match=r"bad\.binaryproto: not a Caffe mean file"):
+        lrpnb.caffe_import.read_mean_file(tmp_path / "bad.binaryproto")
+
+
+def test_toolbox_image_cut_and_mean(tmp_path):
+    from PIL import Image
+
+    from lrpnb.caffe_import.images import toolbox_image
+
+    pixels = RNG.integers(0, 256, (6, 10, 3), dtype=np.uint8)  # wider than high: columns resized to 10
+    Image.fromarray(pixels).save(tmp_path / "i.png")
+    mean = RNG.uniform(0, 255, (12, 12, 3)).astype(np.float32)
+    X, cut = toolbox_image(tmp_path / "i.png", (8, 8, 3), 10, mean)
+    # columns cut from the centre (1..8), the 6 rows widened to 8 by repeating the first and last
+    expected = pixels[[0, 0, 1, 2, 3, 4, 5, 5]][:, 1:9].astype(np.float32)
+    assert np.array_equal(cut, expected)
+    mean_cut = mean[[0, 0, 1, 2, 3, 4, 5, 5]][:, 2:10]
+    assert np.allclose(X, expected[..., ::-1] - mean_cut)
+
+
+def test_toolbox_config_runs_caffenet(tmp_path):
+    proto = need_shared(CAFFE / "caffenet_deploy.prototxt")
+    config_text = need_shared(CAFFE / "config.txt").read_text()
+    images = tmp_path / "someimages"
+    images.mkdir()
+    for name in ("cat1.jpg", "shark1.jpg"):
+        (images / name).write_bytes(need_shared(CAFFE / "images" / name).read_bytes())
+    (tmp_path / "deploy.prototxt").write_bytes(proto.read_bytes())
+    rng = np.random.default_rng(1)
+    write_caffemodel(tmp_path / "net.caffemodel", {
+        name: [rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2 / np.prod(shape[1:]))),
+               np.zeros(shape[0], np.float32)] for name, shape in CAFFENET.items()})
+    write_mean(tmp_path / "mean.binaryproto", rng.uniform(90, 130, (3, 256, 256)).astype(np.float32))
+    # the toolbox's own config, its paths pointed at the files here
+    lines = config_text.splitlines()
+    for key, value in dict(param_file="deploy.prototxt", model_file="net.caffemodel",
+                           mean_file="mean.binaryproto", synsetfile="synset_words.txt").items():
+        lines[lines.index(key) + 1] = value
+    (tmp_path / "config.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "list.txt").write_text("someimages/cat1.jpg -1\nsomeimages/shark1.jpg 3\n")
+    done = lrpnb.toolbox_mode.explain_filelist(str(tmp_path / "config.txt"), str(tmp_path / "list.txt"),
+                                               str(tmp_path))
+    assert done == 2
+    out = tmp_path / "lrp_output"
+    for name in ("cat1", "shark1"):
+        for suffix in ("_rawhm.txt", "_heatmap.png", "_as_inputted_into_the_dnn.png", "_toptenscores.txt"):
+            assert (out / (name + suffix)).is_file()
+    relevance = lrpnb.toolbox_mode.read_rawhm(out / "shark1_rawhm.txt")
+    assert relevance.shape == (227, 227, 3) and np.isfinite(relevance).all() and np.abs(relevance).sum() > 0
