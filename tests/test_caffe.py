@@ -246,6 +246,80 @@ def test_resnet_block_batchnorm_scale_eltwise(tmp_path):
     close(forward(net, x), inner(y, Wf, bf))
 
 
+def caffe_maxpool_padded(x, k, s, p):
+    """Caffe's MAX pooling with padding: windows clipped to the image."""
+    return caffe_pool(x, k, s, p, "MAX")
+
+
+def test_layer_variants_and_training_layers(tmp_path):
+    Wc, bc = randn(4, 3, 3, 2), randn(4)
+    Wt = randn(4 * 5 * 3, 5)  # InnerProduct transpose: true stores (D, N)
+    text = 'name: "variants"\n' + header((2, 3, 9, 8)) + layer(
+        "train_data", "Data", [], "label", "include { phase: TRAIN } data_param { source: \"x\" }").replace(
+        " bottom", "") + layer(
+        "conv", "Convolution", "data", "conv", "convolution_param { num_output: 4 kernel_size: 3 kernel_size: 2 "
+        "pad: 2 pad: 1 stride: 1 stride: 2 dilation: 2 weight_filler { type: \"xavier\" } }") + layer(
+        "sig", "Sigmoid", "conv", "conv") + layer(
+        "pool", "Pooling", "conv", "pool", "pooling_param { pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 "
+        "stride_w: 2 pad_h: 1 pad_w: 1 }") + layer("tanh", "TanH", "pool", "pool") + layer(
+        "leaky", "ReLU", "pool", "pool", "relu_param { negative_slope: 0.1 }") + layer(
+        "ip", "InnerProduct", "pool", "ip", "inner_product_param { num_output: 5 bias_term: false transpose: true "
+        "}") + layer("loss", "SoftmaxWithLoss", ["ip", "label"], "loss") + layer(
+        "acc", "Accuracy", ["ip", "label"], "acc", "include { phase: TEST }")
+    proto, weights = model(tmp_path, text, {"conv": [Wc, bc], "ip": [Wt], "loss_extra": [randn(3)]}, v1=True,
+                           legacy=True)
+    net = lrpnb.load(proto, weights=weights)
+    x = randn(2, 3, 9, 8)
+    y = 1 / (1 + np.exp(-conv(x, Wc, bc, stride=(1, 2), pad=(2, 1), dilation=(2, 2))))
+    y = caffe_maxpool_padded(y, (3, 2), (2, 2), (1, 1))
+    assert y.shape[1:] == (4, 5, 3)  # rows: ceil((9 + 2 - 3) / 2) + 1
+    y = np.tanh(y)
+    y = np.where(y > 0, y, 0.1 * y)
+    close(forward(net, x), y.reshape(2, -1) @ Wt)
+
+
+def test_double_and_unpacked_blobs(tmp_path):
+    from lrpnb.caffe_import.schema import TEXT
+
+    W, b = randn(3, 2, 2, 2), randn(3)
+    text = header((1, 2, 3, 3)) + layer("c", "Convolution", "data", "c", "convolution_param { num_output: 3 "
+                                                                        "kernel_size: 2 }") + layer(
+        "f", "Flatten", "c", "f")
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(text + layer("ip", "InnerProduct", "f", "ip", "inner_product_param { num_output: 2 }"))
+    Wf, bf = randn(2, 12), randn(2)
+    for kind in ("double", "unpacked"):
+        net = TEXT["NetParameter"]()
+        for name, arrays in (("c", [W, b]), ("ip", [Wf, bf])):
+            entry = net.layer.add(name=name)
+            for array in arrays:
+                blob = entry.blobs.add()
+                blob.shape.dim.extend(array.shape)
+                (blob.double_data if kind == "double" else blob.data).extend(array.ravel().tolist())
+        path = tmp_path / f"{kind}.caffemodel"
+        path.write_bytes(net.SerializeToString())
+        loaded = lrpnb.load(proto, weights=path)
+        x = randn(2, 2, 3, 3)
+        close(forward(loaded, x), inner(conv(x, W, b), Wf, bf))
+
+
+def test_weights_in_the_definition(tmp_path):
+    W, b = randn(2, 3), randn(2)
+    blobs = "".join("blobs { " + " ".join(f"data: {v!r}" for v in a.ravel().tolist()) + " shape { "
+                    + " ".join(f"dim: {d}" for d in a.shape) + " } }" for a in (W, b))
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(header((1, 3)) + layer("ip", "InnerProduct", "data", "ip",
+                                                         "inner_product_param { num_output: 2 } " + blobs))
+    net = lrpnb.load(proto)
+    assert net.input_shape == (3,)
+    x = randn(4, 3)
+    close(forward(net, x), inner(x, W, b))
+    proto.write_text(header((1, 3)) + layer("ip", "InnerProduct", "data", "ip",
+                                                         "inner_product_param { num_output: 2 }"))
+    with pytest.raises(ValueError, match=r"net\.prototxt: layer 'ip' \(InnerProduct\): no weights.*--weights"):
+        lrpnb.load(proto)
+
+
 # ---------------------------------------------------------------- CaffeNet
 CAFFENET = {"conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
             "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc6": (4096, 9216), "fc7": (4096, 4096),
