@@ -74,21 +74,16 @@ def nchw(y):
 
 # ---------------------------------------------------------------- Caffe's layers in numpy
 def conv(x, W, b, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
-    N, C, H, Wd = x.shape
+    """Caffe's convolution of (N, C, H, W) by filters (n, C/group, kh, kw), in float64."""
     n, cg, kh, kw = W.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
     eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
-    Ho, Wo = (xp.shape[2] - eh) // stride[0] + 1, (xp.shape[3] - ew) // stride[1] + 1
-    y = np.zeros((N, n, Ho, Wo))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (eh, ew), axis=(2, 3))
+    windows = windows[:, :, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]  # (N, C, Ho, Wo, kh, kw)
     per = n // group
-    for o in range(n):
-        g = o // per
-        for i in range(Ho):
-            for j in range(Wo):
-                patch = xp[:, g * cg:(g + 1) * cg, i * stride[0]:i * stride[0] + eh:dilation[0],
-                           j * stride[1]:j * stride[1] + ew:dilation[1]]
-                y[:, o, i, j] = (patch * W[o]).sum(axis=(1, 2, 3)) + b[o]
-    return y
+    parts = [np.einsum("nchwij,ocij->nohw", windows[:, g * cg:(g + 1) * cg], W[g * per:(g + 1) * per],
+                       optimize=True) for g in range(group)]
+    return np.concatenate(parts, axis=1) + np.asarray(b, np.float64)[None, :, None, None]
 
 
 def caffe_pool(x, k, s, p, method):
@@ -318,6 +313,113 @@ def test_weights_in_the_definition(tmp_path):
                                                          "inner_product_param { num_output: 2 }"))
     with pytest.raises(ValueError, match=r"net\.prototxt: layer 'ip' \(InnerProduct\): no weights.*--weights"):
         lrpnb.load(proto)
+
+
+def bn_scale(y, mean, var, factor, gamma, beta, eps=1e-5):
+    """Caffe's BatchNorm (moving sums divided by the scale factor) then Scale, per channel."""
+    m, v = mean / factor, var / factor
+    return ((y - m[:, None, None]) / np.sqrt(v[:, None, None] + eps)) * gamma[:, None, None] + beta[:, None, None]
+
+
+def resnet50(rng, size=64):
+    """A ResNet-50 in Caffe's form (the ResNet authors' deploy files: conv + BatchNorm + Scale, in-place
+    ReLU, Eltwise SUM; blocks 3, 4, 6, 3), its weights, and a numpy forward of it."""
+    text, weights, steps = header((1, 3, size, size)), {}, []
+
+    def conv_bn(name, bottom, top, n, c, k, stride, pad, relu):
+        nonlocal text
+        text += layer(name, "Convolution", bottom, top, f"convolution_param {{ num_output: {n} kernel_size: {k} "
+                      f"pad: {pad} stride: {stride} bias_term: false }}")
+        text += layer("bn" + name, "BatchNorm", top, top, "batch_norm_param { use_global_stats: true }")
+        text += layer("scale" + name, "Scale", top, top, "scale_param { bias_term: true }")
+        W = (rng.standard_normal((n, c, k, k)) * np.sqrt(2 / (c * k * k))).astype(np.float32)
+        stats = [rng.standard_normal(n).astype(np.float32) * 3, rng.uniform(1, 4, n).astype(np.float32) * 3,
+                 np.array([3.0], np.float32)]
+        affine = [rng.uniform(0.5, 1, n).astype(np.float32), rng.standard_normal(n).astype(np.float32) * 0.1]
+        weights.update({name: [W], "bn" + name: stats, "scale" + name: affine})
+        if relu:
+            text += layer(name + "_relu", "ReLU", top, top)
+        steps.append((top, bottom, lambda y, W=W, stats=stats, affine=affine, stride=stride, pad=pad, relu=relu:
+                      (np.maximum if relu else lambda a, _: a)(bn_scale(conv(y, W, np.zeros(len(W)),
+                                                                             (stride,) * 2, (pad,) * 2),
+                                                                        *stats, *affine), 0)))
+
+    conv_bn("conv1", "data", "conv1", 64, 3, 7, 2, 3, True)
+    text += layer("pool1", "Pooling", "conv1", "pool1", "pooling_param { kernel_size: 3 stride: 2 pool: MAX }")
+    steps.append(("pool1", "conv1", lambda y: caffe_pool(y, (3, 3), (2, 2), (0, 0), "MAX")))
+    bottom, channels = "pool1", 64
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=2):
+        for block in range(blocks):
+            name = f"{stage}{'abcdef'[block]}"
+            stride = 2 if block == 0 and stage > 2 else 1
+            if block == 0:
+                conv_bn(f"res{name}_branch1", bottom, f"res{name}_branch1", 4 * width, channels, 1, stride, 0, False)
+            conv_bn(f"res{name}_branch2a", bottom, f"res{name}_branch2a", width, channels, 1, stride, 0, True)
+            conv_bn(f"res{name}_branch2b", f"res{name}_branch2a", f"res{name}_branch2b", width, width, 3, 1, 1, True)
+            conv_bn(f"res{name}_branch2c", f"res{name}_branch2b", f"res{name}_branch2c", 4 * width, width, 1, 1, 0,
+                    False)
+            shortcut = f"res{name}_branch1" if block == 0 else bottom
+            text += layer(f"res{name}", "Eltwise", [shortcut, f"res{name}_branch2c"], f"res{name}")
+            text += layer(f"res{name}_relu", "ReLU", f"res{name}", f"res{name}")
+            steps.append((f"res{name}", (shortcut, f"res{name}_branch2c"), lambda a, b: np.maximum(a + b, 0)))
+            bottom, channels = f"res{name}", 4 * width
+    text += layer("pool5", "Pooling", bottom, "pool5", "pooling_param { pool: AVE global_pooling: true }")
+    text += layer("fc1000", "InnerProduct", "pool5", "fc1000", "inner_product_param { num_output: 1000 }")
+    Wf, bf = randn(1000, 2048) * 0.03, randn(1000)
+    weights["fc1000"] = [Wf, bf]
+
+    def forward_numpy(x):
+        values = {"data": x.astype(np.float64)}
+        for top, reads, step in steps:
+            values[top] = step(*(values[b] for b in ((reads,) if isinstance(reads, str) else reads)))
+        return inner(values[bottom].mean(axis=(2, 3)), Wf, bf)
+    return text, weights, forward_numpy
+
+
+def test_resnet50_in_caffe_form(tmp_path):
+    rng = np.random.default_rng(50)
+    text, weights, forward_numpy = resnet50(rng)
+    proto, path = model(tmp_path, text, weights)
+    net = lrpnb.load(proto, weights=path)
+    # every BatchNorm and Scale folds into its convolution: 53 convolutions, 16 sums, 49 ReLUs
+    kinds = [type(node.layer).__name__ for node in net.nodes]
+    assert "BatchNorm" not in kinds and kinds.count("Convolution") == 53 and kinds.count("Add") == 16
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    close(forward(net, x), forward_numpy(x))
+
+
+def test_googlenet_inception_module(tmp_path):
+    branches = {"1x1": (8, 16, 1), "3x3_reduce": (4, 16, 1), "3x3": (8, 4, 3), "5x5_reduce": (2, 16, 1),
+                "5x5": (4, 2, 5), "pool_proj": (4, 16, 1)}
+    weights = {f"inception/{k}": [randn(n, c, s, s) * 0.3, randn(n)] for k, (n, c, s) in branches.items()}
+    text = header((2, 16, 7, 7))
+
+    def conv_relu(name, bottom, pad=0):
+        n, _, size = branches[name]
+        return layer(f"inception/{name}", "Convolution", bottom, f"inception/{name}",
+                     f"convolution_param {{ num_output: {n} kernel_size: {size} pad: {pad} }}") + layer(
+            f"inception/relu_{name}", "ReLU", f"inception/{name}", f"inception/{name}")
+    text += conv_relu("1x1", "data") + conv_relu("3x3_reduce", "data") + conv_relu("3x3", "inception/3x3_reduce", 1)
+    text += conv_relu("5x5_reduce", "data") + conv_relu("5x5", "inception/5x5_reduce", 2)
+    text += layer("inception/pool", "Pooling", "data", "inception/pool",
+                  "pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 }") + conv_relu("pool_proj",
+                                                                                              "inception/pool")
+    text += layer("inception/output", "Concat", ["inception/1x1", "inception/3x3", "inception/5x5",
+                                                 "inception/pool_proj"], "inception/output")
+    text += layer("pool", "Pooling", "inception/output", "pool", "pooling_param { pool: AVE kernel_size: 7 "
+                                                                 "stride: 1 }")
+    text += layer("classifier", "InnerProduct", "pool", "classifier", "inner_product_param { num_output: 10 }")
+    weights["classifier"] = [randn(10, 24), randn(10)]
+    proto, path = model(tmp_path, text, weights)
+    net = lrpnb.load(proto, weights=path)
+    x = randn(2, 16, 7, 7)
+
+    def branch(name, y, pad=0):
+        return np.maximum(conv(y, *weights[f"inception/{name}"], pad=(pad, pad)), 0)
+    pooled = caffe_pool(x, (3, 3), (1, 1), (1, 1), "MAX")
+    out = np.concatenate([branch("1x1", x), branch("3x3", branch("3x3_reduce", x), 1),
+                          branch("5x5", branch("5x5_reduce", x), 2), branch("pool_proj", pooled)], axis=1)
+    close(forward(net, x), inner(out.mean(axis=(2, 3)), *weights["classifier"]))
 
 
 # ---------------------------------------------------------------- CaffeNet
