@@ -485,6 +485,28 @@ def test_truncated_and_damaged_caffemodel(tmp_path):
         lrpnb.load(proto, weights=path)
 
 
+def test_damaged_caffemodels_are_value_errors(tmp_path):
+    proto, path = small(tmp_path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        damaged = bytearray(data[:rng.integers(0, len(data))] if trial % 2 else data)
+        for _ in range(trial % 2 == 0):
+            damaged[rng.integers(0, len(damaged))] = rng.integers(0, 256)
+        path.write_bytes(bytes(damaged))
+        try:
+            lrpnb.load(proto, weights=path)
+        except ValueError as error:
+            assert str(error).startswith(str(tmp_path)), error
+    proto, path = small(tmp_path, {"conv": [randn(2, 1, 2, 2), randn(2)],
+                                   "fc": [np.full((3, 18), np.nan, np.float32), randn(3)]})
+    with pytest.raises(ValueError, match=r"net\.caffemodel: layer 'fc' \(InnerProduct\): .*NaN"):
+        lrpnb.load(proto, weights=path)
+    proto.write_text("x { " * 5000 + "}" * 5000)
+    with pytest.raises(ValueError, match=r"net\.prototxt: fields nested too deeply"):
+        lrpnb.load(proto, weights=path)
+
+
 def test_malformed_prototxt_and_unsupported_layers(tmp_path):
     proto, path = small(tmp_path)
     proto.write_text('input: "data" layer { name: "x" type: ')

@@ -42,6 +42,13 @@ class LayerMap:
     SUPPORTED = ("Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN", "Concat", "Eltwise",
                  "BatchNorm", "Scale", "Dropout", "Softmax", "Flatten", "Split")
 
+    def make(self, layer, kind, *arguments):
+        """An lrpnb layer; its refusal of the arguments (weights with NaN, ...) names the Caffe layer."""
+        try:
+            return kind(*arguments)
+        except ValueError as error:
+            raise self.error(layer, str(error), weights=True) from None
+
     def image(self, layer):
         (blob,) = self.bottoms(layer)
         if not blob.is_image:
@@ -129,7 +136,7 @@ class LayerMap:
             # Caffe's column c*H*W + h*W + w is lrpnb's row (h*W + w)*C + c
             C, H, Wd = image
             W = W.reshape(C, H * Wd, n).transpose(1, 0, 2).reshape(d, n)
-        self.tops(layer, self.add(layer, Linear(W, B), [source], (n,), folds=True))
+        self.tops(layer, self.add(layer, self.make(layer, Linear, W, B), [source], (n,), folds=True))
 
     def pointwise(self, layer, made):
         (source,) = self.bottoms(layer)
@@ -139,7 +146,7 @@ class LayerMap:
 
     def layer_ReLU(self, layer):
         slope = layer.relu_param.negative_slope
-        self.pointwise(layer, Rect() if slope == 0 else LeakyReLU(slope))
+        self.pointwise(layer, Rect() if slope == 0 else self.make(layer, LeakyReLU, slope))
 
     def layer_Sigmoid(self, layer):
         self.pointwise(layer, Sigmoid())
@@ -152,6 +159,8 @@ class LayerMap:
         if param.norm_region != 0:
             raise self.error(layer, "only ACROSS_CHANNELS LRN is read (WITHIN_CHANNEL is not supported)")
         self.image(layer)
+        if param.local_size % 2 == 0:
+            raise self.error(layer, f"local_size {param.local_size}: Caffe's LRN takes odd sizes only")
         try:
             made = LRN(param.local_size, param.alpha, param.beta, param.k)
         except ValueError as error:

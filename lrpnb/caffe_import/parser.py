@@ -57,6 +57,8 @@ def read_prototxt(path):
         text_format.Parse(text, net, allow_unknown_field=True, allow_unknown_extension=True)
     except text_format.ParseError as error:
         raise ValueError(f"{path}: not a Caffe network definition (protobuf text format): {error}") from None
+    except RecursionError:  # the text parser recurses into nested (unknown) fields
+        raise ValueError(f"{path}: fields nested too deeply for a Caffe network definition") from None
     return net
 
 
