@@ -616,3 +616,28 @@ def test_toolbox_config_runs_caffenet(tmp_path):
             assert (out / (name + suffix)).is_file()
     relevance = lrpnb.toolbox_mode.read_rawhm(out / "shark1_rawhm.txt")
     assert relevance.shape == (227, 227, 3) and np.isfinite(relevance).all() and np.abs(relevance).sum() > 0
+
+
+def test_explain_command_with_a_mean_file(tmp_path):
+    proto = tmp_path / "net.prototxt"
+    W, b = randn(2, 3 * 2 * 2), randn(2)
+    proto.write_text(header((1, 3, 2, 2)) + layer("ip", "InnerProduct", "data", "ip",
+                                                  "inner_product_param { num_output: 2 }"))
+    weights = write_caffemodel(tmp_path / "net.caffemodel", {"ip": [W, b]})
+    mean = write_mean(tmp_path / "mean.binaryproto", np.stack([np.full((2, 2), v, np.float32) for v in (10, 20, 30)]))
+    data = tmp_path / "x.npy"
+    X = RNG.uniform(0, 255, (2, 2, 2, 3)).astype(np.float32)  # RGB, (N, H, W, C)
+    np.save(data, X)
+    out = tmp_path / "r.h5"
+    result = subprocess.run([sys.executable, "-m", "lrpnb", "explain", "--model", str(proto), "--weights",
+                             str(weights), "--data", str(data), "--out", str(out), "--rule", "epsilon", "--param",
+                             "0.01", "--input-range", "0", "255", "--channel-order", "bgr", "--mean", str(mean)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    import h5py
+
+    with h5py.File(out, "r") as handle:
+        scores = handle["scores"][:]
+    # the model sees BGR less the file's per-channel (B, G, R) means
+    x = X[..., ::-1] - np.array([10, 20, 30], np.float32)
+    close(scores, inner(x.transpose(0, 3, 1, 2), W, b))

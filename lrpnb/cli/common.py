@@ -1,9 +1,11 @@
 """Options several ``lrpnb`` commands share, spelt and explained the same way."""
+import argparse
+
 from ..pipeline.options import COMPOSITE_NAMES
 from ..rules import RULE_NAMES
 
 __all__ = ["add_method", "add_input_range", "add_device", "add_size", "add_dataset", "add_normalisation",
-           "add_weights", "MODEL_FILES"]
+           "add_weights", "mean_values", "MODEL_FILES"]
 
 #: the model files --model takes, for the options' help
 MODEL_FILES = ".txt, .nn, .pickle, .mat, .onnx, .lrpnb; .prototxt with --weights"
@@ -54,6 +56,28 @@ def add_size(parser):
                         help="cut the centre H x W (one value: H x H) out of each image (after --resize)")
 
 
+def _mean_item(text):
+    """One --mean value: a number, or a Caffe mean file (.binaryproto)."""
+    if text.lower().endswith(".binaryproto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a Caffe mean file (.binaryproto): {text!r}") from None
+
+
+def mean_values(mean):
+    """--mean as numbers: a Caffe mean file given alone becomes its per-channel means (the mean image
+    averaged over its pixels, as Caffe's own classification example does)."""
+    if mean is None or not any(isinstance(value, str) for value in mean):
+        return mean
+    if len(mean) != 1:
+        raise ValueError("--mean takes numbers, or one Caffe mean file (.binaryproto) alone")
+    from ..caffe_import import read_mean_file
+
+    return [float(value) for value in read_mean_file(mean[0]).mean(axis=(0, 1), dtype="float64")]
+
+
 def add_dataset(parser):
     """--dataset: the dataset of an HDF5 --data file."""
     parser.add_argument("--dataset", default=None, help="the dataset to read from an HDF5 --data file")
@@ -62,10 +86,12 @@ def add_dataset(parser):
 def add_normalisation(parser, note=""):
     """--mean, --std and --channel-order: what the model takes from samples
     scaled to --input-range."""
-    parser.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+    parser.add_argument("--mean", type=_mean_item, nargs="+", default=None, metavar="M",
                         help="subtracted from the samples after --input-range, one value or one per "
                              "channel (torchvision: --input-range 0 1 --mean 0.485 0.456 0.406 "
-                             "--std 0.229 0.224 0.225)" + note)
+                             "--std 0.229 0.224 0.225), or a Caffe mean file (.binaryproto): its "
+                             "per-channel means, in the file's channel order (BGR for Caffe's ImageNet "
+                             "models: with --channel-order bgr)" + note)
     parser.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
                         help="the samples are divided by it after --mean, one value or one per channel")
     parser.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb",

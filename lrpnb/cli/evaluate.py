@@ -1,7 +1,8 @@
 """``lrpnb evaluate``: explanations compared by region perturbation
 (:func:`lrpnb.evaluate_dataset`)."""
 from ..pipeline.evaluate import EVALUATE_RULES
-from .common import MODEL_FILES, add_dataset, add_device, add_input_range, add_normalisation, add_size, add_weights
+from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_normalisation, add_size, add_weights,
+                     mean_values)
 
 __all__ = ["add_parser", "run"]
 
@@ -66,6 +67,6 @@ def run(args):
         args.model, args.data, dataset=args.dataset, relevance=args.relevance, rule=args.rule,
         target=args.target, region=args.region, steps=args.steps, order=args.order, replace=args.replace,
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
-        input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop, mean=args.mean,
-        std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot, overwrite=args.overwrite,
-        weights=args.weights)
+        input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop,
+        mean=mean_values(args.mean), std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot,
+        overwrite=args.overwrite, weights=args.weights)

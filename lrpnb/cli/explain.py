@@ -2,7 +2,7 @@
 and written to a file (:func:`lrpnb.explain_dataset`)."""
 from ..failure import Failure
 from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size,
-                     add_weights)
+                     add_weights, mean_values)
 
 __all__ = ["add_parser", "run"]
 
@@ -52,7 +52,7 @@ def run(args):
         args.model, args.data, args.out, dataset=args.dataset, rule=args.rule, param=args.param,
         composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
         png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
-        crop=args.crop, mean=args.mean, std=args.std, channel_order=args.channel_order,
+        crop=args.crop, mean=mean_values(args.mean), std=args.std, channel_order=args.channel_order,
         overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")
