@@ -173,6 +173,30 @@ def test_v1_layers_with_legacy_blobs(tmp_path):
     close(forward(net, x), inner(np.maximum(conv(x, W1, b1), 0), W2, b2))
 
 
+def test_v1_layer_types(tmp_path):
+    W1, b1, W2, b2 = randn(3, 2, 1, 1), randn(3), randn(3, 2, 3, 3), randn(3)
+    Wf, bf = randn(4, 6 * 3 * 3), randn(4)  # ceil mode: 5 rows pool to 3
+    text = header((2, 2, 5, 5), "input_dim") + v1_layer("split", "SPLIT", "data", "d1").replace(
+        'top: "d1"', 'top: "d1" top: "d2"') + v1_layer(
+        "a", "CONVOLUTION", "d1", "a", "convolution_param { num_output: 3 kernel_size: 1 }") + v1_layer(
+        "sa", "SIGMOID", "a", "a") + v1_layer(
+        "b", "CONVOLUTION", "d2", "b", "convolution_param { num_output: 3 kernel_size: 3 pad: 1 }") + v1_layer(
+        "tb", "TANH", "b", "b") + v1_layer("sum", "ELTWISE", ["a", "b"], "sum", "eltwise_param { operation: SUM "
+                                                                                 "}") + v1_layer(
+        "cat", "CONCAT", ["sum", "a"], "cat", "concat_param { concat_dim: 1 }") + v1_layer(
+        "norm", "LRN", "cat", "norm", "lrn_param { local_size: 3 alpha: 0.3 beta: 0.5 }") + v1_layer(
+        "pool", "POOLING", "norm", "pool", "pooling_param { pool: AVE kernel_size: 2 stride: 2 }") + v1_layer(
+        "fc", "INNER_PRODUCT", "pool", "fc", "inner_product_param { num_output: 4 }") + v1_layer(
+        "prob", "SOFTMAX", "fc", "prob")
+    proto, weights = model(tmp_path, text, {"a": [W1, b1], "b": [W2, b2], "fc": [Wf, bf]}, v1=True)
+    net = lrpnb.load(proto, weights=weights)
+    x = randn(2, 2, 5, 5)
+    a = 1 / (1 + np.exp(-conv(x, W1, b1)))
+    y = np.concatenate([a + np.tanh(conv(x, W2, b2, pad=(1, 1))), a], axis=1)
+    y = caffe_pool(caffe_lrn(y, 3, 0.3, 0.5, 1.0), (2, 2), (2, 2), (0, 0), "AVE")
+    close(forward(net, x), softmax(inner(y, Wf, bf)))
+
+
 @pytest.mark.parametrize("pad,stride,kernel", [(0, 2, 3), (1, 2, 3), (1, 3, 3), (2, 2, 3), (0, 1, 2)])
 def test_average_pool_divisor_and_ceil(tmp_path, pad, stride, kernel):
     b = randn(2)  # a 1x1 convolution first: the pool reads a computed image
@@ -420,6 +444,118 @@ def test_googlenet_inception_module(tmp_path):
     out = np.concatenate([branch("1x1", x), branch("3x3", branch("3x3_reduce", x), 1),
                           branch("5x5", branch("5x5_reduce", x), 2), branch("pool_proj", pooled)], axis=1)
     close(forward(net, x), inner(out.mean(axis=(2, 3)), *weights["classifier"]))
+
+
+def epsilon_lrp_torch(x, steps, eps):
+    """zennit's rules in plain torch autograd (float64): Epsilon(eps) on the affine steps ("lin"), its Norm
+    rule (Epsilon(1e-6)) on average pools ("norm"), maxima take all on max pools ("max"), ReLU passes; the
+    predicted class's score is the relevance that starts."""
+    import torch
+
+    acts = [torch.tensor(x, dtype=torch.float64)]
+    for kind, step in steps:
+        acts.append(torch.relu(acts[-1]) if kind == "relu" else step(acts[-1]))
+    out = acts[-1]
+    rows = torch.arange(len(out))
+    R = torch.zeros_like(out)
+    R[rows, out.argmax(1)] = out[rows, out.argmax(1)]
+    for (kind, step), a in zip(steps[::-1], acts[-2::-1]):
+        if kind == "relu":
+            continue
+        R = lrp_step(a, step, R, eps if kind == "lin" else 1e-6, kind == "max")
+    return R.numpy()
+
+
+def lrp_step(a, step, R, eps, maxima=False):
+    """The relevance of ``a`` from the relevance ``R`` of ``step(a)``: the epsilon rule (z-trick), or all to
+    the maxima."""
+    import torch
+
+    a = a.detach().requires_grad_(True)
+    z = step(a)
+    if maxima:
+        (z * R).sum().backward()
+        return a.grad
+    (z * (R / (z + eps * torch.where(z >= 0, 1.0, -1.0))).detach()).sum().backward()
+    return (a * a.grad).detach()
+
+
+def test_relevance_equals_zennits_rules_in_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    W1, b1, W2, b2 = [rng.standard_normal(s).astype(np.float32) for s in ((6, 2, 3, 3), (6,), (4, 6, 3, 3), (4,))]
+    W3, b3, W4, b4 = [rng.standard_normal(s).astype(np.float32) for s in ((8, 4 * 4 * 3), (8,), (5, 8), (5,))]
+    text = header((2, 4, 12, 11)) + layer(
+        "c1", "Convolution", "data", "c1", "convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 2 }") + \
+        layer("r1", "ReLU", "c1", "c1") + layer("p1", "Pooling", "c1", "p1", "pooling_param { pool: MAX kernel_size: "
+                                                                           "3 stride: 2 }") + layer(
+        "c2", "Convolution", "p1", "c2", "convolution_param { num_output: 4 kernel_size: 3 pad: 1 }") + layer(
+        "r2", "ReLU", "c2", "c2") + layer("p2", "Pooling", "c2", "p2", "pooling_param { pool: AVE kernel_size: 3 "
+                                                                       "stride: 2 pad: 1 }") + layer(
+        "fc1", "InnerProduct", "p2", "fc1", "inner_product_param { num_output: 8 }") + layer(
+        "r3", "ReLU", "fc1", "fc1") + layer("fc2", "InnerProduct", "fc1", "fc2", "inner_product_param { num_output: "
+                                                                                 "5 }")
+    proto, path = model(tmp_path, text, {"c1": [W1, b1], "c2": [W2, b2], "fc1": [W3, b3], "fc2": [W4, b4]})
+    net = lrpnb.load(proto, weights=path)
+    x = rng.standard_normal((2, 4, 12, 11))
+    relevance = np.asarray(net.explain(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rule="epsilon", param=0.1))
+
+    def T(array):
+        return torch.tensor(array, dtype=torch.float64)
+    steps = [("lin", lambda a: F.conv2d(a, T(W1), T(b1), padding=1, groups=2)), ("relu", None),
+             ("max", lambda a: F.max_pool2d(a, 3, 2, ceil_mode=True)),
+             ("lin", lambda a: F.conv2d(a, T(W2), T(b2), padding=1)), ("relu", None),
+             ("norm", lambda a: F.avg_pool2d(a, 3, 2, 1, ceil_mode=True, count_include_pad=True)),
+             ("lin", lambda a: a.reshape(len(a), -1) @ T(W3).T + T(b3)), ("relu", None),
+             ("lin", lambda a: a @ T(W4).T + T(b4))]
+    expected = epsilon_lrp_torch(x, steps, 0.1).transpose(0, 2, 3, 1)
+    assert np.abs(relevance - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+def test_residual_relevance_equals_zennits_rules_in_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(5)
+    C = 3
+    W, Wf, bf = rng.standard_normal((C, C, 3, 3)), rng.standard_normal((4, C)), rng.standard_normal(4)
+    stats = [rng.standard_normal(C), rng.uniform(1, 2, C), np.array([2.0])]
+    gamma, beta = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
+    text = header((2, C, 5, 6)) + layer(
+        "conv", "Convolution", "data", "conv", "convolution_param { num_output: 3 kernel_size: 3 pad: 1 bias_term: "
+        "false }") + layer("bn", "BatchNorm", "conv", "conv") + layer(
+        "sc", "Scale", "conv", "conv", "scale_param { bias_term: true }") + layer("relu", "ReLU", "conv", "conv") + \
+        layer("sum", "Eltwise", ["data", "conv"], "sum") + layer("relu2", "ReLU", "sum", "sum") + layer(
+            "gap", "Pooling", "sum", "gap", "pooling_param { pool: AVE global_pooling: true }") + layer(
+            "fc", "InnerProduct", "gap", "fc", "inner_product_param { num_output: 4 }")
+    arrays = {"conv": [W], "bn": stats, "sc": [gamma, beta], "fc": [Wf, bf]}
+    proto, path = model(tmp_path, text, {k: [np.float32(v) for v in a] for k, a in arrays.items()})
+    net = lrpnb.load(proto, weights=path)
+    x = rng.standard_normal((2, C, 5, 6))
+    relevance = np.asarray(net.explain(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rule="epsilon", param=0.1))
+
+    def T(array):
+        return torch.tensor(np.float32(array), dtype=torch.float64)
+    m, v = T(stats[0] / stats[2]), T(stats[1] / stats[2])
+
+    def conv_bn(a):
+        y = F.conv2d(a, T(W), padding=1)
+        return (y - m[:, None, None]) / torch.sqrt(v[:, None, None] + 1e-5) * T(gamma)[:, None, None] + \
+            T(beta)[:, None, None]
+    x0 = torch.tensor(x)
+    a = torch.relu(conv_bn(x0))
+    y = torch.relu(a + x0)
+    g = y.mean(axis=(2, 3))
+    out = g @ T(Wf).T + T(bf)
+    R = torch.zeros_like(out)
+    rows = torch.arange(2)
+    R[rows, out.argmax(1)] = out[rows, out.argmax(1)]
+    R = lrp_step(y, lambda t: t.mean(axis=(2, 3)), lrp_step(g, lambda t: t @ T(Wf).T + T(bf), R, 0.1), 1e-6)
+    # the Eltwise sum: zennit's Norm rule; the BatchNorm and Scale folded into the convolution
+    share = R / ((a + x0) + 1e-6 * torch.where(a + x0 >= 0, 1.0, -1.0))
+    expected = x0 * share + lrp_step(x0, conv_bn, a * share, 0.1)
+    expected = expected.numpy().transpose(0, 2, 3, 1)
+    assert np.abs(relevance - expected).max() <= 1e-6 * np.abs(expected).max()
 
 
 # ---------------------------------------------------------------- CaffeNet
