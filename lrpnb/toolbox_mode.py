@@ -27,9 +27,10 @@ and so are lines between pairs that do not start with a letter or _):
                                 (default -1 1)
     colormap                    of the heatmap PNGs (default black-firered)
 
-The Caffe toolbox's keys: mean_file (.binaryproto, subtracted from images
-of 0..255 fed as BGR, see lrpnb.caffe_import.images),
-use_mean_file_asbinaryprotoblob (1: the mean file is BGR, 2: RGB),
+The Caffe toolbox's keys, known where param_file is given: mean_file
+(.binaryproto, subtracted from images of 0..255 fed as BGR, see
+lrpnb.caffe_import.images), use_mean_file_asbinaryprotoblob (1: the mean
+file is BGR, 2: RGB),
 baseimgsize (an image's longer side before the centre is cut out),
 lastlayerindex (-1 or -2: both explain the scores below the softmax),
 firstlayerindex (0), numclasses (the model's) and synsetfile (not read).
@@ -79,6 +80,9 @@ _KEYS = ("model_file", "relpropformulatype", "epsstab", "alphabeta_beta",
          "standalone_rootpath", "input_size", "input_range", "colormap", "param_file", "mean_file", "synsetfile",
          "use_mean_file_asbinaryprotoblob", "lastlayerindex", "firstlayerindex", "numclasses", "baseimgsize")
 _REQUIRED = ("model_file", "relpropformulatype", "standalone_outpath")
+# the keys of the Caffe toolbox's configs, known where param_file names a Caffe model
+_CAFFE_KEYS = ("mean_file", "synsetfile", "use_mean_file_asbinaryprotoblob", "lastlayerindex", "firstlayerindex",
+               "numclasses", "baseimgsize")
 # a run holds the lock <standalone_outpath>/.lrpnb_toolbox.lock (WriterLock's target + ".lock")
 LOCK_NAME = ".lrpnb_toolbox"
 
@@ -114,9 +118,12 @@ def read_config(path):
     if pending is not None:
         raise ValueError(f"{path}:{pending[0]}: key {pending[1]!r} has no value line after it")
     raw, where = {}, {}
+    caffe = any(key == "param_file" for (_, key), _ in pairs)
     for (k, key), (vk, value) in pairs:
-        if key not in _KEYS:
-            raise ValueError(f"{path}:{k}: unknown key {key!r}; known keys: {', '.join(_KEYS)}")
+        if key not in _KEYS or key in _CAFFE_KEYS and not caffe:
+            known = [name for name in _KEYS if caffe or name not in _CAFFE_KEYS]
+            raise ValueError(f"{path}:{k}: unknown key {key!r}; known keys: {', '.join(known)}" +
+                             ("" if caffe else " (and the Caffe toolbox's, with param_file)"))
         if key in raw:
             raise ValueError(f"{path}:{k}: key {key!r} given twice (first on line {where[key]})")
         raw[key], where[key] = value, vk
@@ -165,8 +172,6 @@ def _caffe_keys(path, raw, where, folder, config):
             raise ValueError(f"{path}:{where[key]}: {key} {value} is not read; lrpnb reads "
                              f"{' or '.join(map(str, allowed)) if allowed else 'a positive number'}")
         config[key] = value
-    if config["mean_file"] is not None and config["param_file"] is None:
-        raise ValueError(f"{path}:{where['mean_file']}: mean_file goes with a Caffe model (param_file)")
 
 
 def _escapes(relative):

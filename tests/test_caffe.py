@@ -777,3 +777,15 @@ def test_explain_command_with_a_mean_file(tmp_path):
     # the model sees BGR less the file's per-channel (B, G, R) means
     x = X[..., ::-1] - np.array([10, 20, 30], np.float32)
     close(scores, inner(x.transpose(0, 3, 1, 2), W, b))
+
+
+def test_toolbox_caffe_keys_need_param_file(tmp_path):
+    config = tmp_path / "config.txt"
+    config.write_text("model_file\nm.txt\nrelpropformulatype\n2\nstandalone_outpath\nout\n\nbaseimgsize\n256\n")
+    with pytest.raises(ValueError, match=r"config\.txt:8: unknown key 'baseimgsize'.*with param_file"):
+        lrpnb.toolbox_mode.read_config(str(config))
+    config.write_text("param_file\nd.prototxt\nmodel_file\nm.caffemodel\nrelpropformulatype\n2\nstandalone_outpath\n"
+                      "out\nlastlayerindex\n-2\n\n-1 finds the lowest softmax\n-2 the highest innerproduct\n\n"
+                      "use_mean_file_asbinaryprotoblob\n3\n")
+    with pytest.raises(ValueError, match=r"config\.txt:16: use_mean_file_asbinaryprotoblob 3 is not read"):
+        lrpnb.toolbox_mode.read_config(str(config))

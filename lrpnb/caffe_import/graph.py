@@ -55,7 +55,6 @@ class Builder(LayerMap):
             raise ValueError(f"{path}: mixes layer {{}} and the old layers {{}}; a network definition uses one")
         self.layers = [layer for layer in (net.layer or net.layers)
                        if _included(layer) and layer_type(layer) not in IGNORED]
-        self.file_size = None
 
     def error(self, layer, message, weights=False):
         where = self.weights_path if weights and self.weights_path else self.path
