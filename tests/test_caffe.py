@@ -265,11 +265,6 @@ def test_resnet_block_batchnorm_scale_eltwise(tmp_path):
     close(forward(net, x), inner(y, Wf, bf))
 
 
-def caffe_maxpool_padded(x, k, s, p):
-    """Caffe's MAX pooling with padding: windows clipped to the image."""
-    return caffe_pool(x, k, s, p, "MAX")
-
-
 def test_layer_variants_and_training_layers(tmp_path):
     Wc, bc = randn(4, 3, 3, 2), randn(4)
     Wt = randn(4 * 5 * 3, 5)  # InnerProduct transpose: true stores (D, N)
@@ -290,7 +285,7 @@ def test_layer_variants_and_training_layers(tmp_path):
     net = lrpnb.load(proto, weights=weights)
     x = randn(2, 3, 9, 8)
     y = 1 / (1 + np.exp(-conv(x, Wc, bc, stride=(1, 2), pad=(2, 1), dilation=(2, 2))))
-    y = caffe_maxpool_padded(y, (3, 2), (2, 2), (1, 1))
+    y = caffe_pool(y, (3, 2), (2, 2), (1, 1), "MAX")
     assert y.shape[1:] == (4, 5, 3)  # rows: ceil((9 + 2 - 3) / 2) + 1
     y = np.tanh(y)
     y = np.where(y > 0, y, 0.1 * y)
@@ -594,8 +589,8 @@ def small(tmp_path, weights=None, text=None):
 
 
 def test_small_model_loads(tmp_path):
-    net = lrpnb.load(*small(tmp_path)[:1], weights=small(tmp_path)[1])
-    assert forward(net, randn(1, 1, 4, 4)).shape == (1, 3)
+    proto, path = small(tmp_path)
+    assert forward(lrpnb.load(proto, weights=path), randn(1, 1, 4, 4)).shape == (1, 3)
 
 
 @pytest.mark.parametrize("weights,message", [
