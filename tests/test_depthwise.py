@@ -74,6 +74,20 @@ def test_depthwise_path_matches_the_reference_and_the_grouped_path(geometry, dty
         check(grouped.relevance(Xd, Y, R, name, value), ours[rule, str(param)].astype(np.float64), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_inputs_without_negative_values(dtype):
+    """After a ReLU the sign-paired rules leave the negative inputs' terms out."""
+    X, W, B, options, layer = case("multiplier", dtype, seed=3)
+    X = np.maximum(X, 0)
+    Xd = X.astype(dtype)
+    Y = layer.forward(Xd)
+    R = np.random.default_rng(2).normal(size=Y.shape).astype(dtype)
+    for rule, param in [("alphabeta", 2.0), ("zplus", None), ("gamma", 0.25)]:
+        name, value = lrpnb.rules.resolve(rule, param)
+        check(layer.relevance(Xd, Y, R, name, value),
+              naive.conv_general_lrp(X, W, B, R.astype(np.float64), rule, param, **options), dtype)
+
+
 def test_only_one_input_channel_per_group_is_depthwise():
     assert Convolution(np.ones((3, 3, 1, 4)), np.zeros(4), groups=4).depthwise
     assert Convolution(np.ones((3, 3, 1, 8)), np.zeros(8), groups=4).depthwise

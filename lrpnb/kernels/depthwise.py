@@ -182,7 +182,8 @@ def conv_relevance_paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     receives ``x * sum (A ratio_a + Bm ratio_b)`` where x > 0,
     ``x * sum (Bm ratio_a + A ratio_b)`` where x < 0, nothing where x = 0.
     Alpha-beta with beta = 0 (z+) takes the first ratio alone, its second
-    being zero."""
+    being zero; an input without negative values (after a ReLU) needs the
+    first sum of the redistribution alone."""
     m = _multiplier(X, A)
     Xr = _repeated(X, m)
     N, Ho, Wo, K = R.shape
@@ -191,17 +192,20 @@ def conv_relevance_paired(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny):
     both = not (mode == PAIRED_ALPHABETA and p2 == 0)
     Sa = np.empty_like(R)
     Sb = np.empty_like(R) if both else Sa[:0]
-    parallel_map(_paired_ratios_rows, [(Xr, A3, B3, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both, Sa, Sb,
-                                        r0, r1) for r0, r1 in _rows(N * Ho)])
+    signed = bool(X.min() < 0)
+    parallel_map(_paired_ratios_rows, [(Xr, A3, B3, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both, signed, Sa,
+                                        Sb, r0, r1) for r0, r1 in _rows(N * Ho)])
     Rx = np.empty_like(Xr)
-    parallel_map(_paired_gather_rows, [(Xr, A3, B3, Sa, Sb, s0, s1, both, Rx, r0, r1)
+    parallel_map(_paired_gather_rows, [(Xr, A3, B3, Sa, Sb, s0, s1, both, signed, Rx, r0, r1)
                                        for r0, r1 in _rows(N * Xr.shape[1])])
     return _summed(Rx, m)
 
 
 @njit(**JIT)
-def _paired_ratios_rows(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both, Sa, Sb, r0, r1):
-    """The two ratios of every output of output rows r0..r1-1 (Sb only with ``both``)."""
+def _paired_ratios_rows(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both, signed, Sa, Sb, r0, r1):
+    """The two ratios of every output of output rows r0..r1-1 (Sb only with
+    ``both``; without ``signed`` X has no negative values, whose terms are
+    then left out)."""
     Ho, Wo, K = R.shape[1], R.shape[2], R.shape[3]
     h, w = A.shape[0], A.shape[1]
     za = np.empty(K, dtype=X.dtype)
@@ -220,10 +224,13 @@ def _paired_ratios_rows(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both
                             xp, xn = positive_part(x), negative_part(x)
                             za[k] += xp * A[a, b, k] + xn * Bm[a, b, k]
                             zb[k] += xp * Bm[a, b, k] + xn * A[a, b, k]
-                    else:
+                    elif signed:
                         for k in range(K):
                             x = X[n, i * s0 + a, j * s1 + b, k]
                             za[k] += positive_part(x) * A[a, b, k] + negative_part(x) * Bm[a, b, k]
+                    else:
+                        for k in range(K):
+                            za[k] += X[n, i * s0 + a, j * s1 + b, k] * A[a, b, k]
             for k in range(K):
                 if both:
                     Sa[n, i, j, k], Sb[n, i, j, k] = paired_ratios(za[k], zb[k], R[n, i, j, k], Y[n, i, j, k],
@@ -234,8 +241,9 @@ def _paired_ratios_rows(X, A, Bm, Ba, Bb, Y, R, s0, s1, mode, p1, p2, tiny, both
 
 
 @njit(**JIT)
-def _paired_gather_rows(X, A, Bm, Sa, Sb, s0, s1, both, Rx, r0, r1):
-    """Input relevance of input rows r0..r1-1 (see conv_relevance_paired)."""
+def _paired_gather_rows(X, A, Bm, Sa, Sb, s0, s1, both, signed, Rx, r0, r1):
+    """Input relevance of input rows r0..r1-1 (see conv_relevance_paired);
+    the sums for negative inputs only where ``signed`` (X has some)."""
     H, Wd, C = X.shape[1], X.shape[2], X.shape[3]
     Ho, Wo = Sa.shape[1], Sa.shape[2]
     h, w = A.shape[0], A.shape[1]
@@ -254,11 +262,17 @@ def _paired_gather_rows(X, A, Bm, Sa, Sb, s0, s1, both, Rx, r0, r1):
                     j = _taps(q, b, s1, Wo)
                     if j < 0:
                         continue
-                    if both:
+                    if both and signed:
                         for c in range(C):
                             sa, sb = Sa[n, i, j, c], Sb[n, i, j, c]
                             accp[c] += A[a, b, c] * sa + Bm[a, b, c] * sb
                             accn[c] += Bm[a, b, c] * sa + A[a, b, c] * sb
+                    elif both:
+                        for c in range(C):
+                            accp[c] += A[a, b, c] * Sa[n, i, j, c] + Bm[a, b, c] * Sb[n, i, j, c]
+                    elif not signed:
+                        for c in range(C):
+                            accp[c] += A[a, b, c] * Sa[n, i, j, c]
                     else:
                         for c in range(C):
                             sa = Sa[n, i, j, c]
