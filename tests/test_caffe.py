@@ -784,3 +784,16 @@ def test_toolbox_caffe_keys_need_param_file(tmp_path):
                       "use_mean_file_asbinaryprotoblob\n3\n")
     with pytest.raises(ValueError, match=r"config\.txt:16: use_mean_file_asbinaryprotoblob 3 is not read"):
         lrpnb.toolbox_mode.read_config(str(config))
+
+
+def test_convert_to_lrpnb(tmp_path):
+    proto, path = small(tmp_path)
+    out = tmp_path / "net.lrpnb"
+    result = subprocess.run([sys.executable, "-m", "lrpnb", "convert", str(proto), str(out), "--weights", str(path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    x = randn(2, 1, 4, 4)
+    assert np.array_equal(forward(lrpnb.load(out), x), forward(lrpnb.load(proto, weights=path), x))
+    # a chain of the toolbox's layers (no padding) goes into the toolbox's text format too
+    lrpnb.save(lrpnb.load(proto, weights=path), tmp_path / "net.txt")
+    assert np.allclose(forward(lrpnb.load(tmp_path / "net.txt"), x), forward(lrpnb.load(out), x), rtol=1e-6)
