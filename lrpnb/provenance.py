@@ -16,27 +16,33 @@ import os
 
 import numpy as np
 
-__all__ = ["FIELDS", "model_identity", "record", "sidecar_path", "write_sidecar", "write_attributes", "read",
+__all__ = ["FIELDS", "file_digest", "model_identity", "record", "sidecar_path", "write_sidecar", "write_attributes", "read",
            "describe"]
 
 #: the fields of a record, in the order ``lrpnb info`` shows them
-FIELDS = ("command", "lrpnb_version", "created", "model", "model_sha256", "method", "target", "class_names",
+FIELDS = ("command", "lrpnb_version", "created", "model", "model_sha256", "weights", "weights_sha256", "method", "target", "class_names",
           "data", "dataset", "samples", "size", "images", "input_range", "mean", "std", "channel_order", "evaluation")
 
 #: format tag of the side-car file
 SIDECAR_FORMAT = "lrpnb provenance 1"
 
 
-def model_identity(model, path):
-    """(what to call the model, the SHA-256 of its file or None) for a model
-    file (``path``) or a Network given in Python (``path`` None: named by
-    the SHA-256 of its layers' descriptions and parameters)."""
+def file_digest(path):
+    """The SHA-256 of a file's bytes (hex), read a block at a time."""
     digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(model, path):
+    """(what to call the model, the SHA-256 of its file) for a model file
+    (``path``) or a Network given in Python (``path`` None: named by the
+    SHA-256 of its layers' descriptions and parameters)."""
     if path is not None:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return os.path.abspath(path), digest.hexdigest()
+        return os.path.abspath(path), file_digest(path)
+    digest = hashlib.sha256()
     for layer in model.layers:
         digest.update(layer.describe().encode())
         for name, value in sorted(vars(layer).items()):

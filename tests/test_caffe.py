@@ -774,6 +774,37 @@ def test_explain_command_with_a_mean_file(tmp_path):
     close(scores, inner(x.transpose(0, 3, 1, 2), W, b))
 
 
+def test_the_mean_file_is_never_an_output(tmp_path, capsys):
+    from lrpnb.cli import main
+
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(header((1, 3, 2, 2)) + layer("ip", "InnerProduct", "data", "ip",
+                                                  "inner_product_param { num_output: 2 }"))
+    weights = write_caffemodel(tmp_path / "net.caffemodel", {"ip": [randn(2, 12), randn(2)]})
+    mean = write_mean(tmp_path / "mean.binaryproto", np.zeros((3, 2, 2), np.float32))
+    before = mean.read_bytes()
+    np.save(tmp_path / "x.npy", RNG.uniform(0, 255, (2, 2, 2, 3)).astype(np.float32))
+    status = main(["explain", "--model", str(proto), "--weights", str(weights), "--data", str(tmp_path / "x.npy"),
+                   "--out", str(mean), "--mean", str(mean), "--overwrite"])
+    assert status == 1 and "is an input of this command (--mean)" in capsys.readouterr().err
+    assert mean.read_bytes() == before
+
+
+def test_the_result_records_the_weights_file(tmp_path):
+    import hashlib
+
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(header((1, 3, 2, 2)) + layer("ip", "InnerProduct", "data", "ip",
+                                                  "inner_product_param { num_output: 2 }"))
+    weights = write_caffemodel(tmp_path / "net.caffemodel", {"ip": [randn(2, 12), randn(2)]})
+    np.save(tmp_path / "x.npy", RNG.uniform(0, 255, (2, 2, 2, 3)).astype(np.float32))
+    lrpnb.explain_dataset(proto, tmp_path / "x.npy", tmp_path / "r.h5", weights=weights, verbose=False)
+    made = lrpnb.provenance.read(tmp_path / "r.h5")
+    assert made["weights"] == str(weights)
+    assert made["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert made["model_sha256"] == hashlib.sha256(proto.read_bytes()).hexdigest()
+
+
 def test_toolbox_caffe_keys_need_param_file(tmp_path):
     config = tmp_path / "config.txt"
     config.write_text("model_file\nm.txt\nrelpropformulatype\n2\nstandalone_outpath\nout\n\nbaseimgsize\n256\n")

@@ -66,14 +66,20 @@ def _mean_item(text):
         raise argparse.ArgumentTypeError(f"not a number or a Caffe mean file (.binaryproto): {text!r}") from None
 
 
-def mean_values(mean):
+def mean_values(mean, outputs=()):
     """--mean as numbers: a Caffe mean file given alone becomes its per-channel means (the mean image
-    averaged over its pixels, as Caffe's own classification example does)."""
+    averaged over its pixels, as Caffe's own classification example does). The file is an input:
+    none of the command's ``outputs`` may be it."""
     if mean is None or not any(isinstance(value, str) for value in mean):
         return mean
     if len(mean) != 1:
         raise ValueError("--mean takes numbers, or one Caffe mean file (.binaryproto) alone")
+    import os
+
     from ..caffe_import import read_mean_file
+
+    if any(path is not None and os.path.realpath(path) == os.path.realpath(mean[0]) for path in outputs):
+        raise ValueError(f"{mean[0]} is an input of this command (--mean); write the output elsewhere")
 
     return [float(value) for value in read_mean_file(mean[0]).mean(axis=(0, 1), dtype="float64")]
 

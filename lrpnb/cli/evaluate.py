@@ -68,5 +68,5 @@ def run(args):
         target=args.target, region=args.region, steps=args.steps, order=args.order, replace=args.replace,
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
         input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop,
-        mean=mean_values(args.mean), std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot,
+        mean=mean_values(args.mean, [args.out, args.plot]), std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot,
         overwrite=args.overwrite, weights=args.weights)

@@ -52,7 +52,13 @@ def run(args):
         args.model, args.data, args.out, dataset=args.dataset, rule=args.rule, param=args.param,
         composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
         png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
-        crop=args.crop, mean=mean_values(args.mean), std=args.std, channel_order=args.channel_order,
+        crop=args.crop, mean=mean_values(args.mean, _outputs(args)), std=args.std, channel_order=args.channel_order,
         overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")
+
+
+def _outputs(args):
+    """The files ``lrpnb explain`` writes besides its PNGs (none of them may be an input)."""
+    out = args.out
+    return [out, out + ".partial", out + ".lock", out + ".names.txt", out + ".provenance.json"]

@@ -138,7 +138,10 @@ def _record(net, path, s, methods, input_range, settings):
     """What the curves' file records of how it was made (lrpnb.provenance)."""
     model, digest = provenance.model_identity(net, path)
     target = s.target if isinstance(s.target, str) else Target.from_option(s.target).describe()
+    weights = getattr(s, "weights", None)
     return provenance.record("evaluate", model=model, model_sha256=digest, method=methods, target=target,
+                             weights=None if weights is None else os.path.abspath(weights),
+                             weights_sha256=None if weights is None else provenance.file_digest(weights),
                              data=settings["data"], dataset=s.dataset, size=s.size, input_range=input_range,
                              mean=s.mean, std=s.std, channel_order=s.channel_order, evaluation=settings)
 

@@ -205,7 +205,7 @@ def _plan(model, data, out, **settings):
                   inputs_fingerprint=records.fingerprint(None, None, [path, s.weights, labels]))
     if s.compress and out_ext not in HDF5_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
-    made = records.provenance_record(net, path, record, source, text)
+    made = records.provenance_record(net, path, record, source, text, s.weights)
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
                                  names_path=names_path, record=record, input_range=input_range, settings=s,

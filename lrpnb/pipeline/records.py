@@ -63,10 +63,13 @@ def image_words(size, resize):
     return f"{resized}the centre {size[0]} x {size[1]} cut out" if size else f"{resized}the centre cut out"
 
 
-def provenance_record(net, path, record, source, method_text):
-    """What the result file records of how it was made (lrpnb.provenance)."""
+def provenance_record(net, path, record, source, method_text, weights=None):
+    """What the result file records of how it was made (lrpnb.provenance);
+    ``weights``: a Caffe model's weights file."""
     model, digest = provenance.model_identity(net, path)
     return provenance.record("explain", model=model, model_sha256=digest, method=method_text,
+                             weights=None if weights is None else os.path.abspath(weights),
+                             weights_sha256=None if weights is None else provenance.file_digest(weights),
                              target=record["target"], data=record["data"], dataset=record["dataset"],
                              images=record.get("images"),
                              samples=len(source), size=record["size"], input_range=record["input_range"],
