@@ -74,6 +74,29 @@ def output_size(size, window, stride):
     return (size - window) // stride + 1
 
 
+def filter_text(kind, W, stride, padding, dilation, groups, **extra):
+    """A convolution-like layer's describe(): its kind, filter shape and
+    strides, then what is not the default (padding, ``extra`` such as an
+    output padding as name=(a, b), dilation, groups)."""
+    text = f"{kind} {' '.join(map(str, W.shape))} {stride[0]} {stride[1]}"
+    if padding != NO_PADDING:
+        text += " pad " + ",".join(map(str, padding))
+    for name, value in extra.items():
+        if any(value):
+            text += f" {name} " + ",".join(map(str, value))
+    if dilation != (1, 1):
+        text += " dilation " + ",".join(map(str, dilation))
+    if groups != 1:
+        text += f" groups {groups}"
+    return text
+
+
+def dilated_span(W, dilation):
+    """(rows, columns) a filter W (h, w, ...) spans with ``dilation``."""
+    h, w = W.shape[:2]
+    return (h - 1) * dilation[0] + 1, (w - 1) * dilation[1] + 1
+
+
 def window_text(h, w, d, padding):
     """The input shape a window of h x w fits, for the error messages."""
     top, bottom, left, right = padding

@@ -19,7 +19,8 @@ import numpy as np
 from ..backends import CPU
 from ..rule_math import PAIRED_ALPHABETA, PAIRED_GAMMA
 from ..rules import SIMPLE_STABILIZER, ZENNIT_STABILIZER
-from .base import NO_PADDING, Weighted, bounds, output_size, pair, padding_sides, shape_text, window_text
+from .base import (NO_PADDING, Weighted, bounds, dilated_span, filter_text, output_size, pair, padding_sides,
+                   shape_text, window_text)
 
 __all__ = ["Convolution"]
 
@@ -161,20 +162,11 @@ class Convolution(Weighted):
         return self.W.shape[2] * self.groups
 
     def describe(self):
-        h, w, d, n = self.W.shape
-        text = f"Convolution {h} {w} {d} {n} {self.stride[0]} {self.stride[1]}"
-        if self.padding != NO_PADDING:
-            text += " pad " + ",".join(map(str, self.padding))
-        if self.dilation != (1, 1):
-            text += " dilation " + ",".join(map(str, self.dilation))
-        if self.groups != 1:
-            text += f" groups {self.groups}"
-        return text
+        return filter_text("Convolution", self.W, self.stride, self.padding, self.dilation, self.groups)
 
     def _span(self):
         """(rows, columns) the dilated filter spans."""
-        h, w = self.W.shape[:2]
-        return (h - 1) * self.dilation[0] + 1, (w - 1) * self.dilation[1] + 1
+        return dilated_span(self.W, self.dilation)
 
     def output_shape(self, shape):
         h, w = self._span()

@@ -27,7 +27,7 @@ import numpy as np
 from ..backends import CPU
 from ..rule_math import PAIRED_ALPHABETA
 from ..rules import SIMPLE_STABILIZER, ZENNIT_STABILIZER
-from .base import NO_PADDING, Weighted, bounds, pair, padding_sides, shape_text
+from .base import Weighted, bounds, dilated_span, filter_text, pair, padding_sides, shape_text
 from .conv import dilate_filter, paired_arguments
 
 __all__ = ["ConvTranspose"]
@@ -111,22 +111,12 @@ class ConvTranspose(Weighted):
         return self.W.shape[2] * self.groups
 
     def describe(self):
-        h, w, d, n = self.W.shape
-        text = f"ConvTranspose {h} {w} {d} {n} {self.stride[0]} {self.stride[1]}"
-        if self.padding != NO_PADDING:
-            text += " pad " + ",".join(map(str, self.padding))
-        if self.output_padding != (0, 0):
-            text += " output_padding " + ",".join(map(str, self.output_padding))
-        if self.dilation != (1, 1):
-            text += " dilation " + ",".join(map(str, self.dilation))
-        if self.groups != 1:
-            text += f" groups {self.groups}"
-        return text
+        return filter_text("ConvTranspose", self.W, self.stride, self.padding, self.dilation, self.groups,
+                           output_padding=self.output_padding)
 
     def _span(self):
         """(rows, columns) the dilated filter spans."""
-        h, w = self.W.shape[:2]
-        return (h - 1) * self.dilation[0] + 1, (w - 1) * self.dilation[1] + 1
+        return dilated_span(self.W, self.dilation)
 
     def _frame_sides(self):
         """(top, bottom, left, right) that turn an output image into the
