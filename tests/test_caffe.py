@@ -508,6 +508,60 @@ def test_relevance_equals_zennits_rules_in_torch(tmp_path):
     assert np.abs(relevance - expected).max() <= 1e-6 * np.abs(expected).max()
 
 
+def test_relevance_equals_zennit_itself(tmp_path):
+    """The same network rebuilt in torch and explained by zennit (where it is
+    installed: the peers extra), Epsilon(0.1) on convolutions and dense layers,
+    Norm on the average pool, Pass on ReLU, a plain gradient through max pools."""
+    torch = pytest.importorskip("torch")
+    try:
+        import zennit
+    except Exception as error:  # noqa: BLE001 - absent, or broken by a mismatched torchvision
+        pytest.skip(f"needs zennit (the peers extra): {type(error).__name__}: {error}")
+    from zennit.attribution import Gradient
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Epsilon, Norm, Pass
+
+    nn = torch.nn
+    rng = np.random.default_rng(3)
+    W1, b1, W2, b2 = [rng.standard_normal(s).astype(np.float32) for s in ((6, 2, 3, 3), (6,), (4, 6, 3, 3), (4,))]
+    W3, b3, W4, b4 = [rng.standard_normal(s).astype(np.float32) for s in ((8, 4 * 4 * 3), (8,), (5, 8), (5,))]
+    text = header((2, 4, 12, 11)) + layer(
+        "c1", "Convolution", "data", "c1", "convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 2 }") + \
+        layer("r1", "ReLU", "c1", "c1") + layer("p1", "Pooling", "c1", "p1", "pooling_param { pool: MAX kernel_size: "
+                                                                           "3 stride: 2 }") + layer(
+        "c2", "Convolution", "p1", "c2", "convolution_param { num_output: 4 kernel_size: 3 pad: 1 }") + layer(
+        "r2", "ReLU", "c2", "c2") + layer("p2", "Pooling", "c2", "p2", "pooling_param { pool: AVE kernel_size: 3 "
+                                                                       "stride: 2 pad: 1 }") + layer(
+        "fc1", "InnerProduct", "p2", "fc1", "inner_product_param { num_output: 8 }") + layer(
+        "r3", "ReLU", "fc1", "fc1") + layer("fc2", "InnerProduct", "fc1", "fc2", "inner_product_param { num_output: "
+                                                                                 "5 }")
+    proto, path = model(tmp_path, text, {"c1": [W1, b1], "c2": [W2, b2], "fc1": [W3, b3], "fc2": [W4, b4]})
+    net = lrpnb.load(proto, weights=path)
+    x = rng.standard_normal((2, 4, 12, 11))
+    relevance = np.asarray(net.explain(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rule="epsilon", param=0.1))
+
+    torch_net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
+                              nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
+                              nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=True), nn.Flatten(),
+                              nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 5)).double()
+    with torch.no_grad():
+        for module, (W, b) in zip([torch_net[0], torch_net[3], torch_net[7], torch_net[9]],
+                                  [(W1, b1), (W2, b2), (W3, b3), (W4, b4)]):
+            module.weight.copy_(torch.tensor(W, dtype=torch.float64))
+            module.bias.copy_(torch.tensor(b, dtype=torch.float64))
+    composite = LayerMapComposite(layer_map=[(nn.ReLU, Pass()), (nn.AvgPool2d, Norm()),
+                                             ((nn.Conv2d, nn.Linear), Epsilon(0.1))])
+    X = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    with Gradient(model=torch_net, composite=composite) as attributor:
+        scores = torch_net(X).detach()
+        start = torch.zeros_like(scores)
+        rows = torch.arange(len(scores))
+        start[rows, scores.argmax(1)] = scores[rows, scores.argmax(1)]
+        _, expected = attributor(X, start)
+    expected = expected.numpy().transpose(0, 2, 3, 1)
+    assert zennit is not None and np.abs(relevance - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
 def test_residual_relevance_equals_zennits_rules_in_torch(tmp_path):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
