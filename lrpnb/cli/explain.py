@@ -4,7 +4,17 @@ from ..failure import Failure
 from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size,
                      add_weights, mean_values)
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "add_cluster", "run"]
+
+
+def add_cluster(command):
+    """``--scheduler ADDRESS`` and ``--workers N``: the run on a Dask cluster."""
+    group = command.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a running Dask scheduler (tcp://host:8786); its workers read the data "
+                            "and model where they lie (pip install 'lrpnb[distributed]')")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run on a local Dask cluster of N worker processes started for the run")
 
 
 def add_parser(commands):
@@ -14,13 +24,15 @@ def add_parser(commands):
         description="Explain the samples of a data file (.npy, .npz, .mat, .txt, .h5) or of "
                     "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
                     "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
-                    "relevance alone (.npy, .npz, .mat, .txt).")
+                    "relevance alone (.npy, .npz, .mat, .txt); on a Dask cluster (--scheduler, "
+                    "--workers) also zarr (.zarr, the datasets of the HDF5 result).")
     explain.add_argument("--model", required=True, help=f"model file ({MODEL_FILES})")
     add_weights(explain)
     explain.add_argument("--data", required=True,
                          help="data file, FILE.h5:DATASET, image folder, or .lst/.list file of images")
     add_dataset(explain)
-    explain.add_argument("--out", required=True, help="output: .h5/.hdf5, or .npy/.npz/.mat/.txt")
+    explain.add_argument("--out", required=True,
+                         help="output: .h5/.hdf5, .zarr (with --scheduler/--workers), or .npy/.npz/.mat/.txt")
     add_method(explain)
     explain.add_argument("--target", default="pred",
                          help="class to explain: pred (each sample's prediction, default), "
@@ -41,6 +53,7 @@ def add_parser(commands):
     explain.add_argument("--compress", action="store_true",
                          help="gzip-compress the HDF5 datasets (level 1, shuffled): about a sixth "
                               "smaller for float32 maps, and slower to write")
+    add_cluster(explain)
     explain.set_defaults(run=run)
 
 
@@ -53,7 +66,8 @@ def run(args):
         composite=args.composite, target=args.target, device=args.device, batch_size=args.batch_size,
         png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
         crop=args.crop, mean=mean_values(args.mean, _outputs(args)), std=args.std, channel_order=args.channel_order,
-        overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights)
+        overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights,
+        scheduler=args.scheduler, workers=args.workers)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")
 

@@ -24,6 +24,10 @@ __all__ = ["explain_dataset", "ExplainSummary"]
 #: output extensions: HDF5 holds every result, the others the relevance alone
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 RELEVANCE_EXTENSIONS = (".npy", ".npz", ".mat", ".txt")
+#: zarr v3 folders: the datasets of the HDF5 result, written by Dask workers in parallel
+ZARR_EXTENSIONS = (".zarr",)
+#: the formats that hold every result and the run's record
+TABLE_EXTENSIONS = HDF5_EXTENSIONS + ZARR_EXTENSIONS
 
 
 @dataclasses.dataclass
@@ -64,7 +68,8 @@ class ExplainSummary:
 def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, composite=None, target="pred",
                     device=None, batch_size=256, png=None, cmap="bwr", input_range=(-1.0, 1.0), size=None,
                     resize=None, crop=None, mean=None, std=None, channel_order="rgb", overwrite=False,
-                    compress=False, class_names=None, verbose=True, weights=None):
+                    compress=False, class_names=None, verbose=True, weights=None, scheduler=None, client=None,
+                    workers=None):
     """Explain every sample of ``data`` and write the results to ``out``: ``lrpnb explain`` from Python.
 
     Samples are read a batch ahead on a thread while a batch is explained;
@@ -121,6 +126,8 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
     verbose : bool
         Print the summary line ``lrpnb explain`` prints on stdout. Notes,
         skipped samples and interruptions go to stderr either way.
+    scheduler, client, workers : str, distributed.Client, int, optional
+        Run on Dask (lrpnb.distributed): a scheduler's address, a client or N local processes; .zarr only so.
 
     Returns
     -------
@@ -133,14 +140,30 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
         Settings, data or outputs refused (before any work), or a failed write;
         KeyboardInterrupt on Ctrl-C, after the finished batches of an HDF5 output are kept.
     """
-    settings = dict(dataset=dataset, rule=rule, param=param, composite=composite, target=target, device=device,
-                    batch_size=batch_size, png=png, cmap=cmap, input_range=input_range, size=size, resize=resize,
-                    crop=crop, mean=mean, std=std, channel_order=channel_order, overwrite=overwrite,
-                    compress=compress, class_names=class_names, weights=weights)
-    summary = _Run(_plan(model, data, out, **settings)).run()
+    settings = {name: value for name, value in locals().items() if name not in _NOT_SETTINGS}
+    summary = _execute(model, data, out, settings)
     if verbose:
         print(summary.line())
     return summary
+
+
+#: explain_dataset's parameters that are not settings of the run (the cluster is taken out by _execute)
+_NOT_SETTINGS = ("model", "data", "out", "verbose")
+
+
+def _execute(model, data, out, settings):
+    """The run of explain_dataset: local, or on a Dask cluster (lrpnb.distributed)."""
+    cluster = {name: settings.pop(name, None) for name in ("scheduler", "client", "workers")}
+    on_cluster = any(value is not None for value in cluster.values())
+    plan = _plan(model, data, out, **settings)
+    if not on_cluster:
+        if plan.out_ext in ZARR_EXTENSIONS:
+            raise ValueError(f"{plan.out}: .zarr results are written by a Dask run: give --workers N (or "
+                             f"--scheduler ADDRESS), or write .h5")
+        return _Run(plan).run()
+    from .. import distributed
+
+    return ExplainSummary(**distributed.explain(model, plan, **cluster))
 
 
 def _plan(model, data, out, **settings):
@@ -151,8 +174,8 @@ def _plan(model, data, out, **settings):
     if s.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {s.batch_size}")
     out_ext = os.path.splitext(out)[1].lower()
-    if out_ext not in HDF5_EXTENSIONS + RELEVANCE_EXTENSIONS:
-        raise ValueError(f"{out}: write .h5/.hdf5 (relevance, prediction, scores, target) or "
+    if out_ext not in TABLE_EXTENSIONS + RELEVANCE_EXTENSIONS:
+        raise ValueError(f"{out}: write .h5/.hdf5/.zarr (relevance, prediction, scores, target) or "
                          f".npy/.npz/.mat/.txt (relevance only)")
     input_range = options.check_range(s.input_range)
     normalise = options.normalisation(s.mean, s.std, s.channel_order)
@@ -168,7 +191,7 @@ def _plan(model, data, out, **settings):
     inputs = [path, s.weights, data, labels, names_file]
     options.check_outputs([], inputs, s.overwrite, also=[out, out + ".partial", out + ".lock"])
     clear_stale_lock(out)  # left by a run killed once its output was complete
-    options.check_outputs([out], inputs, s.overwrite)
+    options.check_outputs([out] if out_ext not in ZARR_EXTENSIONS else [], inputs, s.overwrite)
     net = options.load_model(model, path, s.device, s.weights)
     size, resize, crop = options.geometry(s.size, s.resize, s.crop)
     source = open_source(data, s.dataset, sample_shape(net, size), input_range, resize, crop)
@@ -187,9 +210,9 @@ def _plan(model, data, out, **settings):
         raise ValueError(f"{out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
     # .npy/.npz/.mat/.txt hold the relevance alone: for images, a list of
     # the file of each row goes beside it (an unreadable image is left out)
-    names_path = out + ".names.txt" if out_ext not in HDF5_EXTENSIONS and source.names is not None else None
+    names_path = out + ".names.txt" if out_ext not in TABLE_EXTENSIONS and source.names is not None else None
     # the formats without room for attributes say how they were made beside them
-    record_path = provenance.sidecar_path(out) if out_ext not in HDF5_EXTENSIONS else None
+    record_path = provenance.sidecar_path(out) if out_ext not in TABLE_EXTENSIONS else None
     # the images a list or folder names are inputs too
     options.check_outputs([path for path in (names_path, record_path) if path is not None],
                           inputs + list(getattr(source, "paths", None) or ()), s.overwrite,
@@ -203,23 +226,13 @@ def _plan(model, data, out, **settings):
                   channel_order=s.channel_order,
                   data_fingerprint=records.fingerprint(data, source),
                   inputs_fingerprint=records.fingerprint(None, None, [path, s.weights, labels]))
-    if s.compress and out_ext not in HDF5_EXTENSIONS:
+    if s.compress and out_ext not in TABLE_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
     made = records.provenance_record(net, path, record, source, text, s.weights)
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
                                  names_path=names_path, record=record, input_range=input_range, settings=s,
                                  provenance=made, record_path=record_path, class_names=class_names)
-
-
-
-
-
-
-
-
-
-
 
 
 def _progress(total, description):

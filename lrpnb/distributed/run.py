@@ -1,0 +1,289 @@
+"""The client's side of a run on a Dask cluster: the chunks handed out, their
+results written in order (``.h5``, ``.npy``...) or counted as workers write
+them (``.zarr``), and what is said when the run ends or is interrupted."""
+import collections
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .. import provenance
+from .._atomic import remove_leftovers
+from ..targets import Target
+from ..writers import HDF5Writer, NpyWriter, WriterLock
+from ..pipeline.options import geometry, model_samples, open_model
+from . import tasks
+from .zarr_store import ZarrWriter
+
+__all__ = ["DistributedRun", "chunk_batches"]
+
+HDF5_EXTENSIONS = (".h5", ".hdf5")
+
+
+def chunk_batches(count, batch_size, workers):
+    """Batches per chunk of work: enough chunks for each worker to get about
+    four (an even finish, and little redone after a failure), at most 8
+    batches each (a chunk's results are held in memory until written)."""
+    batches = -(-count // batch_size)
+    return int(max(1, min(8, batches // (4 * max(1, workers)))))
+
+
+def _spec(plan, model, partial=None, chunk=None):
+    """What a worker needs to explain a chunk (see lrpnb.distributed.tasks):
+    files by absolute paths, read where they lie."""
+    s = plan.settings
+    size, resize, crop = geometry(s.size, s.resize, s.crop)
+    path, _, _ = open_model(model, s.weights)
+    return dict(network=None if path is not None else plan.net, model_path=path, device=s.device,
+                weights=None if s.weights is None else os.path.abspath(s.weights), data=os.path.abspath(plan.data),
+                dataset=s.dataset, size=size, resize=resize, crop=crop, input_range=plan.input_range,
+                mean=s.mean, std=s.std, channel_order=s.channel_order, method=plan.method, target=plan.target,
+                batch_size=s.batch_size, zarr=None if partial is None else dict(partial=partial, chunk=chunk))
+
+
+def _shapes(plan):
+    """name -> (shape of one row, dtype) of the results, from one zero sample
+    explained on the client (the arrays of a .zarr result are made before
+    any chunk is done)."""
+    data = getattr(plan.source, "data", None)
+    dtype = data.dtype if data is not None else np.float32
+    X = model_samples(plan.net, np.zeros((1,) + tuple(plan.source.sample_shape), dtype=dtype),
+                              plan.input_range, plan.source.name)
+    target = Target("label", np.zeros(1, dtype=np.int64)) if plan.target.per_sample else plan.target
+    relevance, scores = plan.net.explain(plan.normalise(X), target=target, return_scores=True, **plan.method)
+    relevance, chosen = np.asarray(relevance), target.classes(scores)
+    chosen = chosen if target.several else chosen[:, 0]
+    prediction = np.argmax(scores, axis=1)
+    return dict(relevance=(relevance.shape[1:], relevance.dtype), prediction=(prediction.shape[1:], prediction.dtype),
+                scores=(np.shape(scores)[1:], np.asarray(scores).dtype), target=(chosen.shape[1:], chosen.dtype),
+                ok=((), np.dtype(bool)))
+
+
+class DistributedRun:
+    """One run of ``explain_dataset`` on a Dask client over a checked plan."""
+
+    def __init__(self, plan, client, model, chunk=None):
+        self.plan, self.client, self.model, self.N = plan, client, model, len(plan.source)
+        s = plan.settings
+        workers = len(client.scheduler_info().get("workers", {}))
+        batches = chunk or chunk_batches(self.N, s.batch_size, workers)
+        self.chunk = int(batches) * s.batch_size
+        self.window = 2 * max(1, workers) + 2  # chunks handed out or waiting to be written
+        self.writer = self.zarr = self.lock = self.stream = None
+        self.parts, self.row_names, self.failures, self.explained = [], [], 0, 0
+        ext = plan.out_ext
+        if ext in HDF5_EXTENSIONS:
+            self.writer = HDF5Writer(plan.out, self.N, plan.record, s.overwrite, s.compress,
+                                     names=plan.source.names, attributes=plan.provenance)
+            self.done = {self.writer.done: None} if self.writer.done else {}
+            self.start = self.writer.done
+            return
+        self.lock = WriterLock(plan.out)
+        try:
+            if ext == ".zarr":
+                self.zarr = ZarrWriter(os.path.abspath(plan.out), self.N, self.chunk, plan.record, s.overwrite)
+                self.chunk, self.done = self.zarr.chunk, self.zarr.done
+                if self.zarr.fresh:
+                    self.zarr.create(_shapes(plan), plan.source.names)
+            else:
+                for path in (plan.out, plan.names_path, plan.record_path):
+                    if path is not None:
+                        remove_leftovers(path)
+                self.stream = NpyWriter(plan.out, self.N) if ext == ".npy" else None
+                self.done = {}
+        except BaseException:
+            self.lock.release()
+            raise
+        self.start = 0
+
+    def chunks(self):
+        """(first, last) of every chunk not done yet, in order."""
+        if self.writer is not None:
+            return [(a, min(a + self.chunk, self.N)) for a in range(self.start, self.N, self.chunk)]
+        return [(a, min(a + self.chunk, self.N)) for a in range(0, self.N, self.chunk) if a not in self.done]
+
+    def samples_done(self):
+        """Samples kept for a later run: in the HDF5 file, or marked done in
+        the zarr folder (by workers, whether or not the client took their
+        results yet)."""
+        if self.writer is not None:
+            return self.writer.done
+        if self.zarr is None:
+            return 0
+        return sum(last - first for first, last in self.zarr.marked().items())
+
+    def run(self):
+        """Explain every chunk not done yet and finish the output; a dict for ExplainSummary."""
+        try:
+            return self._run()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self):
+        plan, N = self.plan, self.N
+        before = self.samples_done()
+        if before:
+            print(f"resuming {plan.out}: {before} of {N} samples were done", file=sys.stderr)
+        began = time.perf_counter()
+        bar = _progress(N)
+        bar.update(before)
+        # Ctrl-C sets a flag checked while waiting for chunks, as in the local run
+        stop = []
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum)) \
+            if in_main_thread else None
+        running = []
+        try:
+            self._chunks(running, bar, stop)
+        except KeyboardInterrupt as interrupt:
+            interrupt.reported = True
+            bar.close()
+            self._cancel(running)
+            self._interrupted()
+            raise
+        except BaseException:
+            bar.close()
+            self._cancel(running)
+            if self.stream is not None:
+                self.stream.close()
+            raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
+        bar.close()
+        self._finish()
+        return dict(out=plan.out, count=N, explained=self.explained, failures=self.failures,
+                    seconds=time.perf_counter() - began, method=plan.method_text)
+
+    def _cancel(self, running):
+        try:
+            self.client.cancel(running)
+        except Exception:  # noqa: BLE001 - a client already gone has nothing left to cancel
+            pass
+
+    def _chunks(self, running, bar, stop):
+        """Hand out the chunks, a window at a time, and take their results."""
+        spec = _spec(self.plan, self.model, None if self.zarr is None else self.zarr.partial, self.chunk)
+        if spec["network"] is not None:  # sent to each worker once, not with every chunk
+            spec["network"] = self.client.scatter(spec["network"], broadcast=True)
+        waiting = collections.deque(self.chunks())
+        ready, ordered = {}, self.zarr is None
+        position = waiting[0][0] if waiting else self.N
+        while waiting or running:
+            if stop:
+                raise KeyboardInterrupt
+            while waiting and len(running) + len(ready) < self.window:
+                first, last = waiting.popleft()
+                running.append(self.client.submit(tasks.explain_chunk, spec, first, last, pure=False,
+                                                  key=f"lrpnb-explain-{first}-{last}-{os.getpid()}-{id(self)}"))
+            finished = [future for future in running if future.done()]
+            if not finished:
+                time.sleep(0.02)
+                continue
+            for future in finished:
+                running.remove(future)
+                result = self._result(future)
+                if not ordered:
+                    self._take(result, bar)
+                    continue
+                ready[result["first"]] = result
+            while ordered and position in ready:
+                result = ready.pop(position)
+                self._take(result, bar)
+                position = result["last"]
+
+    def _result(self, future):
+        """A chunk's result; an error of the cluster's own (a chunk that
+        killed its workers) as one line."""
+        try:
+            return future.result()
+        except (ValueError, OSError, TypeError, ImportError):
+            raise
+        except Exception as error:  # noqa: BLE001 - Dask's KilledWorker, CancelledError...
+            text = str(error).splitlines()[0] if str(error) else ""
+            raise RuntimeError(f"{self.plan.data}: a chunk failed on the Dask cluster: {type(error).__name__}"
+                               f"{': ' + text if text else ''}") from None
+
+    def _take(self, result, bar):
+        """One chunk's results: written (in order) or counted as written by its worker."""
+        for index, message in result["problems"]:
+            self.failures += 1
+            print(f"lrpnb explain: skipped sample {index}: {message}", file=sys.stderr)
+        first, last, rows = result["first"], result["last"], result["rows"]
+        if self.writer is not None:
+            self.writer.write(first, rows)
+        elif rows is not None and "relevance" in rows:
+            ok = rows["ok"]
+            if self.stream is not None:
+                self.stream.write(rows["relevance"][ok])
+            else:
+                self.parts.append(rows["relevance"][ok])
+            if self.plan.names_path is not None:
+                self.row_names.extend(rows["source"][ok])
+        self.done[first] = last
+        self.explained += result["explained"]
+        self._counted(first, last, bar)
+
+    def _counted(self, first, last, bar):
+        """A chunk is done (kept, or durable in its file)."""
+        bar.update(last - first)
+
+    def _interrupted(self):
+        """Say what is kept after Ctrl-C."""
+        N, done = self.N, self.samples_done()
+        if self.writer is not None or self.zarr is not None:
+            kept = self.writer.partial if self.writer is not None else self.zarr.partial
+            if done:
+                print(f"lrpnb explain: interrupted after {done} of {N} samples; they are kept in {kept}; "
+                      f"run the same command again to resume", file=sys.stderr)
+            else:
+                print("lrpnb explain: interrupted before the first chunk was done; nothing kept",
+                      file=sys.stderr)
+            return
+        if self.stream is not None:
+            self.stream.close()
+        print("lrpnb explain: interrupted; nothing written (write .h5 or .zarr to keep finished chunks)",
+              file=sys.stderr)
+
+    def _finish(self):
+        """Put the results under their final name, as the local run does."""
+        plan = self.plan
+        if self.writer is not None:
+            if self.explained == 0 and self.start == 0:
+                self.writer.discard()
+                raise ValueError(f"{plan.data}: no sample could be explained")
+            self.failures = self.writer.finish()
+            return
+        if self.zarr is not None:
+            self.failures = self.zarr.finish(plan.provenance)
+            return
+        if self.explained == 0:
+            if self.stream is not None:
+                self.stream.close()
+            raise ValueError(f"{plan.data}: no sample could be explained")
+        if self.stream is not None:
+            self.stream.finish()
+        else:
+            from ..data_io import write_data
+
+            write_data(np.concatenate(self.parts), plan.out)
+        provenance.write_sidecar(plan.out, plan.provenance)
+        if plan.names_path is not None:
+            from .._atomic import atomic_path
+
+            with atomic_path(plan.names_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{name}\n" for name in self.row_names))
+            print(f"the image of each row of {plan.out}, one per line: {plan.names_path}", file=sys.stderr)
+
+
+def _progress(total):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="samples", desc="explaining", disable=None, file=sys.stderr,
+                dynamic_ncols=True)

@@ -1,0 +1,232 @@
+"""``explain_dataset`` on a Dask cluster (lrpnb.distributed): the local run's
+results bit for bit, whatever worker dies, resumable, and one-line errors."""
+import os
+import re
+import time
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+h5py = pytest.importorskip("h5py")
+
+import lrpnb  # noqa: E402
+from lrpnb.cli import main  # noqa: E402
+from lrpnb.digits import synthetic_digits  # noqa: E402
+from lrpnb.distributed import run as distributed_run  # noqa: E402
+
+MODEL = "lenet5_synthetic"
+METHOD = dict(rule="epsilon", param=0.01)
+BATCH = 64
+COUNT = 2000
+RESULTS = ("relevance", "prediction", "scores", "target")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.CRITICAL) as made:
+        yield made
+
+
+@pytest.fixture()
+def client(cluster):
+    with distributed.Client(cluster) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits.npy"
+    np.save(path, synthetic_digits(COUNT, seed=11).images)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local(digits, tmp_path_factory):
+    """The local run's HDF5 result, read back: name -> array, and its attributes."""
+    out = tmp_path_factory.mktemp("local") / "local.h5"
+    lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, verbose=False, **METHOD)
+    with h5py.File(out, "r") as handle:
+        return {name: handle[name][...] for name in handle}, dict(handle.attrs)
+
+
+def _same_as_local(local, path):
+    """Every dataset of ``path`` (.h5 or .zarr) equal bit for bit to the local run's."""
+    arrays, attributes = local
+    if str(path).endswith(".zarr"):
+        group = zarr.open_group(str(path), mode="r")
+        read = {name: group[name][...] for name in group.array_keys()}
+        keys = set(group.attrs)
+    else:
+        with h5py.File(path, "r") as handle:
+            read = {name: handle[name][...] for name in handle}
+            keys = set(handle.attrs)
+    assert sorted(read) == sorted(RESULTS)
+    for name in RESULTS:
+        assert read[name].dtype == arrays[name].dtype, name
+        assert read[name].tobytes() == arrays[name].tobytes(), name
+    assert keys == set(attributes)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_a_cluster_run_is_the_local_run_bit_for_bit(tmp_path, digits, local, client, suffix):
+    out = tmp_path / f"cluster{suffix}"
+    summary = lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    assert (summary.count, summary.explained, summary.failures) == (COUNT, COUNT, 0)
+    _same_as_local(local, out)
+    assert sorted(os.listdir(tmp_path)) == [out.name]  # no partial, lock or marker left
+
+
+def test_a_cluster_run_writes_the_npy_of_the_local_run(tmp_path, digits, local, client):
+    out = tmp_path / "cluster.npy"
+    lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    assert np.load(out).tobytes() == local[0]["relevance"].tobytes()
+    assert sorted(os.listdir(tmp_path)) == ["cluster.npy", "cluster.npy.provenance.json"]
+
+
+# the patch each worker runs: the first chunk past the middle kills its worker
+# process (once: the marker file says it happened)
+DYING = """
+import os
+import lrpnb.distributed.tasks as tasks
+original = getattr(tasks, "_original_explain_chunk", tasks.explain_chunk)
+tasks._original_explain_chunk = original
+def dying(spec, first, last):
+    if first >= LIMIT:
+        try:
+            fd = os.open(MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return original(spec, first, last)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)
+    return original(spec, first, last)
+dying.__module__, dying.__qualname__ = original.__module__, original.__qualname__
+tasks.explain_chunk = dying
+"""
+
+RESTORE = """
+import lrpnb.distributed.tasks as tasks
+tasks.explain_chunk = getattr(tasks, "_original_explain_chunk", tasks.explain_chunk)
+"""
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_a_worker_killed_mid_run_changes_nothing(tmp_path, digits, local, client, suffix):
+    marker = tmp_path / "died"
+    client.run(exec, DYING.replace("LIMIT", str(COUNT // 2)).replace("MARKER", repr(str(marker))), {})
+    try:
+        out = tmp_path / f"cluster{suffix}"
+        summary = lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False,
+                                        **METHOD)
+    finally:
+        client.run(exec, RESTORE, {})
+    assert marker.exists()  # a worker did die
+    assert summary.explained == COUNT
+    _same_as_local(local, out)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_an_interrupted_cluster_run_resumes_without_redoing_chunks(tmp_path, digits, local, client, suffix,
+                                                                    monkeypatch, capsys):
+    counted = distributed_run.DistributedRun._counted
+    seen = []
+
+    def stopping(self, first, last, bar):
+        counted(self, first, last, bar)
+        seen.append((first, last))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed_run.DistributedRun, "_counted", stopping)
+    out = tmp_path / f"cluster{suffix}"
+    with pytest.raises(KeyboardInterrupt):
+        lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    taken = sum(last - first for first, last in seen)
+    assert not out.exists() and (tmp_path / f"cluster{suffix}.partial").exists()
+    said = capsys.readouterr().err
+    assert re.search(rf"interrupted after \d+ of {COUNT} samples; they are kept in .*partial", said), said
+    time.sleep(1)  # chunks a worker was writing when the client stopped are durable or abandoned by now
+    monkeypatch.setattr(distributed_run.DistributedRun, "_counted", counted)
+    summary = lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    kept = int(re.search(rf"resuming {re.escape(str(out))}: (\d+) of {COUNT} samples were done",
+                         capsys.readouterr().err).group(1))
+    # an HDF5 file keeps what the client wrote; zarr chunks also the ones
+    # workers finished after the client took its last result
+    assert kept == taken if suffix == ".h5" else kept >= taken
+    assert summary.explained == COUNT - kept  # the chunks done were not redone
+    _same_as_local(local, out)
+    assert sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_ctrl_c_in_the_command_is_one_line_and_130(tmp_path, digits, cluster, monkeypatch, capsys):
+    def interrupting(self, first, last, bar):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed_run.DistributedRun, "_counted", interrupting)
+    out = tmp_path / "r.zarr"
+    status = main(["explain", "--model", MODEL, "--data", str(digits), "--out", str(out), "--batch-size",
+                   str(BATCH), "--scheduler", cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert status == 130
+    lines = [line for line in err.splitlines() if line.startswith("lrpnb") and "dashboard" not in line]
+    assert len(lines) == 1 and "interrupted after" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_an_unreachable_scheduler_is_one_line_naming_it_and_leaves_nothing(tmp_path, digits, capsys):
+    out = tmp_path / "r.h5"
+    began = time.monotonic()
+    status = main(["explain", "--model", MODEL, "--data", str(digits), "--out", str(out),
+                   "--scheduler", "tcp://127.0.0.1:1"])
+    assert time.monotonic() - began < 45
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and "tcp://127.0.0.1:1" in err and "Traceback" not in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_worker_that_cannot_read_the_data_is_named(tmp_path, client, monkeypatch):
+    data = tmp_path / "digits.npy"
+    np.save(data, synthetic_digits(200, seed=3).images)
+    made = distributed_run.DistributedRun.__init__
+
+    def vanishing(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        os.remove(data)  # checked on the client; gone for the workers (a path not shared)
+
+    monkeypatch.setattr(distributed_run.DistributedRun, "__init__", vanishing)
+    out = tmp_path / "r.h5"
+    with pytest.raises(ValueError) as error:
+        lrpnb.explain_dataset(MODEL, data, out, batch_size=BATCH, client=client, verbose=False)
+    message = str(error.value)
+    assert "worker tcp://" in message and str(data) in message and "\n" not in message
+    assert not out.exists()
+
+
+def test_the_command_starts_its_own_workers(tmp_path, digits, local, capsys):
+    out = tmp_path / "cli.zarr"
+    assert main(["explain", "--model", MODEL, "--data", str(digits), "--out", str(out), "--batch-size",
+                 str(BATCH), "--rule", "epsilon", "--param", "0.01", "--workers", "2"]) == 0
+    _same_as_local(local, out)
+    assert "explained 2000 samples" in capsys.readouterr().out
+
+
+def test_zarr_needs_a_cluster_and_the_cluster_options_exclude_each_other(tmp_path, digits, client):
+    with pytest.raises(ValueError, match=r"\.zarr results are written by a Dask run"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.zarr", batch_size=BATCH, verbose=False)
+    with pytest.raises(ValueError, match="not scheduler and client"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.h5", scheduler="tcp://127.0.0.1:1", client=client)
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.h5", workers=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_chunks_are_whole_batches_with_about_four_per_worker():
+    assert distributed_run.chunk_batches(2000, 64, 2) == 4  # 32 batches, 8 chunks
+    assert distributed_run.chunk_batches(100, 64, 2) == 1
+    assert distributed_run.chunk_batches(10 ** 6, 64, 2) == 8
