@@ -230,3 +230,29 @@ def test_chunks_are_whole_batches_with_about_four_per_worker():
     assert distributed_run.chunk_batches(2000, 64, 2) == 4  # 32 batches, 8 chunks
     assert distributed_run.chunk_batches(100, 64, 2) == 1
     assert distributed_run.chunk_batches(10 ** 6, 64, 2) == 8
+
+
+def test_ctrl_c_of_a_terminal_reaches_the_local_workers_too_and_stays_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "many.npy"
+    np.save(data, synthetic_digits(20000, seed=2).images)
+    out = tmp_path / "r.h5"
+    # a terminal's Ctrl-C is SIGINT to every process of its group: the
+    # command's and its worker processes'
+    command = subprocess.Popen([sys.executable, "-m", "lrpnb", "explain", "--model", MODEL, "--data", str(data),
+                                "--out", str(out), "--batch-size", str(BATCH), "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        said = command.stderr.readline()  # the dashboard's address: the workers are up
+        time.sleep(2)
+        os.killpg(command.pid, signal.SIGINT)
+        _, err = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode == 130, said + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in (said + err).splitlines() if line and "dashboard" not in line]
+    assert len(lines) == 1 and lines[0].startswith("lrpnb explain: interrupted"), err

@@ -43,11 +43,14 @@ def connect(scheduler=None, client=None, workers=None):
     if workers is not None:
         if int(workers) < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
-        cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                           dashboard_address=":0",
-                                           silence_logs=logging.CRITICAL)
+        from .quiet import IgnoreInterrupts, ignoring_interrupts
+
+        with ignoring_interrupts():
+            cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", silence_logs=logging.CRITICAL)
         try:
             with distributed.Client(cluster) as made:
+                made.register_plugin(IgnoreInterrupts())
                 _say_dashboard(made)
                 yield made
         finally:

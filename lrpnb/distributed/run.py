@@ -238,7 +238,7 @@ class DistributedRun:
         """Say what is kept after Ctrl-C."""
         N, done = self.N, self.samples_done()
         if self.writer is not None or self.zarr is not None:
-            kept = self.writer.partial if self.writer is not None else self.zarr.partial
+            kept = self.plan.out + ".partial"
             if done:
                 print(f"lrpnb explain: interrupted after {done} of {N} samples; they are kept in {kept}; "
                       f"run the same command again to resume", file=sys.stderr)
