@@ -188,6 +188,7 @@ def main():
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, name + ".onnx")
             torch.onnx.export(model, torch.from_numpy(X[:1]), path, dynamo=False, input_names=["x"],
+                              training=torch.onnx.TrainingMode.PRESERVE,  # BatchNorm nodes kept for lrpnb to fold
                               output_names=["scores"], dynamic_axes={"x": {0: "N"}, "scores": {0: "N"}})
             net = lrpnb.load(path, device=args.device)
         for module in model.modules():

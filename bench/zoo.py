@@ -6,8 +6,9 @@ BatchNorm statistics and affine parameters (running mean ~ N(0, 0.1),
 running variance ~ U(0.5, 1.5), weight ~ U(0.5, 1.5), bias ~ N(0, 0.1), so
 that folding them at load is tested), put in eval mode and exported with
 ``torch.onnx.export(..., dynamo=False, opset_version=17)`` (batch axis
-dynamic; BatchNormalization nodes kept, not fused by the exporter) into a cache folder, with a fixed input and torch's float32 scores
-beside it (``NAME.npz``: ``x`` in NCHW, ``scores``). Nothing is downloaded.
+dynamic; BatchNormalization nodes kept, not fused by the exporter) into a
+cache folder, with a fixed input and torch's float32 scores beside it
+(``NAME.npz``: ``x`` in NCHW, ``scores``). Nothing is downloaded.
 
 Then, for each model:
 
@@ -30,15 +31,23 @@ Then, for each model:
 It prints a markdown table, then the ONNX operators of each graph that lie
 outside lrpnb's operator table (``lrpnb.onnx_import.SUPPORTED_OPS``).
 
+With ``--zennit-sees-functions`` it also explains with zennit on the model
+rewritten by :func:`modules_for_functions` (torch.fx): torchvision's
+functional ReLUs, average pools, spatial means and residual sums, which
+zennit's module hooks cannot see and lrpnb sees as ONNX nodes, become the
+modules zennit gives its Pass and Norm rules. A second table shows the
+maps against zennit's before and after.
+
 Usage (from the repository root, in an environment with torch, torchvision,
 zennit and onnx: ``pip install torch==2.14.1 torchvision==0.29.1 zennit onnx``
 and ``pip install -e .``):
 
     python bench/zoo.py [--all | --models resnet18,vgg11] [--cache DIR] [--batch 8]
-        [--rounds 2] [--seed 0] [--export-only] [--no-timing] [--loads]
+        [--rounds 2] [--seed 0] [--export-only] [--no-timing] [--loads] [--zennit-sees-functions]
 
-``--loads`` prints only the models that lrpnb loads, one per line (for the
-README); ``--export-only`` writes the cache and its README.txt and stops.
+``--loads`` prints only a markdown sentence naming the models that lrpnb
+loads and that give torch's scores (for the README); ``--export-only``
+writes the cache and its README.txt and stops.
 """
 import argparse
 import collections
@@ -223,13 +232,101 @@ def for_zennit(model):
     return model
 
 
-def zennit_explainer(model, name, X):
+
+def modules_for_functions(model, example):
+    """``model`` traced with torch.fx, each functional call that zennit's
+    module hooks cannot see made a module they can: ``F.relu`` an
+    ``nn.ReLU``, ``F.avg_pool2d`` an ``nn.AvgPool2d``,
+    ``F.adaptive_avg_pool2d`` an ``nn.AdaptiveAvgPool2d``, a mean over the
+    spatial axes of an NCHW tensor (``x.mean([2, 3])``, ``torch.mean``) an
+    ``nn.AdaptiveAvgPool2d(1)`` (flattened where the mean dropped the axes),
+    and the sum of two tensors of one shape (a residual ``a + b``) zennit's
+    ``Sum`` of their stack, as its ResNet canonizer does. zennit then gives
+    them its Pass, Norm and Norm rules, as lrpnb gives the ONNX nodes.
+
+    ``example`` (an input batch) tells tensors from the sizes the traced
+    code computes with. Answers the rewritten model (a ``GraphModule``)
+    and the number of calls made modules, by function.
+    """
+    import torch
+    from torch import fx
+    from torch.fx.passes.shape_prop import ShapeProp
+    from zennit.layer import Sum
+
+    module = fx.symbolic_trace(model)
+    ShapeProp(module).propagate(example)
+    counts = collections.Counter()
+    for node in list(module.graph.nodes):
+        made = seen_module(node)
+        if made is None:
+            continue
+        replacement, inputs, flatten = made
+        name = f"zennit_sees_{len(list(module.named_children()))}"
+        module.add_submodule(name, replacement)
+        with module.graph.inserting_after(node):
+            if isinstance(replacement, Sum):
+                stack = module.graph.call_function(torch.stack, (list(inputs), -1))
+                with module.graph.inserting_after(stack):
+                    new = module.graph.call_module(name, (stack,))
+            else:
+                new = module.graph.call_module(name, (inputs[0],))
+            last = new
+            if flatten:
+                with module.graph.inserting_after(new):
+                    last = module.graph.call_function(torch.flatten, (new, 1))
+        last.meta.update(node.meta)  # a later sum of this output is a sum of tensors too
+        node.replace_all_uses_with(last)
+        module.graph.erase_node(node)
+        counts[type(replacement).__name__] += 1
+    module.graph.lint()
+    module.recompile()
+    return module, counts
+
+
+def seen_module(node):
+    """The module that computes what ``node`` (of a graph that torch.fx's
+    ShapeProp has run through) computes, its tensor inputs and whether its
+    output is to be flattened; None for any other node."""
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from zennit.layer import Sum
+
+    def tensor(arg):
+        return isinstance(arg, torch.fx.Node) and "tensor_meta" in arg.meta
+
+    args, kwargs = node.args, dict(node.kwargs)
+    if node.op == "call_function" and node.target is F.relu:
+        return nn.ReLU(), args[:1], False
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        return nn.AvgPool2d(*args[1:], **kwargs), args[:1], False
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        return nn.AdaptiveAvgPool2d(*args[1:], **kwargs), args[:1], False
+    if (node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add) and len(args) == 2
+            and not kwargs and all(tensor(arg) for arg in args)
+            and args[0].meta["tensor_meta"].shape == args[1].meta["tensor_meta"].shape):
+        return Sum(), args, False
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean)
+    if is_mean and tensor(args[0]) and len(args[0].meta["tensor_meta"].shape) == 4:
+        axes = args[1] if len(args) > 1 else kwargs.get("dim")
+        keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        if axes is not None and sorted(a % 4 for a in ([axes] if isinstance(axes, int) else axes)) == [2, 3]:
+            return nn.AdaptiveAvgPool2d(1), args[:1], not keep
+    return None
+
+
+def zennit_explainer(model, name, X, canonize=True):
     """A function that explains the torch batch ``X`` (NCHW) with zennit's
-    EpsilonPlusFlat from the predicted class and answers the map in NHWC."""
+    EpsilonPlusFlat from the predicted class and answers the map in NHWC;
+    with ``canonize`` False without :func:`canonizers` (a model from
+    :func:`modules_for_functions` has its residual sums already)."""
     import torch
     from zennit.composites import EpsilonPlusFlat
 
-    composite = EpsilonPlusFlat(canonizers=canonizers(name))
+    composite = EpsilonPlusFlat(canonizers=canonizers(name) if canonize else [])
 
     def explain():
         with composite.context(model) as modified:
@@ -295,6 +392,11 @@ def check(name, onnx_path, data_path, args):
         # the sums of the maps, against the explained scores: where one side's map diverges
         explained = np.take_along_axis(torch_scores[:len(few)], torch_scores[:len(few)].argmax(1)[:, None], 1)
         row["sums"] = (ours.sum() / explained.sum(), theirs.sum() / explained.sum())
+        if args.zennit_sees_functions:
+            seen, row["made"] = modules_for_functions(for_zennit(build(name, args.seed)), torch.from_numpy(x[:1]))
+            theirs = zennit_explainer(seen.double(), name, torch.from_numpy(few), canonize=False)()
+            row["seen"] = (relative(ours, theirs), float(np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]),
+                           theirs.sum() / explained.sum())
         if not args.no_timing:
             explain = zennit_explainer(model.float(), name, torch.from_numpy(x))
             composite = lrpnb.EpsilonPlusFlat()
@@ -316,6 +418,43 @@ def table(rows):
         lines.append(f"| {row['model']} | {'yes' if row.get('loads') else 'no'} | {scores} | {agree} "
                      f"| {speed[0]} | {speed[1]} | {ratio} | {row.get('refusal', '').replace('|', '/')} |")
     return "\n".join(lines)
+
+
+def seen_table(rows):
+    """The maps against zennit's before and after :func:`modules_for_functions`."""
+    lines = ["| model | zennit as is: max rel err, corr | zennit seeing the functions: max rel err, corr "
+             "| calls made modules | sums (lrpnb / zennit as is / zennit seeing) |", "|---|---|---|---|---|"]
+    for row in rows:
+        if "seen" not in row:
+            continue
+        made = ", ".join(f"{count} {kind}" for kind, count in sorted(row["made"].items())) or "none"
+        lines.append(f"| {row['model']} | {row['map'][0]:.1e}, {row['map'][1]:.6f} | {row['seen'][0]:.1e}, "
+                     f"{row['seen'][1]:.6f} | {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
+                     f"{row['seen'][2]:.4g} |")
+    return "\n".join(lines)
+
+
+def loads_sentence(rows, names_tried):
+    """A markdown sentence for the README: the models that load and give
+    torch's scores (within 1e-4 relative, float32), and those that do not."""
+    import torch
+    import torchvision
+
+    good = [row for row in rows if row.get("loads") and row.get("scores", np.inf) <= 1e-4]
+    refused = [row["model"] for row in rows if not row.get("loads")]
+    off = [row["model"] for row in rows if row.get("loads") and row not in good]
+    worst = max((row["scores"] for row in good), default=0.0)
+    listed = ", ".join(f"`{row['model']}`" for row in good)
+    sentence = (f"Of {len(rows)} `torchvision.models` classification architectures ({names_tried}; random "
+                f"weights, exported with opset 17 by `bench/zoo.py`, torch {torch.__version__}, torchvision "
+                f"{torchvision.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}), "
+                f"{len(good)} load and give torch's class scores (within {worst:.1e} relative, float32): "
+                f"{listed}.")
+    if refused:
+        sentence += " These do not load yet: " + ", ".join(f"`{name}`" for name in refused) + "."
+    if off:
+        sentence += " These load but miss torch's scores: " + ", ".join(f"`{name}`" for name in off) + "."
+    return sentence
 
 
 def operators(rows):
@@ -392,7 +531,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
-    parser.add_argument("--loads", action="store_true", help="print only the models that lrpnb loads")
+    parser.add_argument("--loads", action="store_true",
+                        help="print only a markdown sentence naming the models that lrpnb loads (for the README)")
+    parser.add_argument("--zennit-sees-functions", action="store_true",
+                        help="compare the maps also with zennit on the model with its functional ReLUs, "
+                             "average pools, spatial means and residual sums made modules (torch.fx)")
     args = parser.parse_args()
     if import_zennit() is None:
         sys.exit("bench/zoo.py needs torch, torchvision, zennit and onnx: pip install torch==2.14.1 "
@@ -419,12 +562,15 @@ def main():
         gc.collect()
     write_readme(args.cache, args)
     if args.loads:
-        print("\n".join(row["model"] for row in rows if row.get("loads") and "refusal" not in row))
+        tried = "every one" if args.all else "those named" if args.models else "one per family"
+        print(loads_sentence(rows, tried))
     elif not args.export_only:
         print(header() + f"; batch {args.batch}, float64 maps on {args.check_batch} images, "
               f"best of {args.rounds} rounds\n")
         print(table(rows) + "\n")
         print(operators(rows))
+        if args.zennit_sees_functions:
+            print("\n" + seen_table(rows))
 
 
 if __name__ == "__main__":
