@@ -256,3 +256,24 @@ def test_ctrl_c_of_a_terminal_reaches_the_local_workers_too_and_stays_one_line(t
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = [line for line in (said + err).splitlines() if line and "dashboard" not in line]
     assert len(lines) == 1 and lines[0].startswith("lrpnb explain: interrupted"), err
+
+
+def test_a_worker_that_cannot_read_the_model_is_named(tmp_path, digits, client, monkeypatch):
+    import shutil
+
+    from lrpnb.pipeline.options import embedded_model
+
+    model = tmp_path / "lenet.txt"
+    shutil.copy(embedded_model(), model)
+    made = distributed_run.DistributedRun.__init__
+
+    def vanishing(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        os.remove(model)  # read on the client; gone for the workers
+
+    monkeypatch.setattr(distributed_run.DistributedRun, "__init__", vanishing)
+    with pytest.raises(ValueError) as error:
+        lrpnb.explain_dataset(model, digits, tmp_path / "r.zarr", batch_size=BATCH, client=client, verbose=False)
+    message = str(error.value)
+    assert "worker tcp://" in message and str(model) in message and "\n" not in message
+    assert os.listdir(tmp_path) == []  # the arrays made before any chunk, removed

@@ -152,6 +152,8 @@ class DistributedRun:
             self._cancel(running)
             if self.stream is not None:
                 self.stream.close()
+            if self.zarr is not None:
+                self.zarr.discard()
             raise
         finally:
             if in_main_thread:

@@ -74,13 +74,13 @@ class ZarrWriter:
         """first -> last of the chunks an earlier run finished (its chunk size is kept)."""
         zarr = _zarr()
         try:
-            attrs = dict(zarr.open_group(self.partial, mode="r").attrs)
             done = self.marked()
+            if not done:
+                return {}  # nothing finished in it: it blocks nothing
+            attrs = dict(zarr.open_group(self.partial, mode="r").attrs)
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise ValueError(f"{self.partial}: an unfinished earlier run left this folder and it cannot be "
                              f"read ({error}); remove it or pass --overwrite") from None
-        if not done:
-            return {}
         if attrs.get("settings") != self.settings or attrs.get("count") != self.count:
             raise ValueError(f"{self.partial}: an unfinished earlier run with other settings left this folder, "
                              f"with {sum(b - a for a, b in done.items())} of {attrs.get('count')} samples done; "
@@ -115,6 +115,11 @@ class ZarrWriter:
         os.makedirs(os.path.join(self.partial, DONE))
         _sync_tree(self.partial)
         self.fresh = False
+
+    def discard(self):
+        """Remove the partial folder if no chunk is done in it (a run that failed)."""
+        if not self.marked():
+            shutil.rmtree(self.partial, ignore_errors=True)
 
     def finish(self, attributes):
         """Rename the complete folder into place (without the rows not read);
