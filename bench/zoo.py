@@ -428,8 +428,8 @@ def seen_table(rows):
         if "seen" not in row:
             continue
         made = ", ".join(f"{count} {kind}" for kind, count in sorted(row["made"].items())) or "none"
-        lines.append(f"| {row['model']} | {row['map'][0]:.1e}, {row['map'][1]:.6f} | {row['seen'][0]:.1e}, "
-                     f"{row['seen'][1]:.6f} | {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
+        lines.append(f"| {row['model']} | {row['map'][0]:.1e}, {row['map'][1]:.8f} | {row['seen'][0]:.1e}, "
+                     f"{row['seen'][1]:.8f} | {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
                      f"{row['seen'][2]:.4g} |")
     return "\n".join(lines)
 
