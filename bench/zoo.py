@@ -36,14 +36,17 @@ rewritten by :func:`modules_for_functions` (torch.fx): torchvision's
 functional ReLUs, average pools, spatial means and residual sums, which
 zennit's module hooks cannot see and lrpnb sees as ONNX nodes, become the
 modules zennit gives its Pass and Norm rules. A second table shows the
-maps against zennit's before and after.
+maps against zennit's before and after; ``--zennit-even-ties`` adds a
+column with zennit's max pooling modules also splitting a window's
+relevance evenly among tied maxima, as lrpnb's rule does (:func:`even_ties`).
 
 Usage (from the repository root, in an environment with torch, torchvision,
 zennit and onnx: ``pip install torch==2.14.1 torchvision==0.29.1 zennit onnx``
 and ``pip install -e .``):
 
     python bench/zoo.py [--all | --models resnet18,vgg11] [--cache DIR] [--batch 8]
-        [--rounds 2] [--seed 0] [--export-only] [--no-timing] [--loads] [--zennit-sees-functions]
+        [--rounds 2] [--seed 0] [--export-only] [--no-timing] [--loads]
+        [--zennit-sees-functions [--zennit-even-ties]]
 
 ``--loads`` prints only a markdown sentence naming the models that lrpnb
 loads and that give torch's scores (for the README); ``--export-only``
@@ -318,6 +321,53 @@ def seen_module(node):
     return None
 
 
+def even_ties(module):
+    """``module`` (a torch.fx ``GraphModule``) with every ``nn.MaxPool2d``
+    (dilation 1, floor mode) made one whose gradient splits each window's
+    among its tied maxima, as lrpnb's max-pooling rule does, instead of
+    handing it to the first (autograd's choice, hence zennit's, which gives
+    max pooling no rule of its own). Answers the number of pools replaced."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class EvenTies(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, kernel, stride, padding):
+            ctx.save_for_backward(x)
+            ctx.window = kernel, stride, padding
+            return F.max_pool2d(x, kernel, stride, padding)
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, = ctx.saved_tensors
+            (kh, kw), stride, (ph, pw) = ctx.window
+            n, c, h, w = x.shape
+            windows = F.unfold(F.pad(x, (pw, pw, ph, ph), value=-np.inf), (kh, kw), stride=stride)
+            windows = windows.view(n, c, kh * kw, -1)
+            tied = (windows == windows.max(2, keepdim=True).values).to(x.dtype)
+            shares = tied / tied.sum(2, keepdim=True) * grad.reshape(n, c, 1, -1)
+            spread = F.fold(shares.view(n, c * kh * kw, -1), (h + 2 * ph, w + 2 * pw), (kh, kw), stride=stride)
+            return spread[:, :, ph:ph + h, pw:pw + w], None, None, None
+
+    class EvenTiesMaxPool2d(nn.Module):
+        def __init__(self, pool):
+            super().__init__()
+            pair = nn.modules.utils._pair
+            self.window = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size), pair(pool.padding)
+
+        def forward(self, x):
+            return EvenTies.apply(x, *self.window)
+
+    replaced = 0
+    for name, pool in list(module.named_modules()):
+        if isinstance(pool, nn.MaxPool2d) and not pool.ceil_mode and pool.dilation in (1, (1, 1)):
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent), leaf, EvenTiesMaxPool2d(pool))
+            replaced += 1
+    return replaced
+
+
 def zennit_explainer(model, name, X, canonize=True):
     """A function that explains the torch batch ``X`` (NCHW) with zennit's
     EpsilonPlusFlat from the predicted class and answers the map in NHWC;
@@ -397,6 +447,10 @@ def check(name, onnx_path, data_path, args):
             theirs = zennit_explainer(seen.double(), name, torch.from_numpy(few), canonize=False)()
             row["seen"] = (relative(ours, theirs), float(np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]),
                            theirs.sum() / explained.sum())
+            if args.zennit_even_ties:
+                row["made"]["MaxPool2d (ties split)"] = even_ties(seen)
+                theirs = zennit_explainer(seen.double(), name, torch.from_numpy(few), canonize=False)()
+                row["ties"] = (relative(ours, theirs), float(np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]))
         if not args.no_timing:
             explain = zennit_explainer(model.float(), name, torch.from_numpy(x))
             composite = lrpnb.EpsilonPlusFlat()
@@ -421,15 +475,20 @@ def table(rows):
 
 
 def seen_table(rows):
-    """The maps against zennit's before and after :func:`modules_for_functions`."""
+    """The maps against zennit's before and after :func:`modules_for_functions`
+    (and :func:`even_ties`, where it ran)."""
+    ties = any("ties" in row for row in rows)
     lines = ["| model | zennit as is: max rel err, corr | zennit seeing the functions: max rel err, corr "
-             "| calls made modules | sums (lrpnb / zennit as is / zennit seeing) |", "|---|---|---|---|---|"]
+             + "| and splitting max-pool ties evenly " * ties
+             + "| calls made modules | sums (lrpnb / zennit as is / zennit seeing) |",
+             "|---|---|---|---|---|" + "---|" * ties]
     for row in rows:
         if "seen" not in row:
             continue
         made = ", ".join(f"{count} {kind}" for kind, count in sorted(row["made"].items())) or "none"
+        even = f" {row['ties'][0]:.1e}, {row['ties'][1]:.8f} |" if "ties" in row else " |" * ties
         lines.append(f"| {row['model']} | {row['map'][0]:.1e}, {row['map'][1]:.8f} | {row['seen'][0]:.1e}, "
-                     f"{row['seen'][1]:.8f} | {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
+                     f"{row['seen'][1]:.8f} |{even} {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
                      f"{row['seen'][2]:.4g} |")
     return "\n".join(lines)
 
@@ -536,6 +595,9 @@ def main():
     parser.add_argument("--zennit-sees-functions", action="store_true",
                         help="compare the maps also with zennit on the model with its functional ReLUs, "
                              "average pools, spatial means and residual sums made modules (torch.fx)")
+    parser.add_argument("--zennit-even-ties", action="store_true",
+                        help="with --zennit-sees-functions: once more with zennit's max pooling modules "
+                             "splitting ties evenly, as lrpnb's rule does")
     args = parser.parse_args()
     if import_zennit() is None:
         sys.exit("bench/zoo.py needs torch, torchvision, zennit and onnx: pip install torch==2.14.1 "
