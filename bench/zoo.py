@@ -485,7 +485,7 @@ def seen_table(rows):
     for row in rows:
         if "seen" not in row:
             continue
-        made = ", ".join(f"{count} {kind}" for kind, count in sorted(row["made"].items())) or "none"
+        made = ", ".join(f"{count} {kind}" for kind, count in sorted(row["made"].items()) if count) or "none"
         even = f" {row['ties'][0]:.1e}, {row['ties'][1]:.8f} |" if "ties" in row else " |" * ties
         lines.append(f"| {row['model']} | {row['map'][0]:.1e}, {row['map'][1]:.8f} | {row['seen'][0]:.1e}, "
                      f"{row['seen'][1]:.8f} |{even} {made} | {row['sums'][0]:.4g} / {row['sums'][1]:.4g} / "
