@@ -3,6 +3,7 @@ the caller's own (``client=``), or a local cluster of worker processes
 started for the run (``workers=N``)."""
 import contextlib
 import logging
+import os
 import sys
 
 __all__ = ["dask_modules", "connect"]
@@ -46,8 +47,11 @@ def connect(scheduler=None, client=None, workers=None):
         from .quiet import IgnoreInterrupts, ignoring_interrupts
 
         with ignoring_interrupts():
+            # the cores shared out: each worker's kernels run on its own share of them
+            threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
             cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                               dashboard_address=":0", silence_logs=logging.CRITICAL)
+                                               dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                               env={"NUMBA_NUM_THREADS": threads})
         try:
             with distributed.Client(cluster) as made:
                 made.register_plugin(IgnoreInterrupts())

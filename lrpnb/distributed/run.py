@@ -172,8 +172,9 @@ class DistributedRun:
     def _chunks(self, running, bar, stop):
         """Hand out the chunks, a window at a time, and take their results."""
         spec = _spec(self.plan, self.model, None if self.zarr is None else self.zarr.partial, self.chunk)
-        if spec["network"] is not None:  # sent to each worker once, not with every chunk
-            spec["network"] = self.client.scatter(spec["network"], broadcast=True)
+        # sent to each worker once, not with every chunk: per-sample labels and
+        # a loaded Network can be large
+        spec = self.client.scatter([spec], broadcast=True, hash=False)[0]
         waiting = collections.deque(self.chunks())
         ready, ordered = {}, self.zarr is None
         position = waiting[0][0] if waiting else self.N

@@ -1,0 +1,143 @@
+"""``lrpnb explain`` on Dask against the local run, and how far the scheduler scales.
+
+    python bench/distributed.py [--count 20000] [--batch-size 256] [--skip-simulation]
+
+1. Samples/s of the local run (the kernels on every core) against Dask runs
+   of 1 and 2 worker processes (``workers=N``: the cores shared out, one
+   kernel thread each on this 2-core machine), LeNet-5 on synthetic digits,
+   epsilon 0.01, written to .h5 and .zarr; each run once to warm up (numba's
+   cache loaded, workers started), then best of --repeats. The results are
+   checked bit for bit against the local run's.
+2. The scheduler's own cost per task: no-op tasks through the 2-worker
+   cluster, tasks/s.
+3. A simulation of many workers: an in-process cluster of W workers fed
+   4 x W tasks that only sleep for the duration of a chunk; parallel
+   efficiency = (tasks x duration / W) / wall time, for W = 8, 32, 128 and
+   chunk durations from LeNet-5's (tens of ms) to VGG-16's (minutes, shown
+   by its lower bound: 2 s).
+"""
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+# this file's name is the package's: its folder must not hide dask.distributed
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _HERE]
+
+
+def _explain(data, out, batch_size, **cluster):
+    import lrpnb
+
+    began = time.perf_counter()
+    summary = lrpnb.explain_dataset("lenet5_synthetic", data, out, batch_size=batch_size, rule="epsilon",
+                                    param=0.01, overwrite=True, verbose=False, **cluster)
+    return summary.explained / (time.perf_counter() - began)
+
+
+def _best(repeats, run):
+    return max(run() for _ in range(repeats))
+
+
+def _same(a, b):
+    import h5py
+    import zarr
+
+    def read(path):
+        if path.endswith(".zarr"):
+            group = zarr.open_group(path, mode="r")
+            return {name: group[name][...] for name in group.array_keys()}
+        with h5py.File(path, "r") as handle:
+            return {name: handle[name][...] for name in handle}
+
+    a, b = read(a), read(b)
+    return sorted(a) == sorted(b) and all(a[name].tobytes() == b[name].tobytes() for name in a)
+
+
+def throughput(count, batch_size, repeats, folder):
+    """Samples/s of the local run and of Dask runs on 1 and 2 workers."""
+    from distributed import Client, LocalCluster
+
+    from lrpnb.digits import synthetic_digits
+
+    data = os.path.join(folder, "digits.npy")
+    np.save(data, synthetic_digits(count, seed=7).images)
+    local = os.path.join(folder, "local.h5")
+    _explain(data, local, batch_size)
+    rows = [("local run, 2 kernel threads, .h5", _best(repeats, lambda: _explain(data, local, batch_size)), True)]
+    for workers in (1, 2):
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=logging.CRITICAL, env={"NUMBA_NUM_THREADS": threads}) as cluster, \
+                Client(cluster) as client:
+            for suffix in (".h5", ".zarr"):
+                out = os.path.join(folder, f"dask{workers}{suffix}")
+                _explain(data, out, batch_size, client=client)
+                rate = _best(repeats, lambda: _explain(data, out, batch_size, client=client))
+                rows.append((f"Dask, {workers} worker(s) x {threads} kernel thread(s), {suffix}", rate,
+                             _same(local, out)))
+            if workers == 2:
+                overhead = scheduler_overhead(client)
+    return rows, overhead
+
+
+def _noop(index):
+    return index
+
+
+def scheduler_overhead(client, tasks=2000):
+    """Seconds per no-op task through the scheduler to the workers and back."""
+    client.gather(client.map(_noop, range(100), pure=False))  # warm
+    began = time.perf_counter()
+    client.gather(client.map(_noop, range(tasks), pure=False))
+    return (time.perf_counter() - began) / tasks
+
+
+def simulate(workers_list, durations):
+    """Parallel efficiency of W in-process workers running 4 x W sleeping tasks."""
+    from distributed import Client, LocalCluster
+
+    for workers in workers_list:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None,
+                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+            client.wait_for_workers(workers)
+            for duration in durations:
+                tasks = 4 * workers
+                began = time.perf_counter()
+                client.gather(client.map(time.sleep, [duration] * tasks, pure=False))
+                wall = time.perf_counter() - began
+                yield workers, duration, tasks, wall, tasks * duration / workers / wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-simulation", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; LeNet-5, {args.count} "
+          f"synthetic digits, epsilon 0.01, batch {args.batch_size}")
+    if not args.skip_throughput:
+        with tempfile.TemporaryDirectory() as folder:
+            rows, overhead = throughput(args.count, args.batch_size, args.repeats, folder)
+        local = rows[0][1]
+        print(f"| run | samples/s | of the local run | bit-identical |\n|---|---:|---:|---|")
+        for name, rate, same in rows:
+            print(f"| {name} | {rate:,.0f} | {rate / local:.0%} | {'yes' if same else 'NO'} |")
+        print(f"scheduler: {overhead * 1e3:.2f} ms per no-op task ({1 / overhead:,.0f} tasks/s) on this machine")
+    if args.skip_simulation:
+        return
+    print("| workers | task (s) | tasks | wall (s) | efficiency |\n|---:|---:|---:|---:|---:|")
+    for workers, duration, tasks, wall, efficiency in simulate((8, 32, 128), (0.02, 0.2, 2.0)):
+        print(f"| {workers} | {duration:g} | {tasks} | {wall:.2f} | {efficiency:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
