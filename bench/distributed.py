@@ -9,7 +9,9 @@
    cache loaded, workers started), then best of --repeats. The results are
    checked bit for bit against the local run's.
 2. The scheduler's own cost per task: no-op tasks through the 2-worker
-   cluster, tasks/s.
+   cluster, tasks/s; and what 1 and 2 plain processes of one kernel thread
+   each reach without Dask, explaining chunks at once
+   (``lrpnb.distributed.tasks.chunk_rows``): the ceiling of the workers.
 3. A simulation of many workers: an in-process cluster of W workers fed
    4 x W tasks that only sleep for the duration of a chunk; parallel
    efficiency = (tasks x duration / W) / wall time, for W = 8, 32, 128 and
@@ -86,6 +88,47 @@ def throughput(count, batch_size, repeats, folder):
     return rows, overhead
 
 
+def _chunk_rate(data, batch_size, chunk):
+    """Samples/s of lrpnb.distributed.tasks.chunk_rows in this process, best of 3, without Dask."""
+    from lrpnb.distributed.run import _spec
+    from lrpnb.distributed.tasks import chunk_rows
+    from lrpnb.pipeline.explain import _plan
+
+    plan = _plan("lenet5_synthetic", data, data + ".unused.h5", dataset=None, rule="epsilon", param=0.01,
+                 composite=None, target="pred", device=None, batch_size=batch_size, png=None, cmap="bwr",
+                 input_range=(-1.0, 1.0), size=None, resize=None, crop=None, mean=None, std=None,
+                 channel_order="rgb", overwrite=True, compress=False, class_names=None, weights=None)
+    spec = _spec(plan, "lenet5_synthetic")
+    chunk_rows(spec, 0, chunk)
+    best = 0.0
+    for _ in range(3):
+        began = time.perf_counter()
+        chunk_rows(spec, 0, chunk)
+        best = max(best, chunk / (time.perf_counter() - began))
+    return best
+
+
+def ceiling(count, batch_size, folder, processes=2):
+    """Samples/s of ``processes`` plain processes (one kernel thread each, no
+    Dask) explaining chunks at once: what N single-thread workers can reach
+    on this machine whatever the engine."""
+    import subprocess
+    import sys
+
+    from lrpnb.digits import synthetic_digits
+
+    data = os.path.join(folder, "digits.npy")
+    if not os.path.exists(data):
+        np.save(data, synthetic_digits(count, seed=7).images)
+    code = (f"import sys; sys.path[:] = [e for e in sys.path if e != {_HERE!r}]; "
+            f"import runpy; bench = runpy.run_path({os.path.abspath(__file__)!r}); "
+            f"print(bench['_chunk_rate']({data!r}, {batch_size}, {8 * batch_size}))")
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    running = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    return [float(process.communicate()[0].split()[-1]) for process in running]
+
+
 def _noop(index):
     return index
 
@@ -132,6 +175,12 @@ def main():
         for name, rate, same in rows:
             print(f"| {name} | {rate:,.0f} | {rate / local:.0%} | {'yes' if same else 'NO'} |")
         print(f"scheduler: {overhead * 1e3:.2f} ms per no-op task ({1 / overhead:,.0f} tasks/s) on this machine")
+        with tempfile.TemporaryDirectory() as folder:
+            for processes in (1, 2):
+                rates = ceiling(args.count, args.batch_size, folder, processes)
+                print(f"without Dask, {processes} process(es) x 1 kernel thread explaining chunks at once: "
+                      f"{sum(rates):,.0f} samples/s ({', '.join(f'{rate:,.0f}' for rate in rates)}), "
+                      f"{sum(rates) / local:.0%} of the local run")
     if args.skip_simulation:
         return
     print("| workers | task (s) | tasks | wall (s) | efficiency |\n|---:|---:|---:|---:|---:|")
