@@ -11,7 +11,8 @@
 2. The scheduler's own cost per task: no-op tasks through the 2-worker
    cluster, tasks/s; and what 1 and 2 plain processes of one kernel thread
    each reach without Dask, explaining chunks at once
-   (``lrpnb.distributed.tasks.chunk_rows``): the ceiling of the workers.
+   (``lrpnb.distributed.tasks.chunk_rows``, timed together): the ceiling
+   of the workers.
 3. A simulation of many workers: an in-process cluster of W workers fed
    4 x W tasks that only sleep for the duration of a chunk; parallel
    efficiency = (tasks x duration / W) / wall time, for W = 8, 32, 128 and
@@ -88,8 +89,10 @@ def throughput(count, batch_size, repeats, folder):
     return rows, overhead
 
 
-def _chunk_rate(data, batch_size, chunk):
-    """Samples/s of lrpnb.distributed.tasks.chunk_rows in this process, best of 3, without Dask."""
+def _chunk_rate(data, batch_size, chunk, ready, go):
+    """Samples/s of lrpnb.distributed.tasks.chunk_rows in this process,
+    without Dask: warmed up, then ``ready`` is made and the timing starts
+    when ``go`` exists (every process measured at the same time)."""
     from lrpnb.distributed.run import _spec
     from lrpnb.distributed.tasks import chunk_rows
     from lrpnb.pipeline.explain import _plan
@@ -100,18 +103,21 @@ def _chunk_rate(data, batch_size, chunk):
                  channel_order="rgb", overwrite=True, compress=False, class_names=None, weights=None)
     spec = _spec(plan, "lenet5_synthetic")
     chunk_rows(spec, 0, chunk)
-    best = 0.0
-    for _ in range(3):
-        began = time.perf_counter()
-        chunk_rows(spec, 0, chunk)
-        best = max(best, chunk / (time.perf_counter() - began))
-    return best
+    open(ready, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    began, done = time.perf_counter(), 0
+    count = len(plan.source)
+    for first in range(0, count - chunk + 1, chunk):  # the chunks of the data, as a worker would
+        chunk_rows(spec, first, first + chunk)
+        done += chunk
+    return done / (time.perf_counter() - began)
 
 
 def ceiling(count, batch_size, folder, processes=2):
     """Samples/s of ``processes`` plain processes (one kernel thread each, no
-    Dask) explaining chunks at once: what N single-thread workers can reach
-    on this machine whatever the engine."""
+    Dask) each explaining the data's chunks, timed together: what N
+    single-thread workers can reach on this machine whatever the engine."""
     import subprocess
     import sys
 
@@ -120,12 +126,18 @@ def ceiling(count, batch_size, folder, processes=2):
     data = os.path.join(folder, "digits.npy")
     if not os.path.exists(data):
         np.save(data, synthetic_digits(count, seed=7).images)
-    code = (f"import sys; sys.path[:] = [e for e in sys.path if e != {_HERE!r}]; "
-            f"import runpy; bench = runpy.run_path({os.path.abspath(__file__)!r}); "
-            f"print(bench['_chunk_rate']({data!r}, {batch_size}, {8 * batch_size}))")
-    env = dict(os.environ, NUMBA_NUM_THREADS="1")
-    running = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-               for _ in range(processes)]
+    go = os.path.join(folder, f"go{processes}")
+    readies = [os.path.join(folder, f"ready{processes}-{k}") for k in range(processes)]
+    running = []
+    for ready in readies:
+        code = (f"import sys; sys.path[:] = [e for e in sys.path if e != {_HERE!r}]; "
+                f"import runpy; bench = runpy.run_path({os.path.abspath(__file__)!r}); "
+                f"print(bench['_chunk_rate']({data!r}, {batch_size}, {8 * batch_size}, {ready!r}, {go!r}))")
+        running.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, NUMBA_NUM_THREADS="1")))
+    while not all(os.path.exists(ready) for ready in readies):
+        time.sleep(0.01)
+    open(go, "w").close()
     return [float(process.communicate()[0].split()[-1]) for process in running]
 
 
