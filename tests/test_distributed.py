@@ -277,3 +277,38 @@ def test_a_worker_that_cannot_read_the_model_is_named(tmp_path, digits, client, 
     message = str(error.value)
     assert "worker tcp://" in message and str(model) in message and "\n" not in message
     assert os.listdir(tmp_path) == []  # the arrays made before any chunk, removed
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr", ".npy"])
+def test_images_with_an_unreadable_one_are_the_local_run_bit_for_bit(tmp_path, client, suffix):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = synthetic_digits(40, seed=4).images[..., 0]
+    for k, image in enumerate(pixels):
+        Image.fromarray(np.round((image + 1) * 127.5).astype(np.uint8)).save(images / f"d{k:02d}.png")
+    (images / "d17.png").write_bytes(b"not a png")  # left out of both results, rows dropped
+    local, cluster = tmp_path / f"local{suffix}", tmp_path / f"cluster{suffix}"
+    lrpnb.explain_dataset(MODEL, images, local if suffix != ".zarr" else tmp_path / "local.h5", batch_size=8,
+                          verbose=False, **METHOD)
+    summary = lrpnb.explain_dataset(MODEL, images, cluster, batch_size=8, client=client, verbose=False, **METHOD)
+    assert (summary.explained, summary.failures) == (39, 1)
+    if suffix == ".npy":
+        assert np.load(cluster).tobytes() == np.load(local).tobytes()
+        assert (tmp_path / "cluster.npy.names.txt").read_text() == (tmp_path / "local.npy.names.txt").read_text()
+        return
+    with h5py.File(tmp_path / "local.h5", "r") as handle:
+        expected = {name: handle[name][...] for name in handle}
+    if suffix == ".zarr":
+        group = zarr.open_group(str(cluster), mode="r")
+        read = {name: group[name][...] for name in group.array_keys()}
+    else:
+        with h5py.File(cluster, "r") as handle:
+            read = {name: handle[name][...] for name in handle}
+    assert sorted(read) == sorted(expected) == sorted(RESULTS + ("source",))
+    for name in RESULTS:
+        assert read[name].tobytes() == expected[name].tobytes(), name
+    names = [name.decode() if isinstance(name, bytes) else str(name) for name in read["source"]]
+    assert names == [os.path.basename(str(name.decode() if isinstance(name, bytes) else name))
+                     for name in expected["source"]] and "d17.png" not in names

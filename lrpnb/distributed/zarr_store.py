@@ -31,9 +31,15 @@ __all__ = ["ZarrWriter", "write_chunk"]
 
 DONE = "_done"
 
-# the markers' folder is the run's own bookkeeping inside the partial folder,
-# removed when it is finished: zarr need not say it is not one of its arrays
-warnings.filterwarnings("ignore", message=f"Object at {DONE} is not recognized")
+
+
+def _members(group, what="arrays"):
+    """``group.arrays()`` (or ``array_keys()``) as a list: the markers' folder
+    is the run's own bookkeeping inside the partial folder, removed when it
+    is finished, and zarr need not warn that it is not one of its arrays."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f"Object at {DONE} is not recognized")
+        return list(getattr(group, what)())
 
 
 def _zarr():
@@ -169,7 +175,7 @@ def _copy_rows(group, target, ok):
         shutil.rmtree(target)
     new = zarr.open_group(target, mode="w", zarr_format=3)
     kept = int(ok.sum())
-    for name, array in group.arrays():
+    for name, array in _members(group):
         if name == "ok":
             continue
         chunks = (max(1, min(array.chunks[0], kept)),) + array.shape[1:]
@@ -191,7 +197,7 @@ def write_chunk(spec, first, last, rows):
         if name == "source":
             continue  # written whole at the start
         group[name][first:last] = values
-    for name in group.array_keys():
+    for name in _members(group, "array_keys"):
         chunk_folder = os.path.join(spec["partial"], name, "c", str(index))
         if os.path.exists(chunk_folder):  # a folder, or the file of a 1-D array's chunk
             _sync_tree(chunk_folder)
