@@ -312,3 +312,26 @@ def test_images_with_an_unreadable_one_are_the_local_run_bit_for_bit(tmp_path, c
     names = [name.decode() if isinstance(name, bytes) else str(name) for name in read["source"]]
     assert names == [os.path.basename(str(name.decode() if isinstance(name, bytes) else name))
                      for name in expected["source"]] and "d17.png" not in names
+
+
+def test_a_loaded_network_is_sent_to_the_workers(tmp_path, digits, local, client):
+    out = tmp_path / "network.h5"
+    lrpnb.explain_dataset(lrpnb.load(MODEL), digits, out, batch_size=BATCH, client=client, verbose=False,
+                          **METHOD)
+    with h5py.File(out, "r") as handle:
+        for name in RESULTS:
+            assert handle[name][...].tobytes() == local[0][name].tobytes(), name
+
+
+def test_a_local_run_finishes_what_a_cluster_run_left(tmp_path, digits, local, client, monkeypatch):
+    def stopping(self, first, last, bar):
+        if first >= 2 * 256:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed_run.DistributedRun, "_counted", stopping)
+    out = tmp_path / "mixed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    summary = lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, verbose=False, **METHOD)
+    assert 0 < summary.explained < COUNT
+    _same_as_local(local, out)
