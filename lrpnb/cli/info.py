@@ -37,7 +37,8 @@ def run_info(args):
     input, then a row per layer (per node of a graph), then the totals."""
     from .. import provenance
 
-    made = provenance.read(args.model) if os.path.isfile(args.model) and args.weights is None else None
+    weights = getattr(args, "weights", None)  # a namespace made in Python may lack it
+    made = provenance.read(args.model) if os.path.isfile(args.model) and weights is None else None
     if made is not None:
         run_result_info(args.model, made)
         return
@@ -86,7 +87,7 @@ def run_model_info(args):
     from ..model_io import load
     from ..network import printable as shown
 
-    net = load(args.model, weights=args.weights)
+    net = load(args.model, weights=getattr(args, "weights", None))
     shape = input_shape(net)
     print(f"model: {shown(args.model)}")
     if shape is None:
