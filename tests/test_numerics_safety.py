@@ -149,7 +149,7 @@ def onnx_flatten(path, shape, dilations=None):
     nodes.append(helper.make_node("Flatten", [source], ["y"]))
     graph = helper.make_graph(nodes, "bomb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    onnx.save(helper.make_model(graph), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def test_onnx_declared_input_shape_bomb_is_refused(tmp_path, monkeypatch):
