@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from .. import provenance
 from .._atomic import remove_leftovers
 from ..targets import Target
 from ..writers import HDF5Writer, NpyWriter, WriterLock
+from ..pipeline.batches import finish_outputs
 from ..pipeline.options import geometry, model_samples, open_model
 from . import tasks
 from .zarr_store import ZarrWriter
@@ -256,33 +256,11 @@ class DistributedRun:
 
     def _finish(self):
         """Put the results under their final name, as the local run does."""
-        plan = self.plan
-        if self.writer is not None:
-            if self.explained == 0 and self.start == 0:
-                self.writer.discard()
-                raise ValueError(f"{plan.data}: no sample could be explained")
-            self.failures = self.writer.finish()
-            return
         if self.zarr is not None:
-            self.failures = self.zarr.finish(plan.provenance)
+            self.failures = self.zarr.finish(self.plan.provenance)
             return
-        if self.explained == 0:
-            if self.stream is not None:
-                self.stream.close()
-            raise ValueError(f"{plan.data}: no sample could be explained")
-        if self.stream is not None:
-            self.stream.finish()
-        else:
-            from ..data_io import write_data
-
-            write_data(np.concatenate(self.parts), plan.out)
-        provenance.write_sidecar(plan.out, plan.provenance)
-        if plan.names_path is not None:
-            from .._atomic import atomic_path
-
-            with atomic_path(plan.names_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-                handle.write("".join(f"{name}\n" for name in self.row_names))
-            print(f"the image of each row of {plan.out}, one per line: {plan.names_path}", file=sys.stderr)
+        self.failures = finish_outputs(self.plan, self.writer, self.stream, self.parts, self.row_names,
+                                       self.explained, self.start, self.failures)
 
 
 def _progress(total):

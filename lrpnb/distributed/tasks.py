@@ -14,9 +14,9 @@ import sys
 import numpy as np
 
 from ..inputs import sample_shape
+from ..pipeline.batches import explain_rows, full_rows
 from ..pipeline.options import load_model, model_samples, normalisation, range_note
 from ..sources import open_source
-from ..targets import Target
 
 __all__ = ["explain_chunk", "chunk_rows", "worker_name"]
 
@@ -96,7 +96,7 @@ def chunk_rows(spec, first, last):
             raise ValueError(f"{worker_name()} cannot read {spec['data']}: {error}") from None
         problems += skipped
         results = _explain(spec, net, source, X, kept, start, stop) if len(kept) else None
-        parts.append(_full_rows(results, kept, start, stop, source))
+        parts.append(full_rows(results, kept, start, stop, source))
         explained += len(kept)
     rows = {name: np.concatenate([part[name] for part in parts]) for name in _names(parts)}
     return rows, problems, explained
@@ -123,35 +123,8 @@ def _explain(spec, net, source, X, kept, first, last):
     if not spec.get("range_noted"):
         # said once per worker, in its log
         spec["range_noted"] = range_note("explain", source.name, X, spec["input_range"])
-    target = spec["target"]
-    if target.per_sample:
-        target = Target("label", np.asarray(target.value)[kept])
     normalise = normalisation(spec["mean"], spec["std"], spec["channel_order"])
-    try:
-        relevance, scores = net.explain(normalise(X), target=target, return_scores=True, **spec["method"])
-    except ValueError as error:
-        raise ValueError(f"{source.name}, samples {first}..{last - 1}: {error}") from None
-    relevance = np.asarray(relevance)
-    chosen = target.classes(scores)
-    return dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
-                target=chosen if target.several else chosen[:, 0])
-
-
-def _full_rows(results, kept, first, last, source):
-    """Rows first..last-1: results where samples were read, zeros and ok=False where not."""
-    count = last - first
-    ok = np.zeros(count, dtype=bool)
-    ok[np.asarray(kept, dtype=np.int64) - first] = True
-    rows = {"ok": ok}
-    if source.names is not None:
-        rows["source"] = np.array(source.names[first:last], dtype=object)
-    if results is None:
-        return rows
-    for name, array in results.items():
-        full = np.zeros((count,) + array.shape[1:], dtype=array.dtype)
-        full[ok] = array
-        rows[name] = full
-    return rows
+    return explain_rows(net, X, kept, first, last, spec["target"], normalise, spec["method"], source.name)[0]
 
 
 def explain_chunk(spec, first, last):

@@ -17,7 +17,7 @@ from ..sources import open_source
 from ..targets import Target
 from .._atomic import remove_leftovers
 from ..writers import HDF5Writer, NpyWriter, WriterLock, clear_stale_lock
-from . import options, pngs, records
+from . import batches, options, pngs, records
 
 __all__ = ["explain_dataset", "ExplainSummary"]
 
@@ -352,29 +352,20 @@ class _Run:
         X = options.model_samples(plan.net, X, plan.input_range, plan.source.name)
         if not self.range_warned:
             self.range_warned = options.range_note("explain", plan.source.name, X, plan.input_range)
-        target = Target("label", np.asarray(plan.target.value)[kept]) if plan.target.per_sample \
-            else plan.target
-        try:
-            relevance, scores = plan.net.explain(plan.normalise(X), target=target,
-                                                 return_scores=True, **plan.method)
-        except ValueError as error:
-            # explain() counts samples within the batch
-            raise ValueError(f"{plan.source.name}, samples {first}..{last - 1}: {error}") from None
-        relevance = np.asarray(relevance)
-        chosen = target.classes(scores)
+        results, chosen = batches.explain_rows(plan.net, X, kept, first, last, plan.target, plan.normalise,
+                                               plan.method, plan.source.name)
         if plan.png_paths is not None:
-            pngs.write_pngs(plan.png_paths, kept, X, relevance, plan.input_range, plan.settings.cmap, scores,
-                            chosen, plan.class_names)
+            pngs.write_pngs(plan.png_paths, kept, X, results["relevance"], plan.input_range, plan.settings.cmap,
+                            results["scores"], chosen, plan.class_names)
         self.explained += len(kept)
-        return dict(relevance=relevance, prediction=np.argmax(scores, axis=1), scores=scores,
-                    target=chosen if target.several else chosen[:, 0])
+        return results
 
     def _keep(self, results, kept, first, last, writes):
         """Hand one batch's results to the writer, the .npy stream or memory."""
         if self.writer is not None:
             # the writer thread compresses and writes this batch while
             # the next one is explained (the kernels release the GIL)
-            rows = _full_rows(results, kept, first, last, self.plan.source)
+            rows = batches.full_rows(results, kept, first, last, self.plan.source)
             if self.pending is not None:
                 self.pending.result()
             self.pending = writes.submit(self.writer.write, first, rows)
@@ -414,31 +405,8 @@ class _Run:
 
     def _finish(self):
         """Put the results under their final name (and the list of images beside them)."""
-        plan, writer = self.plan, self.writer
-        if writer is not None:
-            if self.explained == 0 and self.start == 0:
-                writer.discard()
-                raise ValueError(f"{plan.data}: no sample could be explained")
-            # rows of unreadable samples, from this run or an interrupted earlier one
-            self.failures = writer.finish()
-            return
-        if self.explained == 0:
-            if self.stream is not None:
-                self.stream.close()
-            raise ValueError(f"{plan.data}: no sample could be explained")
-        if self.stream is not None:
-            self.stream.finish()
-        else:
-            from ..data_io import write_data
-
-            write_data(np.concatenate(self.parts), plan.out)
-        provenance.write_sidecar(plan.out, plan.provenance)
-        if plan.names_path is not None:
-            from .._atomic import atomic_path
-
-            with atomic_path(plan.names_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-                handle.write("".join(f"{name}\n" for name in self.row_names))
-            print(f"the image of each row of {plan.out}, one per line: {plan.names_path}", file=sys.stderr)
+        self.failures = batches.finish_outputs(self.plan, self.writer, self.stream, self.parts, self.row_names,
+                                               self.explained, self.start, self.failures)
 
 
 def _settle(pending):
@@ -449,21 +417,3 @@ def _settle(pending):
             pending.result()
         except Exception:  # noqa: BLE001 - the run is ending with another error
             pass
-
-
-def _full_rows(results, kept, first, last, source):
-    """Rows first..last-1 for the HDF5 file: results where samples were
-    read, zeros and ok=False where not."""
-    count = last - first
-    ok = np.zeros(count, dtype=bool)
-    ok[np.asarray(kept, dtype=np.int64) - first] = True
-    rows = {"ok": ok}
-    if source.names is not None:
-        rows["source"] = np.array(source.names[first:last], dtype=object)
-    if results is None:  # nothing read: the rows stay empty and are dropped at the end
-        return rows
-    for name, array in results.items():
-        full = np.zeros((count,) + array.shape[1:], dtype=array.dtype)
-        full[ok] = array
-        rows[name] = full
-    return rows
