@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-__all__ = ["FIELDS", "file_digest", "model_identity", "record", "sidecar_path", "write_sidecar", "write_attributes", "read",
+__all__ = ["FIELDS", "file_digest", "model_identity", "network_digest", "record", "sidecar_path", "write_sidecar", "write_attributes", "read",
            "describe"]
 
 #: the fields of a record, in the order ``lrpnb info`` shows them
@@ -42,14 +42,20 @@ def model_identity(model, path):
     SHA-256 of its layers' descriptions and parameters)."""
     if path is not None:
         return os.path.abspath(path), file_digest(path)
-    digest = hashlib.sha256()
-    for layer in model.layers:
+    return ("a Network given in Python (model_sha256: of its layers and parameters)",
+            network_digest(model, hashlib.sha256()))
+
+
+def network_digest(net, digest):
+    """``digest`` (a hashlib object) of a network's layers: each layer's
+    description and its arrays, by name; returned as hex."""
+    for layer in net.layers:
         digest.update(layer.describe().encode())
         for name, value in sorted(vars(layer).items()):
             if isinstance(value, np.ndarray):
                 digest.update(name.encode())
                 digest.update(np.ascontiguousarray(value).tobytes())
-    return "a Network given in Python (model_sha256: of its layers and parameters)", digest.hexdigest()
+    return digest.hexdigest()
 
 
 def record(command, **fields):

@@ -282,14 +282,10 @@ def open_model(model, weights=None):
         return path, os.path.basename(path), os.path.abspath(path) + with_weights
     if weights is not None:
         raise ValueError("weights go with a Caffe model file (.prototxt), not with a loaded network")
-    digest = hashlib.sha1()
-    for layer in model.layers:
-        digest.update(layer.describe().encode())
-        for name, value in sorted(vars(layer).items()):
-            if isinstance(value, np.ndarray):
-                digest.update(name.encode())
-                digest.update(np.ascontiguousarray(value).tobytes())
-    return None, "the network", f"a Network (parameters' sha1 {digest.hexdigest()})"
+    from ..provenance import network_digest
+
+    # sha1, as runs have always recorded it: a partial file of an earlier run still resumes
+    return None, "the network", f"a Network (parameters' sha1 {network_digest(model, hashlib.sha1())})"
 
 
 def load_model(model, path, device, weights=None):
