@@ -475,9 +475,11 @@ def lrp_step(a, step, R, eps, maxima=False):
     return (a * a.grad).detach()
 
 
-def test_relevance_equals_zennits_rules_in_torch(tmp_path):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
+def explained_chain(tmp_path):
+    """A Caffe chain (grouped padded convolution, ReLU, max pool, convolution,
+    ReLU, average pool, two dense layers) with seeded weights, and lrpnb's
+    epsilon-0.1 relevance of a random input: (x NCHW, its relevance NHWC,
+    the weights W1, b1, ..., W4, b4)."""
     rng = np.random.default_rng(3)
     W1, b1, W2, b2 = [rng.standard_normal(s).astype(np.float32) for s in ((6, 2, 3, 3), (6,), (4, 6, 3, 3), (4,))]
     W3, b3, W4, b4 = [rng.standard_normal(s).astype(np.float32) for s in ((8, 4 * 4 * 3), (8,), (5, 8), (5,))]
@@ -495,6 +497,13 @@ def test_relevance_equals_zennits_rules_in_torch(tmp_path):
     net = lrpnb.load(proto, weights=path)
     x = rng.standard_normal((2, 4, 12, 11))
     relevance = np.asarray(net.explain(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rule="epsilon", param=0.1))
+    return x, relevance, (W1, b1, W2, b2, W3, b3, W4, b4)
+
+
+def test_relevance_equals_zennits_rules_in_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, relevance, (W1, b1, W2, b2, W3, b3, W4, b4) = explained_chain(tmp_path)
 
     def T(array):
         return torch.tensor(array, dtype=torch.float64)
@@ -522,23 +531,7 @@ def test_relevance_equals_zennit_itself(tmp_path):
     from zennit.rules import Epsilon, Norm, Pass
 
     nn = torch.nn
-    rng = np.random.default_rng(3)
-    W1, b1, W2, b2 = [rng.standard_normal(s).astype(np.float32) for s in ((6, 2, 3, 3), (6,), (4, 6, 3, 3), (4,))]
-    W3, b3, W4, b4 = [rng.standard_normal(s).astype(np.float32) for s in ((8, 4 * 4 * 3), (8,), (5, 8), (5,))]
-    text = header((2, 4, 12, 11)) + layer(
-        "c1", "Convolution", "data", "c1", "convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 2 }") + \
-        layer("r1", "ReLU", "c1", "c1") + layer("p1", "Pooling", "c1", "p1", "pooling_param { pool: MAX kernel_size: "
-                                                                           "3 stride: 2 }") + layer(
-        "c2", "Convolution", "p1", "c2", "convolution_param { num_output: 4 kernel_size: 3 pad: 1 }") + layer(
-        "r2", "ReLU", "c2", "c2") + layer("p2", "Pooling", "c2", "p2", "pooling_param { pool: AVE kernel_size: 3 "
-                                                                       "stride: 2 pad: 1 }") + layer(
-        "fc1", "InnerProduct", "p2", "fc1", "inner_product_param { num_output: 8 }") + layer(
-        "r3", "ReLU", "fc1", "fc1") + layer("fc2", "InnerProduct", "fc1", "fc2", "inner_product_param { num_output: "
-                                                                                 "5 }")
-    proto, path = model(tmp_path, text, {"c1": [W1, b1], "c2": [W2, b2], "fc1": [W3, b3], "fc2": [W4, b4]})
-    net = lrpnb.load(proto, weights=path)
-    x = rng.standard_normal((2, 4, 12, 11))
-    relevance = np.asarray(net.explain(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rule="epsilon", param=0.1))
+    x, relevance, (W1, b1, W2, b2, W3, b3, W4, b4) = explained_chain(tmp_path)
 
     torch_net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
                               nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
