@@ -1,0 +1,234 @@
+"""Transformers against LXT: small Hugging Face models exported to ONNX,
+LXT 2.1's AttnLRP and CP-LRP relevance of them, lrpnb's relevance of the
+exported graphs compared with it, and the BERT-base geometry's speed.
+
+Needs the peers extra (torch, transformers 4.52, lxt 2.1, onnx)::
+
+    python bench/transformers.py export  [--out DIR]   # ONNX + inputs + torch outputs
+    python bench/transformers.py lxt     [--out DIR]   # LXT relevance (<model>_lxt.npz)
+    python bench/transformers.py compare [--out DIR]   # lrpnb vs LXT, per model and rule
+    python bench/transformers.py speed                 # BERT-base geometry, LXT and lrpnb
+
+LXT patches the transformers modules in place (and cannot undo it), so each
+LXT explanation runs in a child process of its own (``lxt-one``).
+
+Models are built from configs with random weights drawn wider than
+transformers' default (initializer_range 0.2, norm weights 1 + N(0, 0.1^2),
+biases N(0, 0.1^2), seed fixed): with std 0.02 attention stays uniform and
+GELU linear, where a wrong rule barely shows.
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+# Run as a script, this file's folder comes first on sys.path, where its own
+# name would hide the transformers package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import numpy as np  # noqa: E402
+
+MODELS = ("bert", "vit", "gpt2", "llama")
+BATCH, SEQ, VOCAB = 2, 8, 1000
+OUT = "/work/tf-models"
+# the export variants: (file stem, model, whether the graph takes attention_mask)
+VARIANTS = (("bert", "bert", True), ("vit", "vit", False), ("gpt2", "gpt2", False),
+            ("gpt2_mask", "gpt2", True), ("llama", "llama", False), ("llama_mask", "llama", True))
+RULES = ("attnlrp", "cplrp")
+
+
+def config(name, **geometry):
+    """The transformers config of a small model (or the given geometry)."""
+    import transformers
+
+    common = dict(initializer_range=0.2, attn_implementation="eager")
+    if name == "bert":
+        kw = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, max_position_embeddings=64, num_labels=3,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        kw.update(geometry)
+        return transformers.BertConfig(**kw, **common)
+    if name == "vit":
+        return transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=128, image_size=32, patch_size=8,
+                                      num_channels=3, num_labels=5, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0, **common)
+    if name == "gpt2":
+        return transformers.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4,
+                                       n_positions=64, use_cache=False, resid_pdrop=0.0,
+                                       embd_pdrop=0.0, attn_pdrop=0.0, **common)
+    if name == "llama":
+        return transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2,
+                                        intermediate_size=128, max_position_embeddings=64,
+                                        use_cache=False, **common)
+    raise ValueError(f"unknown model {name!r}: one of {MODELS}")
+
+
+def model_class(name):
+    """The transformers class of ``name``, looked up in its modeling module
+    at call time (LXT's BERT patch replaces the module's classes)."""
+    import importlib
+
+    module, cls = {"bert": ("bert.modeling_bert", "BertForSequenceClassification"),
+                   "vit": ("vit.modeling_vit", "ViTForImageClassification"),
+                   "gpt2": ("gpt2.modeling_gpt2", "GPT2LMHeadModel"),
+                   "llama": ("llama.modeling_llama", "LlamaForCausalLM")}[name]
+    return getattr(importlib.import_module("transformers.models." + module), cls)
+
+
+def build(name, seed=0, state=None, **geometry):
+    """The model in eval mode, float32: weights from ``state`` (a state dict)
+    or drawn with ``seed``, wider than transformers' default."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(name)(config(name, **geometry)).eval()
+    if state is not None:
+        model.load_state_dict(state)
+        return model
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if p.ndim == 1 and ("norm" in pname.lower() or ".ln_" in pname) and pname.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif p.ndim == 1 and pname.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return model
+
+
+def inputs(name, mask=True, batch=BATCH, seq=SEQ, seed=1):
+    """The numpy inputs of the exported graph: int64 ids (and an int64 mask
+    with padding at the end of the last sample), or pixels.
+
+    Padding at the start would leave the padded queries of a language model
+    nothing to attend to: a float64 LLaMA, whose softmax runs in float32,
+    turns the float64 mask value into -inf there and its logits into NaN.
+    """
+    rng = np.random.default_rng(seed)
+    if name == "vit":
+        return {"pixel_values": rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)}
+    ids = rng.integers(1, VOCAB, size=(batch, seq)).astype(np.int64)
+    out = {"input_ids": ids}
+    if mask:
+        m = np.ones((batch, seq), np.int64)
+        m[-1, seq - 3:] = 0
+        out["attention_mask"] = m
+    return out
+
+
+class Logits:
+    """Wraps a model so that positional graph inputs map to keywords and the
+    output is the logits tensor alone."""
+
+    def __new__(cls, model, names):
+        import torch
+
+        class _Logits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, *args):
+                return self.model(**dict(zip(names, args)), return_dict=True).logits
+
+        return _Logits()
+
+
+def torch_inputs(arrays, dtype):
+    """numpy inputs -> torch tensors (pixels in ``dtype``, ids as int64)."""
+    import torch
+
+    return {k: torch.tensor(v, dtype=dtype if v.dtype.kind == "f" else torch.int64)
+            for k, v in arrays.items()}
+
+
+def op_histogram(path):
+    """{op_type: count} of an ONNX file's graph."""
+    import onnx
+
+    return dict(collections.Counter(n.op_type for n in onnx.load(path).graph.node).most_common())
+
+
+def export_one(stem, name, mask, out, double):
+    """Export one variant; returns a README paragraph."""
+    import torch
+
+    model = build(name)
+    if stem == name:
+        torch.save(model.state_dict(), os.path.join(out, f"{name}_state.pt"))
+    dtype = torch.float64 if double else torch.float32
+    model = model.to(dtype)
+    arrays = {k: v.astype(np.float64) if double and v.dtype.kind == "f" else v
+              for k, v in inputs(name, mask).items()}
+    tensors = torch_inputs(arrays, dtype)
+    names = list(arrays)
+    wrapped = Logits(model, names).eval()
+    path = os.path.join(out, stem + ("_f64" if double else "") + ".onnx")
+    with torch.no_grad():
+        logits = wrapped(*tensors.values())
+        torch.onnx.export(wrapped, tuple(tensors.values()), path, dynamo=False, opset_version=17,
+                          input_names=names, output_names=["logits"])
+    np.savez(path[:-5] + ".npz", logits=logits.numpy(), **arrays)
+    shapes = ", ".join(f"{k} {v.dtype} {v.shape}" for k, v in arrays.items())
+    text = (f"{os.path.basename(path)}: {model_class(name).__name__}, {dtype}; inputs: {shapes}; "
+            f"output logits {tuple(logits.shape)}\n  ops: {json.dumps(op_histogram(path))}\n")
+    if double:
+        text += f"  Casts to float32 (of): {json.dumps(float32_casts(path))}\n"
+    return text
+
+
+def float32_casts(path):
+    """{Cast node name: its input} of the Casts to float32 in an ONNX file."""
+    import onnx
+
+    return {n.name: n.input[0] for n in onnx.load(path).graph.node if n.op_type == "Cast"
+            and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)}
+
+
+def export(out=OUT):
+    """Export every variant in float32 and float64 into ``out`` with its
+    inputs and torch's logits (.npz beside it) and a README.txt."""
+    import torch
+    import transformers
+
+    os.makedirs(out, exist_ok=True)
+    lines = [f"Made by: python bench/transformers.py export --out {out}\n"
+             f"(torch {torch.__version__}, transformers {transformers.__version__}, "
+             f"torch.onnx.export(..., dynamo=False, opset_version=17), eager attention, eval mode)\n",
+             __doc__.split("\n\n")[-1], "\n",
+             "Each X.onnx has X.npz beside it: the graph inputs under their graph names (int64 ids and "
+             "mask, float pixels NCHW) and 'logits', torch's output for them. <model>_state.pt: the "
+             "float32 weights (torch state dict). Graph output: 'logits' ((N, C) classifiers, (N, T, V) "
+             "language models). The mask pads the last 3 tokens of the second sample (padding at the "
+             "start would leave padded queries nothing to attend to: NaN in float64 LLaMA, whose softmax "
+             "runs in float32). The float64 graphs of ViT, GPT-2 and LLaMA hold Casts to float32 "
+             "(listed under each): ViT's and LLaMA's attention softmax, LLaMA's RMSNorm input and rotary "
+             "tables run in float32 in torch; GPT-2's is of its mask constant. torch's float64 logits "
+             "carry those float32 roundings.\n\n"]
+    for double in (False, True):
+        for stem, name, mask in VARIANTS:
+            try:
+                lines.append(export_one(stem, name, mask, out, double))
+            except Exception as exc:  # a failed export is reported, the others still made
+                lines.append(f"{stem}{'_f64' if double else ''}: export failed: "
+                             f"{type(exc).__name__}: {str(exc)[:300]}\n")
+            print(lines[-1], end="", flush=True)
+    with open(os.path.join(out, "README.txt"), "w") as f:
+        f.writelines(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["export"])
+    parser.add_argument("--out", default=OUT)
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        export(args.out)
+
+
+if __name__ == "__main__":
+    main()
