@@ -18,7 +18,7 @@ import numpy as np
 from ._atomic import atomic_path
 
 __all__ = ["heatmap", "image", "compose", "grid", "save_image", "register_colormap",
-           "colormap", "colorbar", "labelled", "COLORMAPS", "PANEL_PIXELS"]
+           "colormap", "colorbar", "labelled", "relevance_colours", "COLORMAPS", "PANEL_PIXELS"]
 
 #: the shorter side, in pixels, that :func:`labelled` enlarges every panel to
 #: at least (a 32 x 32 digit becomes 128 x 128): small enough maps to see
@@ -162,6 +162,23 @@ def _enlarge(pictures, factor):
 
 def _to_uint8(rgb):
     return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def relevance_colours(values, cmap="bwr", limit=None):
+    """(uint8 RGB (..., 3), the limit used): ``values`` coloured as
+    :func:`heatmap` colours a map, symmetrically around 0: ``limit`` (default
+    their largest |value|; all zero: 1) maps to the colormap's top end, 0 to
+    its middle and -limit to its bottom end."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the relevance contains NaN or infinite values")
+    if limit is None:
+        limit = float(np.abs(values).max()) if values.size else 0.0
+        limit = limit if limit > 0 else 1.0
+    elif not (np.isfinite(limit) and limit > 0):
+        raise ValueError(f"the colour scale's limit must be a positive number, got {limit!r}")
+    t = (np.clip(values / limit, -1, 1) + 1) / 2
+    return _to_uint8(_odd(colormap(cmap))(t)[..., :3]), float(limit)
 
 
 def heatmap(R, cmap="bwr", scale="sample", symmetric=True, sigma=None, enlarge=1):
