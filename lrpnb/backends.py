@@ -13,6 +13,8 @@ from .kernels import gates, norm  # noqa: F401  (the CPU's modules)
 from .kernels import channels  # noqa: F401  (GatherChannels)
 from .kernels import conv_transpose  # noqa: F401  (the transposed convolution's element-wise steps)
 from .kernels import depthwise  # noqa: F401  (depthwise convolutions, all channels at once)
+from .kernels import tokens  # noqa: F401  (Embedding, Rearrange, Bias)
+from .kernels import attention  # noqa: F401  (MatMul of two activations, the attention softmax's relevance)
 
 __all__ = ["Backend", "CPU", "DEVICES", "as_input", "backend"]
 
@@ -33,7 +35,8 @@ class Backend:
         A package whose modules ``activations``, ``arrays``, ``conv``,
         ``dense``, ``perturb``, ``pool`` and ``tensors`` hold the kernels,
         with ``gates`` (Scale, Mul), ``norm`` (LayerNorm) and ``depthwise``
-        (depthwise convolutions, the functions of ``conv``).
+        (depthwise convolutions, the functions of ``conv``), ``attention``
+        (MatMul, AttentionSoftmax).
     target_rows : int or None
         Rows (samples x targets) per relevance pass when explaining several
         targets; None for all at once.
@@ -51,6 +54,8 @@ class Backend:
         self.channels = modules.channels
         self.conv_transpose = modules.conv_transpose
         self.depthwise = modules.depthwise
+        self.tokens = modules.tokens
+        self.attention = modules.attention
         self.target_rows = target_rows
         self.memory_bound = memory_bound
 
@@ -120,6 +125,8 @@ def _cuda_backend():
             from .cuda import channels  # noqa: F401
             from .cuda import conv_transpose  # noqa: F401
             from .cuda import depthwise  # noqa: F401
+            from .cuda import tokens  # noqa: F401
+            from .cuda import attention  # noqa: F401
         except ImportError as error:
             raise RuntimeError(f"device='cuda' needs numba's CUDA target (pip install \"lrpnb[cuda]\"): "
                                f"{error}") from None

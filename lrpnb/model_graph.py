@@ -30,7 +30,9 @@ from .network import (INPUT, LRN, Add, AveragePool, BatchNorm, Concat, Convoluti
 from .layers import LayerNorm, Mul, Scale
 from .layers import ConvTranspose
 from .layers import GatherChannels
+from .layers import AttentionSoftmax, MatMul
 from .layers import GELU, Clip, HardSigmoid, HardSwish, LeakyReLU, SiLU
+from .layers import Bias, Embedding, Rearrange, Reshape, RMSNorm
 from .rules import Rule
 
 __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRIPTION_MEMBER"]
@@ -90,6 +92,20 @@ LAYERS.update({
 })
 # channel gathers (ONNX channel shuffles and splits): the channel numbers stored as a float array
 LAYERS["GatherChannels"] = (GatherChannels, {}, ("index",))
+# attention (MatMul's gate, the factor CP-LRP holds constant, is optional: absent means None)
+LAYERS.update({
+    "MatMul": (MatMul, {}, ()),
+    "AttentionSoftmax": (AttentionSoftmax, {}, ()),
+})
+# token tensors and RMSNorm (Rearrange's index and the sample shapes stored as float arrays of whole
+# numbers; Scale's and Bias's constants in their own shapes)
+LAYERS.update({
+    "Embedding": (Embedding, {}, ("W",)),
+    "Rearrange": (Rearrange, {}, ("index", "shape")),
+    "Reshape": (Reshape, {}, ("shape",)),
+    "Bias": (Bias, {}, ("b",)),
+    "RMSNorm": (RMSNorm, {"eps": "float"}, ("gamma",)),
+})
 
 # layer type -> {parameter: (kind, default)}: parameters a node may leave
 # out, written only when they differ from their default, so that files
@@ -97,6 +113,7 @@ LAYERS["GatherChannels"] = (GatherChannels, {}, ("index",))
 OPTIONAL = {
     "MaxPool": {"ceil_mode": ("bool", False)},
     "AveragePool": {"ceil_mode": ("bool", False)},
+    "MatMul": {"gate": ("index", None)},
 }
 
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
@@ -127,7 +144,9 @@ def _layer_entry(layer, k, where):
         params[name] = [int(v) for v in value] if what in ("pair", "sides", "sizes") else \
             {"int": int, "index": int, "float": float, "bool": bool}[what](value)
     for name, (what, default) in OPTIONAL.get(kind, {}).items():
-        value = {"int": int, "float": float, "bool": bool}[what](getattr(layer, name))
+        value = getattr(layer, name)
+        if value is not None:
+            value = {"int": int, "index": int, "float": float, "bool": bool}[what](value)
         if value != default:
             params[name] = value
     arrays, members = {}, {}

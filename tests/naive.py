@@ -781,3 +781,138 @@ def linear_map_lrp(X, M, B, R, rule, param=None, connected=None):
         S = np.divide(V, total, out=np.zeros_like(V), where=total > 0)
         return R @ S.T
     return dense_lrp(X, M, B, R, rule, param)
+
+
+# ---------------------------------------------------------------- attention: MatMul and AttentionSoftmax
+# Written from docs/rules.md ("Attention"): y_ts = sum_k a_tk b_ks per matrix
+# of the batch axes; each contribution z_tks = a_tk b_ks gets its share of
+# R_ts by the epsilon rule, z_tks / (y_ts + eps sgn y_ts), sgn(0) = +1; the
+# uniform rule halves each factor's sum of shares, a gate held constant
+# leaves all of it to the other factor. The softmax rule is x (R - s sum R).
+def matmul_forward(a, b):
+    """a (..., T, K) @ b (..., K, S), one matrix product per batch index."""
+    out = np.zeros(a.shape[:-1] + b.shape[-1:])
+    for index in np.ndindex(*a.shape[:-2]):
+        for t in range(a.shape[-2]):
+            for s in range(b.shape[-1]):
+                out[index + (t, s)] = sum(a[index + (t, k)] * b[index + (k, s)] for k in range(a.shape[-1]))
+    return out
+
+
+def matmul_lrp(a, b, R, eps, share_a, share_b):
+    """(R_a, R_b): R_a[t, k] = share_a sum_s z_tks R_ts / (y_ts + eps sgn y_ts),
+    R_b[k, s] = share_b sum_t z_tks R_ts / (y_ts + eps sgn y_ts), with
+    z_tks = a_tk b_ks (share 1/2 each: the uniform rule; 1 and 0: the
+    second factor held constant)."""
+    Ra, Rb = np.zeros(a.shape), np.zeros(b.shape)
+    for index in np.ndindex(*a.shape[:-2]):
+        A, B, Rm = a[index], b[index], R[index]
+        Y = A @ B
+        ratio = Rm / (Y + eps * np.where(Y >= 0, 1.0, -1.0))
+        Z = A[:, :, None] * B[None, :, :]  # Z[t, k, s]
+        Ra[index] = share_a * (Z * ratio[:, None, :]).sum(axis=2)
+        Rb[index] = share_b * (Z * ratio[:, None, :]).sum(axis=0)
+    return Ra, Rb
+
+
+def matmul_gradient(a, b, G):
+    """The product rule: (dL/da, dL/db) = (G b^T, a^T G) per matrix."""
+    return G @ np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2) @ G
+
+
+def attention_softmax(X):
+    """exp(x_j) / sum_k exp(x_k) over the last axis; -inf scores get 0."""
+    E = np.exp(X - X.max(axis=-1, keepdims=True))
+    return E / E.sum(axis=-1, keepdims=True)
+
+
+def attention_softmax_lrp(X, R):
+    """AttnLRP's softmax rule x_j (R_j - s_j sum_k R_k), 0 where x_j is not finite."""
+    S = attention_softmax(X)
+    with np.errstate(invalid="ignore"):
+        out = X * (R - S * R.sum(axis=-1, keepdims=True))
+    return np.where(np.isfinite(X), out, 0.0)
+
+
+def attention_softmax_gradient(X, G):
+    """The Jacobian-vector product: sum_j G_j ds_j/dx_i with ds_j/dx_i = s_j (delta_ij - s_i)."""
+    S = attention_softmax(X)
+    out = np.zeros(X.shape)
+    for index in np.ndindex(*X.shape[:-1]):
+        s = S[index]
+        J = np.diag(s) - np.outer(s, s)  # J[i, j] = ds_j / dx_i (symmetric)
+        out[index] = J @ G[index]
+    return out
+
+
+# ---------------------------------------------------------------- token tensors and RMSNorm
+# Written from docs/rules.md ("Token tensors and RMSNorm"): Embedding y[n, t] =
+# W[ids[n, t]], relevance the sum over the embedding axis; Rearrange y.flat[j]
+# = x.flat[index[j]] (0 where index[j] = -1), relevance scattered back and
+# summed over repeats; Bias y = x + b, the input's epsilon share x R / (y + eps
+# sgn y); RMSNorm y = gamma x / rms, rms = sqrt(mean(x^2) + eps), relevance
+# with rms held constant (a diagonal linear map, the epsilon rule on it).
+def embedding_forward(ids, W):
+    out = np.zeros(ids.shape + (W.shape[1],))
+    for index in np.ndindex(*ids.shape):
+        out[index] = W[int(ids[index])]
+    return out
+
+
+def embedding_lrp(R):
+    """What each token's vector receives, summed over its D values."""
+    return R.sum(axis=-1)
+
+
+def rearrange_forward(X, index, shape):
+    N = X.shape[0]
+    flat = X.reshape(N, -1)
+    out = np.zeros((N, len(index)))
+    for j, i in enumerate(index):
+        if i >= 0:
+            out[:, j] = flat[:, i]
+    return out.reshape((N,) + tuple(shape))
+
+
+def rearrange_lrp(X, index, R):
+    """Each output's relevance back to the input value it copies (repeats add up)."""
+    N = X.shape[0]
+    out = np.zeros((N, X[0].size))
+    flat = R.reshape(N, -1)
+    for j, i in enumerate(index):
+        if i >= 0:
+            out[:, i] += flat[:, j]
+    return out.reshape(X.shape)
+
+
+def bias_lrp(X, b, R, rule, param=None):
+    """y = x + b as a dense layer per element (weight 1, bias b): the dense
+    rules above, one input per output (flat and ww give R)."""
+    N = X.shape[0]
+    B = np.broadcast_to(b, X.shape[1:]).reshape(-1)
+    x, r = X.reshape(N, -1), R.reshape(N, -1)
+    out = np.zeros_like(x)
+    for k in range(x.shape[1]):
+        if rule in ("flat", "ww"):
+            out[:, k] = r[:, k]
+        else:
+            eps = {"simple": 1e-16, "epsilon": param}.get(rule, 1e-6)
+            out[:, k] = dense_lrp(x[:, k:k + 1], np.ones((1, 1)), B[k:k + 1], r[:, k:k + 1], "epsilon", eps)[:, 0]
+    return out.reshape(X.shape)
+
+
+def rmsnorm_forward(X, gamma, eps):
+    return X / np.sqrt((X ** 2).mean(axis=-1, keepdims=True) + eps) * gamma
+
+
+def rmsnorm_lrp(X, gamma, eps, R, stabilizer):
+    """rms held constant: y_j = sum_i z_ij with z_ij = x_i delta_ij gamma_j /
+    rms, no bias; the epsilon rule on those contributions (``shares``)."""
+    D = X.shape[-1]
+    rows, Rr = X.reshape(-1, D), R.reshape(-1, D)
+    out = np.empty_like(rows)
+    for p, x in enumerate(rows):
+        rms = np.sqrt((x ** 2).mean() + eps)
+        Z = (x[:, None] * np.eye(D) * gamma[None, :] / rms)[None]
+        out[p] = (shares(Z, None, "epsilon", stabilizer)[0] * Rr[p][None, :]).sum(axis=1)
+    return out.reshape(X.shape)

@@ -1,4 +1,4 @@
-"""Layer normalisation over the last axis on the GPU: the twin of
+"""Layer normalisation and RMS normalisation over the last axis on the GPU: the twin of
 ``lrpnb.kernels.norm``. One thread per row (grid-stride over the rows),
 each writing its own row: no atomics."""
 import math
@@ -82,4 +82,58 @@ def layernorm_backward(X, G, gamma, eps):
     return _rows(_backward, X, X, G, gamma, X.dtype.type(X.shape[1]), eps)
 
 
-SIGNATURES = {_forward: "A2 A1 A1 F F A2", _relevance: "A2 A2 A2 A1 F F F A2", _backward: "A2 A2 A1 F F A2"}
+@cuda.jit(device=True, inline=True)
+def _inverse_rms(X, p, size, eps):
+    """``1 / sqrt(mean(x^2) + eps)`` of row p."""
+    square = X[p, 0] - X[p, 0]
+    for i in range(X.shape[1]):
+        square += X[p, i] * X[p, i]
+    one = size / size
+    return one / math.sqrt(square / size + eps)
+
+
+@cuda.jit(**KERNEL)
+def _rms_forward(X, gamma, size, eps, out):
+    for p in range(cuda.grid(1), X.shape[0], cuda.gridsize(1)):
+        rrms = _inverse_rms(X, p, size, eps)
+        for i in range(X.shape[1]):
+            out[p, i] = gamma[i] * (X[p, i] * rrms)
+
+
+@cuda.jit(**KERNEL)
+def _rms_relevance(X, Y, R, gamma, size, eps, epsilon, out):
+    for p in range(cuda.grid(1), X.shape[0], cuda.gridsize(1)):
+        rrms = _inverse_rms(X, p, size, eps)
+        for i in range(X.shape[1]):
+            out[p, i] = X[p, i] * gamma[i] * rrms * R[p, i] / stabilize(Y[p, i], epsilon)
+
+
+@cuda.jit(**KERNEL)
+def _rms_backward(X, G, gamma, size, eps, out):
+    for p in range(cuda.grid(1), X.shape[0], cuda.gridsize(1)):
+        rrms = _inverse_rms(X, p, size, eps)
+        along = G[p, 0] - G[p, 0]
+        for j in range(X.shape[1]):
+            along += gamma[j] * G[p, j] * X[p, j]
+        along *= rrms * rrms * rrms / size
+        for i in range(X.shape[1]):
+            out[p, i] = rrms * gamma[i] * G[p, i] - X[p, i] * along
+
+
+def rmsnorm_forward(X, gamma, eps):
+    """``gamma x / sqrt(mean(x^2) + eps)`` along each row of X (P, D)."""
+    return _rows(_rms_forward, X, X, gamma, X.dtype.type(X.shape[1]), eps)
+
+
+def rmsnorm_relevance(X, Y, R, gamma, eps, epsilon):
+    """AttnLRP's RMSNorm rule (lrpnb.kernels.norm)."""
+    return _rows(_rms_relevance, X, X, Y, R, gamma, X.dtype.type(X.shape[1]), eps, epsilon)
+
+
+def rmsnorm_backward(X, G, gamma, eps):
+    """The exact RMSNorm gradient (lrpnb.kernels.norm)."""
+    return _rows(_rms_backward, X, X, G, gamma, X.dtype.type(X.shape[1]), eps)
+
+
+SIGNATURES = {_forward: "A2 A1 A1 F F A2", _relevance: "A2 A2 A2 A1 F F F A2", _backward: "A2 A2 A1 F F A2",
+              _rms_forward: "A2 A1 F F A2", _rms_relevance: "A2 A2 A2 A1 F F F A2", _rms_backward: "A2 A2 A1 F F A2"}

@@ -1,10 +1,12 @@
-"""Layer normalisation over the last axis: forward pass, relevance (AttnLRP's
-rule: the standard deviation held constant) and the exact gradient.
+"""Layer normalisation and RMS normalisation over the last axis: forward
+passes, relevance (AttnLRP's rule: the standard deviation, or the root mean
+square, held constant) and the exact gradients.
 
 Every function works on (P, D) views, one row per normalised vector (a
 pixel's channels, a token's features); rows run in parallel blocks
 (``parallel_map``). Arithmetic stays in the input's dtype, as torch's
-float32 LayerNorm does: mean, biased variance, ``1 / sqrt(var + eps)``.
+float32 LayerNorm does: mean, biased variance, ``1 / sqrt(var + eps)``;
+RMSNorm as LLaMA's does: ``x / sqrt(mean(x^2) + eps)``, then times gamma.
 """
 import numpy as np
 from numba import njit
@@ -91,3 +93,59 @@ def layernorm_backward(X, G, gamma, eps):
     """The exact gradient: ``rstd (g - mean(g) - xhat mean(g xhat))`` with
     ``g = gamma G`` and ``xhat = (x - mean) rstd``."""
     return _rows(_backward, X, X, G, gamma, X.dtype.type(X.shape[1]), eps)
+
+
+@njit(**JIT)
+def _inverse_rms(x, size, eps):
+    """``1 / sqrt(mean(x^2) + eps)`` of one row."""
+    square = x[0] - x[0]
+    for i in range(x.size):
+        square += x[i] * x[i]
+    one = size / size
+    return one / np.sqrt(square / size + eps)
+
+
+@njit(**JIT)
+def _rms_forward(X, gamma, size, eps, out, p0, p1):
+    for p in range(p0, p1):
+        rrms = _inverse_rms(X[p], size, eps)
+        for i in range(X.shape[1]):
+            out[p, i] = gamma[i] * (X[p, i] * rrms)
+
+
+@njit(**JIT)
+def _rms_relevance(X, Y, R, gamma, size, eps, epsilon, out, p0, p1):
+    for p in range(p0, p1):
+        rrms = _inverse_rms(X[p], size, eps)
+        for i in range(X.shape[1]):
+            out[p, i] = X[p, i] * gamma[i] * rrms * R[p, i] / stabilize(Y[p, i], epsilon)
+
+
+@njit(**JIT)
+def _rms_backward(X, G, gamma, size, eps, out, p0, p1):
+    for p in range(p0, p1):
+        rrms = _inverse_rms(X[p], size, eps)
+        along = G[p, 0] - G[p, 0]
+        for j in range(X.shape[1]):
+            along += gamma[j] * G[p, j] * X[p, j]
+        along *= rrms * rrms * rrms / size
+        for i in range(X.shape[1]):
+            out[p, i] = rrms * gamma[i] * G[p, i] - X[p, i] * along
+
+
+def rmsnorm_forward(X, gamma, eps):
+    """``gamma x / sqrt(mean(x^2) + eps)`` along each row of X (P, D)."""
+    return _rows(_rms_forward, X, X, gamma, X.dtype.type(X.shape[1]), eps)
+
+
+def rmsnorm_relevance(X, Y, R, gamma, eps, epsilon):
+    """AttnLRP's rule: with the root mean square held constant the layer is
+    the diagonal map ``y_i = x_i gamma_i / rms``, and the epsilon rule on it
+    gives ``R_i = x_i gamma_i / rms R_i / (y_i + epsilon sgn y_i)``."""
+    return _rows(_rms_relevance, X, X, Y, R, gamma, X.dtype.type(X.shape[1]), eps, epsilon)
+
+
+def rmsnorm_backward(X, G, gamma, eps):
+    """The exact gradient: ``gamma_i G_i / rms - x_i sum_j gamma_j G_j x_j
+    / (D rms^3)``."""
+    return _rows(_rms_backward, X, X, G, gamma, X.dtype.type(X.shape[1]), eps)

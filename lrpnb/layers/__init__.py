@@ -14,11 +14,14 @@
 - ``joins``: Add, Concat.
 - ``products``: Scale, Mul; ``norm``: LayerNorm.
 - ``channels``: GatherChannels (channel shuffles and slices).
+- ``attention``: MatMul (of two activations), AttentionSoftmax.
+- ``tokens``: Embedding, Rearrange, Reshape, Bias; ``norm`` also: RMSNorm.
 
 Each family's ``propagate`` method is its rule block: which kernel and which
 stabilizer every rule uses on it, on one screen. docs/architecture.md walks
 through adding a rule or a layer.
 """
+from .attention import AttentionSoftmax, MatMul
 from .base import Layer, Weighted
 from .channels import GatherChannels
 from .conv import Convolution
@@ -30,6 +33,8 @@ from .joins import Add, Concat
 from .norm import LayerNorm
 from .products import Mul, Scale
 from .pool import AveragePool, GlobalAveragePool, MaxPool, SumPool
+from .tokens import Bias, Embedding, Rearrange, Reshape
+from .norm import RMSNorm
 
 __all__ = ["Layer", "Weighted", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
@@ -38,3 +43,5 @@ __all__ += ["ConvTranspose"]
 __all__ += ["Scale", "Mul", "LayerNorm"]
 __all__ += ["Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU"]
 __all__ += ["GatherChannels"]
+__all__ += ["MatMul", "AttentionSoftmax"]
+__all__ += ["Embedding", "Rearrange", "Reshape", "Bias", "RMSNorm"]

@@ -6,6 +6,8 @@ are the backend's ``dense`` module, and the rules composed of several
 kernel calls (sign-paired weights, z^B) are those of ``lrpnb.layers.conv``
 on the reshaped arrays.
 """
+import math
+
 from ..backends import CPU
 from ..rules import ZENNIT_STABILIZER
 from .base import Weighted, bounds, shape_text
@@ -15,7 +17,13 @@ __all__ = ["Linear"]
 
 
 class Linear(Weighted):
-    """Dense layer ``Y = X W + B`` with W of shape (m, n) and B of shape (n,)."""
+    """Dense layer ``Y = X W + B`` with W of shape (m, n) and B of shape (n,).
+
+    The input is (N, m), or (N, ..., m) with the leading axes as rows of the
+    product (a transformer's tokens (N, T, m), or the pixels of an image):
+    the output is (N, ..., n), each row computed, and explained under every
+    rule, as a sample of its own would be.
+    """
 
     weight_ndim = 2
 
@@ -35,19 +43,30 @@ class Linear(Weighted):
         return f"Linear {self.m} {self.n}"
 
     def output_shape(self, shape):
-        if len(shape) != 2 or shape[1] != self.m:
-            hint = " (add a Flatten layer before it)" if len(shape) != 2 else ""
-            raise ValueError(f"expects input of shape (N, {self.m}), got {shape_text(shape)}{hint}")
-        return (shape[0], self.n)
+        if len(shape) < 2 or shape[-1] != self.m:
+            flat = len(shape) > 2 and math.prod(shape[1:]) == self.m
+            hint = " (add a Flatten layer before it)" if flat or len(shape) < 2 else ""
+            expected = f"(N, {self.m})" if len(shape) <= 2 else f"(N, ..., {self.m}) ({self.m} features on the last axis)"
+            raise ValueError(f"expects input of shape {expected}, got {shape_text(shape)}{hint}")
+        return tuple(shape[:-1]) + (self.n,)
+
+    def _rows(self, A):
+        """A (N, ..., k) as (rows, k)."""
+        k = A.shape[-1]
+        return A.reshape((A.size // k, k))
 
     def forward(self, X, backend=CPU):
         W, B = self.weights(X.dtype, backend)
-        return backend.dense.dense_forward(X, W, B)
+        return backend.dense.dense_forward(self._rows(X), W, B).reshape(tuple(X.shape[:-1]) + (self.n,))
 
     def parameter_gradient(self, X, G, backend=CPU):
-        return backend.dense.dense_weight_gradient(X, G)
+        return backend.dense.dense_weight_gradient(self._rows(X), self._rows(G))
 
     def propagate(self, X, Y, R, rule, backend):
+        return self._propagate_rows(self._rows(X), self._rows(Y), self._rows(R), rule, backend).reshape(X.shape)
+
+    def _propagate_rows(self, X, Y, R, rule, backend):
+        """The rule block on (rows, m) inputs and (rows, n) outputs."""
         W, B = self.weights(X.dtype, backend)
         dense, t = backend.dense, X.dtype.type
         if rule.is_gradient:

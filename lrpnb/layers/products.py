@@ -1,4 +1,4 @@
-"""Products: by a constant per channel (Scale) and of two activations (Mul).
+"""Products: by a constant (Scale) and of two activations (Mul).
 
 Scale (ConvNeXt's layer scale, a Mul by a constant) is linear with one input
 per output, a dense layer with a diagonal weight: every LRP rule gives back
@@ -16,18 +16,23 @@ import numpy as np
 from ..backends import CPU
 from ..rules import ZENNIT_STABILIZER
 from .base import Layer, bounds, parameter_array, shape_text
+from .tokens import broadcast_constant, constant_array, sample_broadcast
 
 __all__ = ["Scale", "Mul"]
 
 
 class Scale(Layer):
-    """``y = x s``: every value times one constant, or channel c (last axis)
-    times ``s[c]``.
+    """``y = x s``: every value times one constant, channel c (last axis)
+    times ``s[c]``, or, for an array s of two axes or more, every value times
+    its entry of s broadcast to the sample shape (numpy's rules, trailing
+    axes aligned: rotary cos/sin tables (T, d) over (N, h, T, d), a Where's
+    0/1 condition).
 
     Parameters
     ----------
-    scale : float or array of shape (C,)
-        One scale for all values, or one per channel.
+    scale : float or array
+        One scale for all values, one per channel (C,), or an array that
+        broadcasts to the sample shape (leading axes of length 1 dropped).
 
     Relevance, with z = x s (the rules of docs/rules.md on a diagonal
     weight, no bias): ``simple``/``epsilon`` z R / (z + eps sgn z);
@@ -50,29 +55,40 @@ class Scale(Layer):
 
     @scale.setter
     def scale(self, value):
-        scale = parameter_array(np.ravel(value), 1, "scale", "Scale")
-        if scale.size == 0:
-            raise ValueError("Scale: scale must hold one value or one per channel, got none")
+        if np.ndim(value) <= 1:
+            scale = parameter_array(np.ravel(value), 1, "scale", "Scale")
+            if scale.size == 0:
+                raise ValueError("Scale: scale must hold one value or one per channel, got none")
+        else:
+            scale = constant_array(value, "scale", "Scale")
         self._scale = scale
         self._casts = {}
 
     def describe(self):
-        return f"Scale {self.scale.size}"
+        if self.scale.ndim == 1:
+            return f"Scale {self.scale.size}"
+        return f"Scale {'x'.join(map(str, self.scale.shape))}"
 
     def output_shape(self, shape):
-        if self.scale.size > 1 and (len(shape) < 2 or shape[-1] != self.scale.size):
+        if self.scale.ndim > 1:
+            sample_broadcast(self.scale, shape, "the scale")
+        elif self.scale.size > 1 and (len(shape) < 2 or shape[-1] != self.scale.size):
             raise ValueError(f"expects {self.scale.size} channels (last axis), got {shape_text(shape)}")
         return shape
 
-    def _scale_on(self, dtype, backend):
-        return self.cached((backend.name, dtype), lambda: backend.put(self.scale.astype(dtype)))
+    def _scale_on(self, X, backend):
+        """The scale in X's dtype on the device, flat: entry ``e % size``
+        meets element e of X."""
+        if self.scale.ndim == 1:
+            return self.cached((backend.name, X.dtype), lambda: backend.put(self.scale.astype(X.dtype)))
+        return broadcast_constant(self, self.scale, tuple(X.shape), X.dtype, backend)
 
     def forward(self, X, backend=CPU):
-        return backend.gates.scale_forward(X, self._scale_on(X.dtype, backend))
+        return backend.gates.scale_forward(X, self._scale_on(X, backend))
 
     def propagate(self, X, Y, R, rule, backend):
         gates, t = backend.gates, X.dtype.type
-        S = self._scale_on(X.dtype, backend)
+        S = self._scale_on(X, backend)
         if rule.is_gradient:
             return gates.scale_forward(R, S)
         match rule.name:
