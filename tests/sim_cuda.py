@@ -485,3 +485,47 @@ def test_depthwise_kernels_match_cpu(name, ties, dtype):
         expected = layer.relevance(X, Y, R, rule_name, value, CPU)
         actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), rule_name, value, GPU)
         close(actual.copy_to_host(), expected, dtype)
+
+
+# ---------------------------------------------------------------- token tensors, RMSNorm, Linear on tokens, Scale tables
+def token_layers():
+    """(layer, input shape, whether the input is token ids) of
+    lrpnb/cuda/tokens.py, RMSNorm (lrpnb/cuda/norm.py), Linear on (N, T, m)
+    and Scale by a (T, d) table."""
+    from lrpnb.layers import Bias, Embedding, Linear, Rearrange, Reshape, RMSNorm, Scale
+
+    rng = np.random.default_rng(16)
+    return {
+        "embedding": (Embedding(rng.normal(size=(7, 5))), (2, 9), True),
+        "rearrange": (Rearrange(np.array([0, 2, 4, 5, -1, 5, 5, 1, 3, 3]), (2, 5)), (3, 3, 2), False),
+        "reshape": (Reshape((2, 6)), (2, 3, 4), False),
+        "bias": (Bias(rng.normal(size=(3, 4))), (2, 2, 3, 4), False),
+        "bias-scalar": (Bias(0.5), (3, 5), False),
+        "rmsnorm": (RMSNorm(rng.normal(size=4) + 1, eps=1e-5), (2, 3, 4), False),
+        "linear-tokens": (Linear(rng.normal(size=(4, 3)), rng.normal(size=3)), (2, 5, 4), False),
+        "scale-table": (Scale(rng.normal(size=(3, 4))), (2, 2, 3, 4), False),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(token_layers()))
+def test_token_kernels_match_cpu(name, dtype):
+    layer, shape, ids = token_layers()[name]
+    X = (np.random.default_rng(6).integers(0, 7, size=shape) if ids else inputs(shape, dtype, False)).astype(dtype)
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(3).normal(size=Y.shape).astype(dtype)
+    for rule, param in RULES:
+        chosen = lrpnb.rules.Rule(rule, param)
+        if rule == "zb" and name == "linear-tokens":
+            chosen = lrpnb.rules.Rule("zb", (np.full(4, -2.0), 2.0))
+        expected = layer.relevance(X, Y, R, chosen, backend=CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), chosen, backend=GPU)
+        close(np.asarray(GPU.to_host(actual)), expected, dtype)
+
+
+def test_embedding_checks_ids_on_the_gpu():
+    from lrpnb.layers import Embedding
+
+    with pytest.raises(ValueError, match=r"Embedding: token id 7 \(sample 0, position 1\)"):
+        Embedding(np.ones((7, 2))).forward(cuda.to_device(np.array([[1.0, 7.0]])), GPU)

@@ -13,7 +13,7 @@ from .rules import stabilize
 @cuda.jit(**KERNEL)
 def _embedding(ids, W, out):
     D = W.shape[1]
-    for e in range(cuda.grid(1), out.size // D * D, cuda.gridsize(1)):
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         p = e // D
         d = e % D
         out[p, d] = W[int(ids[p]), d]

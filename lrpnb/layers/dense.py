@@ -52,12 +52,12 @@ class Linear(Weighted):
 
     def _rows(self, A):
         """A (N, ..., k) as (rows, k)."""
-        k = A.shape[-1]
+        k = tuple(A.shape)[-1]
         return A.reshape((A.size // k, k))
 
     def forward(self, X, backend=CPU):
         W, B = self.weights(X.dtype, backend)
-        return backend.dense.dense_forward(self._rows(X), W, B).reshape(tuple(X.shape[:-1]) + (self.n,))
+        return backend.dense.dense_forward(self._rows(X), W, B).reshape(tuple(X.shape)[:-1] + (self.n,))
 
     def parameter_gradient(self, X, G, backend=CPU):
         return backend.dense.dense_weight_gradient(self._rows(X), self._rows(G))
