@@ -11,7 +11,7 @@ import numpy as np
 
 from .data_io import check_array_size, check_hdf5_dataset, check_regular, read_data, reading_hdf5
 
-__all__ = ["ArraySource", "HDF5Source", "ImageSource", "open_source", "load_image", "list_file",
+__all__ = ["ArraySource", "HDF5Source", "ImageSource", "TokenSource", "open_source", "load_image", "list_file",
            "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -168,6 +168,52 @@ class HDF5Source(ArraySource):
         with reading_hdf5(self.path, f"samples {start}..{stop - 1} of the dataset {self._dataset_name!r}"):
             samples = np.asarray(self.data[start:stop])
         return samples, [], list(range(start, stop))
+
+    def has_dataset(self, name):
+        """Whether the file holds a dataset ``name`` besides the one read."""
+        import h5py
+
+        with reading_hdf5(self.path, "the list of its datasets"):
+            return name != self._dataset_name and isinstance(self._file.get(name), h5py.Dataset)
+
+
+class TokenSource:
+    """Token ids (N, T) of integers, with an attention mask (N, T) of 0 and 1
+    from a second source or all ones: each batch is a dict {ids_name: ids,
+    mask_name: mask} (the ids first), as a network with several inputs
+    takes it. ``mask_name`` None: the ids alone."""
+
+    def __init__(self, ids, mask, ids_name, mask_name):
+        data = getattr(ids, "data", None)
+        if data is None or data.dtype.kind not in "iu" or len(ids.sample_shape) != 1:
+            raise ValueError(f"{ids.name}: token ids must be integers (N, T), got "
+                             f"{getattr(data, 'dtype', 'images')} of sample shape {tuple(ids.sample_shape)}")
+        if mask is not None and (len(mask) != len(ids) or tuple(mask.sample_shape) != tuple(ids.sample_shape)):
+            raise ValueError(f"{mask.name}: the attention mask must have the token ids' shape "
+                             f"{(len(ids),) + tuple(ids.sample_shape)}, got {(len(mask),) + tuple(mask.sample_shape)}")
+        if mask is not None and mask.data.dtype.kind not in "biuf":
+            raise ValueError(f"{mask.name}: the attention mask must be numeric 0 and 1, got {mask.data.dtype}")
+        self.ids, self.mask, self.ids_name, self.mask_name = ids, mask, ids_name, mask_name
+        self.name, self.names, self.data = ids.name, None, data
+
+    def __len__(self):
+        return len(self.ids)
+
+    @property
+    def sample_shape(self):
+        return tuple(self.ids.sample_shape)
+
+    def batch(self, start, stop):
+        ids, _, kept = self.ids.batch(start, stop)
+        batch = {self.ids_name: np.ascontiguousarray(ids)}
+        if self.mask_name is not None:
+            mask = np.ones(ids.shape, np.int64) if self.mask is None else np.asarray(self.mask.batch(start, stop)[0])
+            bad = np.flatnonzero(~np.isin(mask, (0, 1)).all(axis=1))
+            if len(bad):
+                raise ValueError(f"{self.mask.name}: sample {start + bad[0]}: the attention mask holds values "
+                                 f"other than 0 and 1")
+            batch[self.mask_name] = np.ascontiguousarray(mask)
+        return batch, [], kept
 
 
 class ImageSource:

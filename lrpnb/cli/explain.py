@@ -4,7 +4,7 @@ from ..failure import Failure
 from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_method, add_normalisation, add_size,
                      add_weights, mean_values)
 
-__all__ = ["add_parser", "add_cluster", "run"]
+__all__ = ["add_parser", "add_cluster", "add_tokens", "run"]
 
 
 def add_cluster(command):
@@ -17,12 +17,26 @@ def add_cluster(command):
                        help="run on a local Dask cluster of N worker processes started for the run")
 
 
+def add_tokens(command):
+    """``--mask``, ``--dtype`` and ``--position``: token-id data for a transformer."""
+    command.add_argument("--mask", default=None, metavar="FILE",
+                         help="token data's attention mask (N, T) of 0 and 1: a data file or FILE.h5:DATASET "
+                              "(default: the dataset attention_mask of an HDF5 --data file, else all ones)")
+    command.add_argument("--dtype", default=None, choices=("float32", "float64"),
+                         help="the arithmetic (default: the model's weights' dtype for token ids, the "
+                              "data's for floats)")
+    command.add_argument("--position", type=int, default=None, metavar="K",
+                         help="a language model's token whose logits are explained (default -1, the last)")
+
+
 def add_parser(commands):
     """The ``explain`` command and its options."""
     explain = commands.add_parser(
         "explain", help="explain every sample of a data file or image folder",
         description="Explain the samples of a data file (.npy, .npz, .mat, .txt, .h5) or of "
-                    "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch. "
+                    "images (a folder, a .lst/.list file of paths, one .png/.jpg) batch by batch; "
+                    "integer (N, T) data for a model that takes tokens is token ids (--mask, --dtype, "
+                    "--position), explained per token. "
                     "Writes HDF5 (relevance, prediction, scores, target; resumable) or the "
                     "relevance alone (.npy, .npz, .mat, .txt); on a Dask cluster (--scheduler, "
                     "--workers) also zarr (.zarr, the datasets of the HDF5 result).")
@@ -54,6 +68,7 @@ def add_parser(commands):
                          help="gzip-compress the HDF5 datasets (level 1, shuffled): about a sixth "
                               "smaller for float32 maps, and slower to write")
     add_cluster(explain)
+    add_tokens(explain)
     explain.set_defaults(run=run)
 
 
@@ -67,7 +82,7 @@ def run(args):
         png=args.png, cmap=args.cmap, input_range=args.input_range, size=args.size, resize=args.resize,
         crop=args.crop, mean=mean_values(args.mean, _outputs(args)), std=args.std, channel_order=args.channel_order,
         overwrite=args.overwrite, compress=args.compress, class_names=args.class_names, weights=args.weights,
-        scheduler=args.scheduler, workers=args.workers)
+        scheduler=args.scheduler, workers=args.workers, mask=args.mask, dtype=args.dtype, position=args.position)
     if summary.failures:
         raise Failure(f"{summary.failures} of {summary.count} samples could not be read and were left out")
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import provenance
 from ..targets import Target
+from .tokens import token_relevance
 
 __all__ = ["explain_rows", "full_rows", "finish_outputs"]
 
@@ -25,8 +26,9 @@ def explain_rows(net, X, kept, first, last, target, normalise, method, source_na
         # explain() counts samples within the batch
         raise ValueError(f"{source_name}, samples {first}..{last - 1}: {error}") from None
     chosen = target.classes(scores)
-    return dict(relevance=np.asarray(relevance), prediction=np.argmax(scores, axis=1), scores=scores,
-                target=chosen if target.several else chosen[:, 0]), chosen
+    # a network of several inputs answers a dict: the token ids' relevance is the one written
+    return dict(relevance=np.asarray(token_relevance(relevance, X)), prediction=np.argmax(scores, axis=1),
+                scores=scores, target=chosen if target.several else chosen[:, 0]), chosen
 
 
 def full_rows(results, kept, first, last, source):

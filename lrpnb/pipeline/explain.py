@@ -17,7 +17,7 @@ from ..sources import open_source
 from ..targets import Target
 from .._atomic import remove_leftovers
 from ..writers import HDF5Writer, NpyWriter, WriterLock, clear_stale_lock
-from . import batches, options, pngs, records
+from . import batches, options, pngs, records, tokens
 
 __all__ = ["explain_dataset", "ExplainSummary"]
 
@@ -69,7 +69,7 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
                     device=None, batch_size=256, png=None, cmap="bwr", input_range=(-1.0, 1.0), size=None,
                     resize=None, crop=None, mean=None, std=None, channel_order="rgb", overwrite=False,
                     compress=False, class_names=None, verbose=True, weights=None, scheduler=None, client=None,
-                    workers=None):
+                    workers=None, mask=None, dtype=None, position=None):
     """Explain every sample of ``data`` and write the results to ``out``: ``lrpnb explain`` from Python.
 
     Samples are read a batch ahead on a thread while a batch is explained;
@@ -102,8 +102,7 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
         'pred' (each sample's prediction), 'label:FILE', 'K' (class K),
         'all', 'top:K', or a Target (or any form ``Network.explain`` takes).
     device : {'cpu', 'cuda', 'auto'}, optional
-        Where the kernels run (default: cpu for a model file, where it is
-        for a Network, which is moved when a device is given).
+        Where the kernels run (default: cpu for a model file; a Network is moved only to a device given).
     batch_size : int
         Samples per pass.
     png, cmap, class_names : str, str, str or sequence of str, optional
@@ -121,13 +120,14 @@ def explain_dataset(model, data, out, *, dataset=None, rule=None, param=None, co
         Subtracted from, then dividing, the scaled samples (one or one per
         channel); the channel order the model takes (images are read as RGB).
     overwrite, compress : bool
-        Replace an existing output (and an unfinished earlier run's file);
-        gzip-compress the HDF5 datasets.
+        Replace an existing output (and an unfinished earlier run's file); gzip-compress the HDF5 datasets.
     verbose : bool
         Print the summary line ``lrpnb explain`` prints on stdout. Notes,
         skipped samples and interruptions go to stderr either way.
     scheduler, client, workers : str, distributed.Client, int, optional
         Run on Dask (lrpnb.distributed): a scheduler's address, a client or N local processes; .zarr only so.
+    mask, dtype, position : str or path-like, {'float32', 'float64'}, int, optional
+        Token ids (lrpnb.pipeline.tokens): the attention mask, the arithmetic, a language model's position.
 
     Returns
     -------
@@ -156,6 +156,8 @@ def _execute(model, data, out, settings):
     cluster = {name: settings.pop(name, None) for name in ("scheduler", "client", "workers")}
     on_cluster = any(value is not None for value in cluster.values())
     plan = _plan(model, data, out, **settings)
+    if on_cluster and plan.tokens is not None:
+        raise ValueError(f"{plan.data}: token data is explained on one machine; leave out --scheduler/--workers")
     if not on_cluster:
         if plan.out_ext in ZARR_EXTENSIONS:
             raise ValueError(f"{plan.out}: .zarr results are written by a Dask run: give --workers N (or "
@@ -179,7 +181,8 @@ def _plan(model, data, out, **settings):
                          f".npy/.npz/.mat/.txt (relevance only)")
     input_range = options.check_range(s.input_range)
     normalise = options.normalisation(s.mean, s.std, s.channel_order)
-    method = options.method(s.rule, s.param, s.composite, input_range, s.mean, s.std)
+    method = dict(options.method(s.rule, s.param, s.composite, input_range, s.mean, s.std),
+                  **tokens.keywords(s.dtype, s.position))
     if s.png is not None:
         from ..render import colormap
 
@@ -188,23 +191,21 @@ def _plan(model, data, out, **settings):
     # no file the run reads is ever one it writes, with or without overwrite
     labels = s.target[6:] if isinstance(s.target, str) and s.target.startswith("label:") else None
     names_file = s.class_names if isinstance(s.class_names, (str, os.PathLike)) else None
-    inputs = [path, s.weights, data, labels, names_file]
+    inputs = [path, s.weights, data, labels, names_file, s.mask]
     options.check_outputs([], inputs, s.overwrite, also=[out, out + ".partial", out + ".lock"])
     clear_stale_lock(out)  # left by a run killed once its output was complete
     options.check_outputs([out] if out_ext not in ZARR_EXTENSIONS else [], inputs, s.overwrite)
     net = options.load_model(model, path, s.device, s.weights)
     size, resize, crop = options.geometry(s.size, s.resize, s.crop)
-    source = open_source(data, s.dataset, sample_shape(net, size), input_range, resize, crop)
-    options.geometry_applies(source, size, resize)
-    shape = options.data_note("explain", net, source, input_range)
-    normalise(np.zeros((1,) + tuple(shape), dtype=np.float32))  # mean and std fit the channels
+    source, shape, token_plan = _samples(net, data, s, (size, resize, crop), input_range, normalise)
     png_paths = None
     if s.png is not None:
         if len(shape) != 3:
             raise ValueError(f"--png draws images (H, W, C); {source.name} holds samples of shape "
                              f"{tuple(source.sample_shape)}")
         png_paths = pngs.check_pngs(s.png, source, s.overwrite)
-    class_names = pngs.class_names(s.class_names, net.output_shapes((1,) + tuple(shape))[-1][-1])
+    class_names = pngs.class_names(s.class_names, tokens.classes(net, token_plan, method) if token_plan
+                                   else net.output_shapes((1,) + tuple(shape))[-1][-1])
     target = Target.from_option(s.target, len(source))
     if out_ext == ".txt" and (len(shape) > 1 or target.several):
         raise ValueError(f"{out}: a .txt file holds at most 2 dimensions; write .h5 or .npy")
@@ -217,7 +218,7 @@ def _plan(model, data, out, **settings):
     options.check_outputs([path for path in (names_path, record_path) if path is not None],
                           inputs + list(getattr(source, "paths", None) or ()), s.overwrite,
                           also=[out, out + ".partial", out + ".lock"] + list(png_paths or ()))
-    text = options.method_text(s.rule, s.param, s.composite)
+    text = tokens.method_words(options.method_text(s.rule, s.param, s.composite), s.dtype, s.position)
     record = dict(model=model_id, data=os.path.abspath(data), method=text,
                   target=s.target if isinstance(s.target, str) else records.target_words(target),
                   size=records.listed(size, int), input_range=input_range, dataset=s.dataset,
@@ -225,14 +226,32 @@ def _plan(model, data, out, **settings):
                   mean=records.listed(s.mean, float), std=records.listed(s.std, float),
                   channel_order=s.channel_order,
                   data_fingerprint=records.fingerprint(data, source),
-                  inputs_fingerprint=records.fingerprint(None, None, [path, s.weights, labels]))
+                  inputs_fingerprint=records.fingerprint(None, None, [path, s.weights, labels, s.mask]),
+                  **tokens.record_items(token_plan, s.dtype, s.position))
     if s.compress and out_ext not in TABLE_EXTENSIONS:
         raise ValueError(f"--compress applies to HDF5 output; {out} is {out_ext}")
     made = records.provenance_record(net, path, record, source, text, s.weights)
     return types.SimpleNamespace(net=net, source=source, data=data, out=out, out_ext=out_ext, method=method,
                                  method_text=text, normalise=normalise, target=target, png_paths=png_paths,
                                  names_path=names_path, record=record, input_range=input_range, settings=s,
-                                 provenance=made, record_path=record_path, class_names=class_names)
+                                 provenance=made, record_path=record_path, class_names=class_names,
+                                 tokens=token_plan)
+
+
+def _samples(net, data, s, geometry, input_range, normalise):
+    """(the source, a sample's shape as the model takes it, the token plan
+    or None): the data opened and checked against the model."""
+    size, resize, crop = geometry
+    # a model that takes tokens takes no images: no image size to find for it
+    images = None if tokens.takes_tokens(net) else sample_shape(net, size)
+    source = open_source(data, s.dataset, images, input_range, resize, crop)
+    options.geometry_applies(source, size, resize)
+    token_plan = tokens.token_data(net, source, s.mask, s.mean, s.std, s.channel_order)
+    if token_plan is not None:
+        return token_plan.source, token_plan.shape, token_plan
+    shape = options.data_note("explain", net, source, input_range)
+    normalise(np.zeros((1,) + tuple(shape), dtype=np.float32))  # mean and std fit the channels
+    return source, shape, None
 
 
 def _progress(total, description):
@@ -349,9 +368,10 @@ class _Run:
     def _explain(self, X, kept, first, last):
         """The results of one batch of samples read (``kept``)."""
         plan = self.plan
-        X = options.model_samples(plan.net, X, plan.input_range, plan.source.name)
-        if not self.range_warned:
-            self.range_warned = options.range_note("explain", plan.source.name, X, plan.input_range)
+        if plan.tokens is None:  # token ids go to the model as they are
+            X = options.model_samples(plan.net, X, plan.input_range, plan.source.name)
+            if not self.range_warned:
+                self.range_warned = options.range_note("explain", plan.source.name, X, plan.input_range)
         results, chosen = batches.explain_rows(plan.net, X, kept, first, last, plan.target, plan.normalise,
                                                plan.method, plan.source.name)
         if plan.png_paths is not None:
