@@ -100,6 +100,30 @@ def test_rearrange_reads_the_batch_sample_by_sample():
     np.testing.assert_allclose(layer.relevance(X, Y, R, "simple"), naive.rearrange_lrp(X, index, R), rtol=1e-12)
 
 
+def test_rearrange_of_numpy_steps():
+    """Heads split and transposed, a slice, zero padding and a repeat, as an
+    importer builds them: the layer computes what numpy computes."""
+    rng = np.random.default_rng(12)
+    X = normal(rng, 2, 3, 8)  # (N, T, D), D = 2 heads x 4
+
+    def steps(a):
+        heads = a.reshape(3, 2, 4).transpose(1, 0, 2)  # (h, T, d)
+        padded = np.pad(heads[:, 1:, :3], ((0, 0), (1, 0), (0, 0)), constant_values=-1)
+        return np.broadcast_to(padded[:, None], (2, 2, 3, 3))  # repeated heads (grouped-query attention)
+
+    layer = Rearrange.of((3, 8), steps)
+    assert layer.output_shape(X.shape) == (2, 2, 2, 3, 3)
+    Y = layer.forward(X)
+    expected = np.stack([steps(sample) for sample in X])
+    expected[:, :, :, 0, :] = 0  # the padding reads -1: zeros
+    np.testing.assert_array_equal(Y, expected)
+    R = normal(rng, *Y.shape)
+    np.testing.assert_allclose(layer.relevance(X, Y, R, "simple"), naive.rearrange_lrp(X, layer.index, R),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="Rearrange.of: the operation must return an array of one axis or more"):
+        Rearrange.of((3,), lambda a: a[0])
+
+
 def test_rearrange_and_reshape_check_their_arguments():
     with pytest.raises(ValueError, match=r"Rearrange: index must hold one entry per output value, 6 for shape "
                                          r"\(2, 3\), got 5"):

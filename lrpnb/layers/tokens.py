@@ -88,7 +88,7 @@ def whole_numbers(value, what, layer):
     return values.astype(np.int64)
 
 
-def sample_shape(value, layer):
+def sample_shape_of(value, layer):
     """A sample shape: a tuple of positive ints (one at least)."""
     if isinstance(value, numbers.Integral):
         value = (value,)
@@ -190,7 +190,7 @@ class Rearrange(Layer):
 
     def __init__(self, index, shape):
         super().__init__()
-        self.shape = sample_shape(shape, "Rearrange")
+        self.shape = sample_shape_of(shape, "Rearrange")
         index = whole_numbers(index, "index", "Rearrange").reshape(-1)
         if index.size != math.prod(self.shape):
             raise ValueError(f"Rearrange: index must hold one entry per output value, {math.prod(self.shape)} for "
@@ -200,6 +200,19 @@ class Rearrange(Layer):
                              f"{index.min()}")
         self._index = np.ascontiguousarray(index)
         self._casts = {}
+
+    @classmethod
+    def of(cls, sample_shape, operation):
+        """The Rearrange that applies ``operation`` (numpy steps that move
+        values: transpose, slice, take, broadcast_to, pad with -1 ...) to
+        samples of ``sample_shape``: its index is ``operation`` applied to
+        the values' own positions, ``np.arange(size).reshape(sample_shape)``
+        (-1 entries, as padding makes them, give zeros)."""
+        sample_shape = sample_shape_of(sample_shape, "Rearrange")
+        moved = np.asarray(operation(np.arange(math.prod(sample_shape), dtype=np.int64).reshape(sample_shape)))
+        if moved.ndim == 0:
+            raise ValueError("Rearrange.of: the operation must return an array of one axis or more, got a scalar")
+        return cls(moved, moved.shape)
 
     @property
     def index(self):
@@ -252,7 +265,7 @@ class Reshape(Layer):
 
     def __init__(self, shape):
         super().__init__()
-        self.shape = sample_shape(shape, "Reshape")
+        self.shape = sample_shape_of(shape, "Reshape")
 
     def describe(self):
         return f"Reshape {sizes_text(self.shape)}"
