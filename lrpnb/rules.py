@@ -113,6 +113,14 @@ def _validate(rule, param):
         if np.any(low > high):
             raise ValueError(f"the 'zb' rule needs low <= high, got low={param[0]!r}, high={param[1]!r}")
         return name, (low, high)
+    if name == "uniform":
+        # the stabilizer of its products' epsilon-rule shares (MatMul); None: the default
+        if param is None:
+            return name, None
+        value = _number(name, "epsilon", param)
+        if value <= 0:
+            raise ValueError(f"the 'uniform' rule's epsilon must be > 0, got {param!r}")
+        return name, value
     what = "epsilon" if name == "epsilon" else "alpha"
     if param is None:
         raise ValueError(f"the {name!r} rule needs a parameter ({what}); got none")
@@ -131,8 +139,10 @@ class Rule(tuple):
     ``Rule(rule, param)`` takes any alias of :data:`ALIASES` (None is
     'simple'); 'epsilon' needs a finite epsilon > 0, 'alphabeta' a finite
     alpha >= 1 (beta = alpha - 1 >= 0), 'gamma' a finite gamma >= 0 (default
-    0.25), 'zb' a pair (low, high) of bounds, each a number or one per input
-    channel, low <= high. Every other rule takes no parameter: one given is
+    0.25), 'uniform' optionally a finite epsilon > 0 (its products'
+    stabilizer; None: the default of :meth:`epsilon`), 'zb' a pair (low,
+    high) of bounds, each a number or one per input channel, low <= high.
+    Every other rule takes no parameter: one given is
     an error, not silently ignored. A Rule given as ``rule`` is returned as
     it is.
 
@@ -201,24 +211,25 @@ class Rule(tuple):
         elif self.name == "alphabeta":
             values = [("alpha", self.param), ("beta = 1 - alpha", 1 - self.param)]
         else:
-            values = [(self.name, self.param)]
+            values = [("epsilon" if self.name == "uniform" else self.name, self.param)]
         with np.errstate(over="ignore", under="ignore"):
             for what, value in values:
                 cast = np.asarray(value, dtype=np.float64).astype(dtype)
                 if not np.isfinite(cast).all():
                     raise ValueError(f"the {self.name!r} rule's {what} ({value!r}) overflows {dtype} (largest "
                                      f"{np.finfo(dtype).max:.3g}); use a smaller value or float64 data")
-                if self.name == "epsilon" and not cast > 0:
-                    raise ValueError(f"the 'epsilon' rule's epsilon ({value!r}) is 0 in {dtype} (smallest "
+                if self.name in ("epsilon", "uniform") and not cast > 0:
+                    raise ValueError(f"the {self.name!r} rule's epsilon ({value!r}) is 0 in {dtype} (smallest "
                                      f"{np.finfo(dtype).smallest_subnormal:.3g}); use a larger value or "
                                      f"float64 data")
 
     def epsilon(self, simple=SIMPLE_STABILIZER, other=ZENNIT_STABILIZER):
         """The stabilizer of an epsilon-rule division under this rule: the
-        parameter of 'epsilon', ``simple`` for 'simple' (the toolbox's
-        1e-16), ``other`` for every other LRP rule (zennit's 1e-6, the Norm
-        rule of its sums and average pools)."""
-        if self.name == "epsilon":
+        parameter of 'epsilon' (and of 'uniform' where one is given),
+        ``simple`` for 'simple' (the toolbox's 1e-16), ``other`` for every
+        other LRP rule (zennit's 1e-6, the Norm rule of its sums and
+        average pools)."""
+        if self.name == "epsilon" or (self.name == "uniform" and self.param is not None):
             return self.param
         return simple if self.name == "simple" else other
 
@@ -240,8 +251,9 @@ def resolve(rule, param):
 
 
 def takes_parameter(rule):
-    """Whether the rule (any alias) has a parameter: epsilon, alphabeta, gamma and zb do."""
-    return canonical_rule(rule) in ("epsilon", "alphabeta", "gamma", "zb")
+    """Whether the rule (any alias) has a parameter: epsilon, alphabeta, gamma and zb do, and
+    uniform (an optional epsilon)."""
+    return canonical_rule(rule) in ("epsilon", "alphabeta", "gamma", "zb", "uniform")
 
 
 #: zennit's Norm rule: the epsilon rule with its fixed stabilizer 1e-6, which
