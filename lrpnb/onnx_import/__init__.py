@@ -78,8 +78,11 @@ def read_onnx(path):
     try:
         _check_model(model, path)
         importer = Importer(model, path)
-        net, shape = importer.run(), importer.input_shape
+        net, shape, shapes = importer.run(), importer.input_shape, importer.input_shapes
     except MALFORMED as error:  # outside the nodes: names that are not text (bad UTF-8), other holes
         raise named(error, path) or ValueError(f"{path}: malformed model ({reason(error)})") from None
-    net.input_shape = shape
+    if shape is not None:
+        net.input_shape = shape
+    else:
+        net.input_shapes = shapes
     return net

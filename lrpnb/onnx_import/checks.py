@@ -11,11 +11,11 @@ from ..network import printable
 __all__ = ["SUPPORTED_OPS", "UNSUPPORTED_HINTS", "OPSETS", "MALFORMED", "Checks", "reason", "named"]
 
 SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape",
-                 "Conv", "ConvTranspose", "Div", "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "Gelu",
-                 "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization",
-                 "LeakyRelu", "LRN", "MatMul", "MaxPool", "Mul", "Pad", "Range", "ReduceMean", "Relu", "Reshape",
-                 "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
-                 "Unsqueeze", "Where")
+                 "Conv", "ConvTranspose", "Cos", "Div", "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather",
+                 "Gelu", "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization",
+                 "LeakyRelu", "LRN", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "Range", "Reciprocal",
+                 "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Split", "Sqrt",
+                 "Squeeze", "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where")
 
 # The default domain's opsets whose operators are read here as ONNX defines them: 7 gave Add and Gemm
 # numpy's broadcasting and dropped `is_test`; up to 28 these operators gained types, and attributes
@@ -31,6 +31,8 @@ UNSUPPORTED_HINTS = {  # op_type -> the change at export that avoids it
     "GlobalMaxPool": "use nn.MaxPool2d(kernel_size=<the feature map's size>) instead of nn.AdaptiveMaxPool2d(1)",
     "LogSoftmax": "export the model without its final log_softmax: lrpnb explains the class scores before it"}
 
+# the operators that read rows merged with the batch axis (GPT-2's x.view(-1, D) before a dense layer)
+_READS_MERGED = ("Gemm", "MatMul", "Add", "Reshape", "Identity", "Cast", "Dropout")
 # what malformed nodes and tensors raise inside onnx, numpy and the handlers
 MALFORMED = (IndexError, KeyError, TypeError, AttributeError, OverflowError, MemoryError, ValueError)
 # the attributes read, by kind: int, float, str, or a list of ints of these lengths (1-d or 2-d windows; the
@@ -144,4 +146,9 @@ class Checks:
         if name not in self.tensors:
             raise self.error(node, f"reads {name!r}, which is neither the model's input nor the output of "
                                    f"an earlier node")
-        return self.tensors[name]
+        tensor = self.tensors[name]
+        if tensor.merged and node.op_type not in _READS_MERGED:
+            raise self.error(node, f"reads {name!r}, whose rows ONNX merged with the batch axis (a reshape to "
+                                   f"(-1, {tensor.shape[-1]})); lrpnb reads such rows only in a dense layer (Gemm, "
+                                   f"MatMul), a bias and the reshape back")
+        return tensor

@@ -19,7 +19,7 @@ BATCH = 7_340_033
 
 # ops that move values without computing with them: a batch-marked input is allowed
 _MOVES = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape", "Split", "Flatten",
-          "Transpose", "Shape", "Size"}
+          "Transpose", "Shape", "Size", "Where", "Equal", "Expand"}
 
 
 def _axes(node, attrs, arrays, position):
@@ -109,6 +109,11 @@ _FOLDERS = {
     "Size": lambda node, attrs, a: np.array(a[0].size, dtype=np.int64),
     "MatMul": lambda node, attrs, a: np.matmul(a[0], a[1]),
     "Exp": lambda node, attrs, a: np.exp(a[0]),
+    "Cos": lambda node, attrs, a: np.cos(a[0]),
+    "Sin": lambda node, attrs, a: np.sin(a[0]),
+    "Reciprocal": lambda node, attrs, a: np.reciprocal(a[0]),
+    "Trilu": lambda node, attrs, a: (np.triu if attrs.get("upper", 1) else np.tril)(
+        a[0], int(np.ravel(a[1])[0]) if len(a) > 1 and a[1] is not None else 0),
     "Log": lambda node, attrs, a: np.log(a[0]),
     "Relu": lambda node, attrs, a: np.maximum(a[0], 0).astype(a[0].dtype),
     "Sigmoid": lambda node, attrs, a: (1 / (1 + np.exp(-a[0]))).astype(a[0].dtype),
@@ -160,6 +165,13 @@ def fold(importer, node, attrs, arrays, batched):
                                    "first and whole (sizes computed from it, such as attention windows merged "
                                    "into the batch or a class token expanded to it, are not supported; "
                                    "x.view(x.size(0), -1) is)")
+    if batched and op == "Expand":  # a constant broadcast to the batch: kept with one row, broadcast later
+        shape = np.ravel(arrays[1]).copy()
+        if not shape.size or (shape[1:] == BATCH).any():
+            raise importer.error(node, "expands along the batch size, which lrpnb leaves open")
+        arrays, batched = [arrays[0], np.where(shape == BATCH, 1, shape)], False
+    if batched and op == "Equal" and not any((np.asarray(a) == -1).any() for a in arrays):
+        raise importer.error(node, "compares the batch size, which lrpnb leaves open, with values other than -1")
     if op == "Range" and float(np.ravel(arrays[2])[0]) == 0:
         raise importer.error(node, "a range with step 0")
     if op == "ConstantOfShape" and "value" in attrs:

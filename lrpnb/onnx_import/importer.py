@@ -7,20 +7,23 @@ from collections import Counter
 import numpy as np
 
 from ..layers.channels import GatherChannels
+from ..layers.tokens import Rearrange, Reshape
 from ..network import INPUT, Flatten, Network, Node, printable
 from .checks import INPUTS, MALFORMED, SUPPORTED_OPS, UNSUPPORTED_HINTS, Checks, named, reason
 from .folding import BATCH, FOLDABLE, fold
 from .layer_ops import LayerOps
 from .product_ops import ProductOps
 from .shape_ops import ShapeOps
-from .tensors import FIRST, INDEX, SAME, Tensor, channel_gather, first_shape
+from .patterns import Patterns
+from .tensors import FIRST, INDEX, SAME, Tensor, channel_gather, first_shape, gather_index
+from .transformer_ops import TransformerOps
 
 __all__ = ["Importer"]
 
 _VARIADIC = ("Add", "Concat", "Max", "Min")
 
 
-class Importer(Checks, LayerOps, ShapeOps, ProductOps):
+class Importer(Checks, Patterns, TransformerOps, LayerOps, ShapeOps, ProductOps):
     def __init__(self, model, path):
         from onnx import TensorProto, helper, numpy_helper
 
@@ -36,6 +39,9 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
             self.constants[init.name] = self.array(init)
         # tensor name -> how many nodes (and graph outputs) read it
         self.readers = Counter([i for n in self.graph.node for i in n.input] + [o.name for o in self.graph.output])
+        # the graph's inputs by their lrpnb names, those explained (float data, token ids), the nodes read as steps
+        # of a multi-node pattern (skipped by the walk)
+        self.input_names, self.explained, self.skip = [], set(), set()
 
     # ------------------------------------------------------------ lrpnb nodes
     def add(self, node, layer, inputs, shape, kind=None, index=None, suffix=""):
@@ -44,7 +50,7 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
         (unless ``suffix`` names a helper node). Returns the new Tensor."""
         name = (node.name or node.output[0]) + suffix
         base, k = name, 1
-        while name in self.by_name or name == INPUT:
+        while name in self.by_name or name == INPUT or name in self.input_names:
             name, k = f"{base}_{k}", k + 1
         try:
             made = Node(name, layer, [t.value for t in inputs])
@@ -72,10 +78,21 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
             channels = channel_gather(tensor, kind)
             if channels is not None:
                 return self.add(node, GatherChannels(channels), [tensor], tensor.shape, kind, suffix="/channels")
-        ranks = "1, 2" if kind == FIRST else "1 or more"
-        raise self.error(node, f"expects {what}, got a tensor of shape (N, {', '.join(map(str, tensor.shape))}) "
-                               f"whose values lrpnb cannot lay out so (its layout: {tensor.kind}; {ranks} spatial "
-                               f"axes, channels reordered or selected)")
+        if kind == FIRST and len(tensor.shape) not in (2, 3):
+            raise self.error(node, f"expects {what}, got a tensor of shape (N, {', '.join(map(str, tensor.shape))})")
+        return self.rearrange(node, tensor, kind)
+
+    def rearrange(self, node, tensor, kind=SAME):
+        """``tensor``'s values copied into a ``kind`` layout: a Reshape where the lrpnb array already holds them
+        in that order, else a Rearrange."""
+        lshape = first_shape(tensor.shape) if kind == FIRST else tensor.shape
+        self.check_size(node, int(np.prod(tensor.shape)) * 8, f"the layout of a tensor of shape {tensor.shape}")
+        index = gather_index(tensor, kind, lshape)
+        if index.size == int(np.prod(tensor.lshape)) and np.array_equal(index, np.arange(index.size)):
+            layer = Reshape(lshape)
+        else:
+            layer = Rearrange(index, lshape)
+        return self.add(node, layer, [tensor], tensor.shape, kind, suffix="/layout")
 
     def image(self, node, tensor, ranks=(3,)):
         """``tensor`` as a FIRST image of ONNX rank in ``ranks`` (per sample)."""
@@ -108,16 +125,21 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
     # ------------------------------------------------------------ the graph
     def run(self):
         inputs = [i for i in self.graph.input if i.name not in self.constants]
-        if len(inputs) != 1:
-            raise ValueError(f"{self.path}: lrpnb explains models with one input, this one has "
-                             f"{len(inputs)}: {', '.join(repr(i.name) for i in inputs[:10])}")
+        if not inputs:
+            raise ValueError(f"{self.path}: the model has no input (every graph input is an initializer)")
+        integer = [self.integer_input(i) for i in inputs]
+        # one image or feature input keeps the name 'input' (as every one-input network); several inputs, and
+        # token ids, are named as in the graph
+        single = len(inputs) == 1 and not integer[0]
+        # a fixed batch size of the input: folded shapes may name it (torch folds the shapes of static inputs)
         dims = inputs[0].type.tensor_type.shape.dim
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
-        if len(shape) not in (1, 2, 3) or any(s is None or s <= 0 for s in shape):
-            raise ValueError(f"{self.path}: the input {inputs[0].name!r} must be (N, C, H, W), (N, C, L) or (N, D) "
-                             f"with fixed sizes besides N, got {tuple(shape)}")
+        self.batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+        self.input_shapes = {}
+        for graph_input, whole in zip(inputs, integer):
+            self.declare_input(graph_input, INPUT if single else graph_input.name, whole)
         # each tensor is defined once: a second definition would silently replace the first
-        defined = dict.fromkeys(self.constants, "an initializer") | {inputs[0].name: "the model's input"}
+        defined = dict.fromkeys(self.constants, "an initializer") | dict.fromkeys(
+            [i.name for i in inputs], "the model's input")
         for node in self.graph.node:
             if not node.output or not node.output[0]:
                 raise self.error(node, "has no output")
@@ -125,17 +147,46 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
                 if name in defined:
                     raise self.error(node, f"redefines {name!r}, already {defined[name]}; tensor names must be unique")
                 defined[name] = f"an output of node {node.name or node.output[0]!r}"
-        lshape = shape if len(shape) == 1 else first_shape(shape)
-        # a fixed batch size of the input: folded shapes may name it (torch folds the shapes of static inputs)
-        self.batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
-        self.input_shape = lshape
-        self.tensors[inputs[0].name] = Tensor(INPUT, lshape, shape, SAME if len(shape) == 1 else FIRST)
+        self.input_shape = self.input_shapes[INPUT] if single else None
+        self.find_patterns()
         for node in self.graph.node:
+            if node.output[0] in self.skip:
+                continue
             try:
-                self.run_node(node)
+                if node.output[0] in self.pattern_at:
+                    self.pattern_layer(node)
+                else:
+                    self.run_node(node)
             except MALFORMED as error:  # the last line of defence: a hole in the checks is still this file's error
                 raise named(error, self.path) or self.error(node, f"malformed node ({reason(error)})") from None
         return self.network()
+
+    def integer_input(self, graph_input):
+        """Whether a graph input holds integers (token ids, an attention mask)."""
+        elem = graph_input.type.tensor_type.elem_type
+        try:
+            return self.helper.tensor_dtype_to_np_dtype(elem).kind in "biu"
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    def declare_input(self, graph_input, name, integer):
+        """The Tensor of a graph input: images (N, C, H, W) or (N, C, L) and features (N, D) as ever; integer
+        inputs (N, ...) (token ids (N, T), masks) in their own layout."""
+        dims = graph_input.type.tensor_type.shape.dim
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+        if any(s is None or s <= 0 for s in shape) or not (integer or len(shape) in (1, 2, 3)) or not shape:
+            want = "(N, T) token ids or (N, ...) integers" if integer else "(N, C, H, W), (N, C, L) or (N, D)"
+            raise ValueError(f"{self.path}: the input {graph_input.name!r} must be {want} with fixed sizes "
+                             f"besides N, got {tuple(shape)}")
+        if integer or len(shape) == 1:
+            lshape, kind = shape, SAME
+        else:
+            lshape, kind = first_shape(shape), FIRST
+        if not integer:
+            self.explained.add(name)
+        self.input_names.append(name)
+        self.input_shapes[name] = lshape
+        self.tensors[graph_input.name] = Tensor(name, lshape, shape, kind)
 
     def network(self):
         if len(self.graph.output) != 1:
@@ -144,14 +195,17 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
         out = self.tensors.get(self.graph.output[0].name)
         if out is None:
             raise ValueError(f"{self.path}: the output {self.graph.output[0].name!r} is not computed by the graph")
-        if out.value == INPUT:
+        if out.value in self.input_names:
             raise ValueError(f"{self.path}: the output {self.graph.output[0].name!r} is the input itself (at most "
                              f"reshaped): no layer computes it; lrpnb explains the class scores (N, C) of a network")
         if len(out.shape) == 1 and out.kind == INDEX and out.value != INPUT:
             producer = next(node for node in self.graph.node if self.graph.output[0].name in node.output)
             flat, index = self.vector(producer, out)
             out = flat if index is None else out
-        if out.kind == INDEX or out.pads is not None:
+        if len(out.shape) >= 2 and out.kind == INDEX and out.pads is None and not out.merged:
+            producer = next(node for node in self.graph.node if self.graph.output[0].name in node.output)
+            out = self.rearrange(producer, out)
+        if out.kind == INDEX or out.pads is not None or out.merged:
             flattened = len(out.shape) == 1 and len(out.lshape) == 3
             raise ValueError(f"{self.path}: the output is " + (
                 "an image flattened in ONNX's channel order; lrpnb explains class scores (N, C)" if flattened else
@@ -164,8 +218,10 @@ class Importer(Checks, LayerOps, ShapeOps, ProductOps):
             if node.name in needed:
                 keep.append(node)
                 needed.update(node.inputs)
+        options = {} if self.input_names == [INPUT] else dict(
+            inputs=self.input_names, explained=[name for name in self.input_names if name in self.explained])
         try:
-            return Network(keep[::-1])
+            return Network(keep[::-1], **options)
         except ValueError as error:
             raise ValueError(f"{self.path}: {printable(error)}") from None
 

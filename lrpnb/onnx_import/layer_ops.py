@@ -264,9 +264,4 @@ class LayerOps:
             if C.size not in (1, W.shape[1]):
                 raise self.error(node, f"the bias must have 1 or {W.shape[1]} values, got shape {C.shape}")
             B = attrs.get("beta", 1.0) * np.broadcast_to(C.ravel(), (W.shape[1],))
-        self.dense(node, source, W, B.astype(W.dtype))
-
-    def op_MatMul(self, node, attrs):
-        source = self.tensor(node, node.input[0])
-        W = self.constant(node, node.input[1], "the second factor", ndim=2)
-        self.dense(node, source, W, np.zeros(W.shape[1], dtype=W.dtype))
+        self.token_dense(node, source, W, B.astype(W.dtype))

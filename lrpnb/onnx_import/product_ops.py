@@ -10,7 +10,8 @@ import numpy as np
 
 from ..layers.elementwise import GELU, HardSigmoid, SiLU
 from ..layers.products import Mul, Scale
-from ..network import INPUT, Add, GlobalAveragePool, Sigmoid
+from ..layers.tokens import Bias
+from ..network import INPUT, Add, GlobalAveragePool, Sigmoid, Tanh
 from .checks import UNSUPPORTED_HINTS
 from .tensors import FIRST, INDEX, SAME, settle
 
@@ -67,16 +68,26 @@ class ProductOps:
         constants = [name for name in names if name in self.constants]
         if constants:
             other = [name for name in names if name not in self.constants]
-            if len(other) != 1 or (negate and names[1] != constants[0]):
-                raise self.error(node, "adds two constants" if len(other) != 1 else "subtracts an activation "
-                                 "from a constant")
-            C = np.asarray(self.constants[constants[0]]) * (-1 if negate else 1)
-            return self.bias(node, other[0], C)
+            if len(other) != 1:
+                raise self.error(node, "adds two constants")
+            C = np.asarray(self.constant(node, constants[0], "the constant"), dtype=np.float64)
+            if negate and names[1] != constants[0]:  # C - x: the activations negated, then C added
+                source = self.tensor(node, other[0])
+                negated = self.constant_layer(node, source, np.float64(-1), Scale, "the factor -1")
+                self.tensors[node.output[0]] = self.constant_layer(node, negated, C, Bias, "the constant")
+                return
+            return self.bias(node, other[0], C * (-1 if negate else 1))
         if negate:
             raise self.error(node, "subtracts activations; lrpnb adds them (a residual sum) only")
         sources = [self.tensor(node, name) for name in names]
+        if any(s.merged for s in sources):
+            raise self.error(node, "adds rows merged with the batch axis; lrpnb reads them in a dense layer only")
         if any(s.shape != sources[0].shape for s in sources):
-            raise self.error(node, "adds tensors of different shapes (lrpnb adds equal shapes, no broadcasting)")
+            try:
+                shape = np.broadcast_shapes(*(s.shape for s in sources))
+            except ValueError:
+                raise self.error(node, "adds tensors whose shapes do not broadcast") from None
+            sources = [self.broadcast(node, s, shape) for s in sources]
         kind = sources[0].kind
         if any(s.kind != kind or s.kind == INDEX or s.lshape != sources[0].lshape for s in sources):
             kind = FIRST if len(sources[0].shape) in (2, 3) and FIRST in [s.kind for s in sources] else SAME
@@ -108,8 +119,8 @@ class ProductOps:
         values = self.per_channel(source, C) if target is not None else None
         channels = target.layer.W.shape[-1] if target is not None else 0
         if values is None or values.size not in (1, channels) or not np.isfinite(values).all():
-            raise self.error(node, "adding a constant is supported only as the bias of the dense or "
-                                   "convolution layer before it (one value per output channel)" + self.hint(source))
+            self.tensors[node.output[0]] = self.constant_layer(node, source, C, Bias, "the constant added")
+            return
         target.layer.B = target.layer.B + np.broadcast_to(values, (channels,))
         self.alias(node, source)
 
@@ -137,17 +148,33 @@ class ProductOps:
         x, g = (self.tensor(node, name) for name in names)
         if self.silu(node, x, g) or self.silu(node, g, x):
             return
+        if x.shape == g.shape and len(x.shape) >= 2 and FIRST not in (x.kind, g.kind) and not (x.merged or g.merged):
+            return self.token_gate(node, x, g)
         self.gate(node, x, g)
+
+    def token_gate(self, node, a, b):
+        """Mul of two token tensors of one shape (SwiGLU's silu(x W) (x V)): a Mul layer whose gate is the
+        factor an activation function made."""
+        def activated(t):
+            made = self.by_name.get(t.value)
+            return made is not None and type(made.layer) in (SiLU, GELU, Sigmoid, HardSigmoid, Tanh)
+        gate = 0 if activated(a) else 1 if activated(b) else None
+        if gate is None:
+            raise self.error(node, f"multiplies two activations of shape (N, {', '.join(map(str, a.shape))}) of "
+                                   f"which neither is an activation function's output (a gate); lrpnb reads gated "
+                                   f"products (SwiGLU) and the patterns of GELU, SiLU and RMSNorm")
+        sources = [self.need(node, t, SAME, "values in ONNX's order") for t in (a, b)]
+        self.add(node, Mul(gate), sources, sources[0].shape, SAME)
 
     def op_Div(self, node, attrs):
         self.op_Mul(node, attrs, divide=True)
 
     def scale(self, node, name, C):
         source = self.tensor(node, name)
-        values = self.per_channel(source, C)
+        values = self.per_channel(source, C) if not source.merged else None
         if values is None:
-            raise self.error(node, f"multiplies by a constant of shape {C.shape}: lrpnb scales by one value, or "
-                                   f"one per channel" + self.hint(source))
+            self.tensors[node.output[0]] = out = self.constant_layer(node, source, C, Scale, "the factor")
+            return out
         if source.kind == INDEX and values.size > 1:
             if len(source.shape) != 1:
                 source = self.need(node, source, FIRST if len(source.shape) in (2, 3) else SAME)

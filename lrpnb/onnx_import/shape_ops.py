@@ -64,6 +64,8 @@ class ShapeOps:
             raise self.error(node, f"the shape must be integers, got shape '{target.dtype} values'; only a "
                                    f"reshape that keeps the batch axis N first is supported")
         target, size = target.ravel().tolist(), int(np.prod(source.shape))
+        if source.merged:
+            return self.unmerge_rows(node, source, target)
         first = target[:1]
         zero = 0 if not attrs.get("allowzero", 0) else None
         rest = [source.shape[k] if s == 0 and zero == 0 and k < len(source.shape) else s
@@ -74,6 +76,10 @@ class ShapeOps:
         batch = first and (first[0] in (BATCH, zero, -1, self.batch) and
                            (first[0] != BATCH or node.input[1] in self.batched))
         if not batch or BATCH in rest or -1 in rest or int(np.prod(rest)) != size or min(rest, default=1) < 1:
+            merged = self.merge_rows(node, source, target) if first else None
+            if merged is not None:
+                self.tensors[node.output[0]] = merged
+                return
             raise self.error(node, f"only a reshape that keeps the batch axis N first (such as (N, features)) is "
                                    f"supported, got shape {target!r:.80} for (N, {', '.join(map(str, source.shape))})")
         self.relayout(node, source, lambda index: index.reshape(rest))

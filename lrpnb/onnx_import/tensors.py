@@ -15,7 +15,7 @@ ONNX images are (N, C, H, W) and lrpnb's (N, H, W, C). A tensor is one of:
 """
 import numpy as np
 
-__all__ = ["Tensor", "FIRST", "SAME", "INDEX", "canonical", "settle", "channel_gather"]
+__all__ = ["Tensor", "FIRST", "SAME", "INDEX", "canonical", "settle", "channel_gather", "gather_index"]
 
 FIRST, SAME, INDEX = "first", "same", "index"
 
@@ -38,16 +38,21 @@ class Tensor:
         (top, bottom, left, right) zeros an ONNX Pad added around a FIRST
         image; only a convolution or an average pool may read it (into its
         own padding).
+    merged : int
+        How many leading per-sample axes ONNX merged into its batch axis
+        (GPT-2's ``x.view(-1, D)`` before a dense layer: the ONNX tensor is
+        (N T, D), ``shape`` stays (T, D)); 0 for the others. Only dense
+        layers, biases and the reshape back read such a tensor.
     """
 
-    def __init__(self, value, lshape, shape, kind, index=None, pads=None):
+    def __init__(self, value, lshape, shape, kind, index=None, pads=None, merged=0):
         self.value, self.lshape, self.shape = value, tuple(lshape), tuple(shape)
-        self.kind, self.index, self.pads = kind, index, pads
+        self.kind, self.index, self.pads, self.merged = kind, index, pads, merged
 
     def like(self, value, lshape=None, shape=None):
         """This tensor's layout for the output of an element-wise layer named ``value``."""
         return Tensor(value, self.lshape if lshape is None else lshape, self.shape if shape is None else shape,
-                      self.kind, self.index)
+                      self.kind, self.index, merged=self.merged)
 
 
 def canonical(lshape, kind, shape):
@@ -98,3 +103,12 @@ def channel_gather(tensor, kind):
             index, base + (p.reshape((-1,) + (1,) * (len(shape) - 1)) if kind == FIRST else p)):
         return None
     return p
+
+
+def gather_index(tensor, kind, lshape):
+    """The index of a Rearrange that lays ``tensor`` out as a ``kind`` tensor of lrpnb shape ``lshape``: for
+    each lrpnb position, the position in the tensor's lrpnb array that holds the same ONNX element."""
+    target = canonical(lshape, kind, tensor.shape).ravel()
+    index = np.empty(target.size, dtype=np.int64)
+    index[target] = index_of(tensor).ravel()
+    return index
