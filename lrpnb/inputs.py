@@ -6,16 +6,21 @@ how samples as read are turned into it.
 - :func:`model_input` turns samples as read into what the model takes
   (uint8 scaling, the toolbox's MNIST rows), and :func:`normalise` applies a
   torchvision- or Caffe-style per-channel normalisation;
-- :func:`network_input` is where the Python API receives a batch: tensors
-  are detached, and :func:`check_input_shape` turns a batch that does not fit
-  into an error that says what the network expects and how to get there.
+- :func:`network_inputs` is where the Python API receives a batch (one
+  array, or a dict name -> array for a network of several inputs): tensors
+  are detached, integer arrays (token ids) cast to the arithmetic's dtype,
+  and :func:`check_input_shape` turns a batch that does not fit into an
+  error that says what the network expects and how to get there.
 """
 import weakref
+from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = ["input_shape", "sample_shape", "describe_input", "model_input", "normalise", "network_input",
-           "check_input_shape"]
+           "network_inputs", "check_input_shape", "check_input_shapes", "weights_dtype"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: network -> (its layer list, the last sample shape that fitted it): a batch
 #: of the shape of the one before is checked by one comparison
@@ -33,6 +38,8 @@ def input_shape(net):
     """
     from .layers import Convolution, Linear
 
+    if len(getattr(net, "inputs", ())) > 1:  # no one sample shape: see net.input_shapes
+        return None
     if getattr(net, "input_shape", None) is not None:  # fixed by the model file (ONNX)
         return tuple(net.input_shape)
     first = next((layer for layer in net.layers if hasattr(layer, "W")), None)
@@ -134,17 +141,100 @@ def _fits(net, shape):
     return len(shapes[-1]) == 2 if shapes else True
 
 
+def weights_dtype(layers):
+    """float32 where every float parameter array of ``layers`` is float32,
+    else float64: the arithmetic integer inputs get by default."""
+    arrays = [value for layer in layers for value in vars(layer).values()
+              if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
+    return np.dtype(np.float32 if arrays and all(a.dtype == np.float32 for a in arrays) else np.float64)
+
+
 def network_input(net, X, what="X"):
-    """(X on ``net``'s device, the kind of array to answer with): what the
+    """(X on ``net``'s device, the kind of array to answer with) for a
+    network of one input: :func:`network_inputs` of one array."""
+    values, kinds, _ = network_inputs(net, X, what=what)
+    return values[0], kinds[0]
+
+
+def network_inputs(net, X, dtype=None, what="X"):
+    """(the inputs on ``net``'s device in the order of ``net.inputs``, the
+    kind of array to answer each with, whether X was a dict): what the
     Python API does with a batch before any layer runs.
 
-    Tensors (anything with ``detach`` and ``cpu``, as torch's) are detached
-    and, unless they are GPU arrays the network's device takes in place,
-    copied to numpy; objects only with ``__dlpack__`` go through
-    ``numpy.from_dlpack``. The shape is then checked
-    (:func:`check_input_shape`), and the batch by the backend
+    ``X`` is an array, or a dict name -> array naming every input of the
+    network (ValueError naming a missing or unknown input and the shapes
+    expected). Tensors (anything with ``detach`` and ``cpu``, as torch's)
+    are detached and, unless they are GPU arrays the network's device takes
+    in place, copied to numpy; objects only with ``__dlpack__`` go through
+    ``numpy.from_dlpack``. Integer and boolean numpy arrays are cast to
+    ``dtype`` (np.float32 or np.float64; default: the dtype of the float
+    inputs given, else the weights', :func:`weights_dtype`), and float
+    ones too where ``dtype`` is given. The shapes are then checked
+    (:func:`check_input_shape`), and each input by the backend
     (:meth:`lrpnb.backends.Backend.input`).
     """
+    dtype = _float_dtype(dtype, what)
+    names, named = tuple(getattr(net, "inputs", ("input",))), isinstance(X, Mapping)
+    if named:
+        unknown = [name for name in X if name not in names]
+        if unknown:
+            raise ValueError(f"{what}: the network has no input named {unknown[0]!r}; its inputs: "
+                             f"{_inputs_text(net)}")
+        missing = [name for name in names if name not in X]
+        if missing:
+            raise ValueError(f"{what}: the input {missing[0]!r} is missing; the network takes {_inputs_text(net)}")
+        labels = [f"{what}[{name!r}]" for name in names]
+        arrays = [_host_array(net, X[name], label) for name, label in zip(names, labels)]
+    else:
+        if len(names) > 1:
+            raise ValueError(f"{what}: the network has {len(names)} inputs; give a dict name -> array of "
+                             f"them: {_inputs_text(net)}")
+        labels, arrays = [what], [_host_array(net, X, what)]
+    arrays = _cast(net, arrays, dtype)
+    if len(arrays) == 1:
+        if hasattr(arrays[0], "shape"):
+            check_input_shape(net, tuple(arrays[0].shape), what)
+        value, kind = net.backend.input(arrays[0], what)
+        return [value], [kind], named
+    moved = [net.backend.input(array, label) for array, label in zip(arrays, labels)]
+    values, kinds = [value for value, _ in moved], [kind for _, kind in moved]
+    sizes, dtypes = [value.shape[0] for value in values], [np.dtype(value.dtype) for value in values]
+    if len(set(sizes)) > 1:
+        raise ValueError(f"{what}: the inputs hold different numbers of samples ("
+                         f"{', '.join(f'{name!r} {size}' for name, size in zip(names, sizes))})")
+    if len(set(dtypes)) > 1:
+        raise ValueError(f"{what}: the inputs have different dtypes ("
+                         f"{', '.join(f'{name!r} {d}' for name, d in zip(names, dtypes))}): give them one, or "
+                         f"dtype=np.float32 or np.float64")
+    check_input_shapes(net, {name: tuple(value.shape) for name, value in zip(names, values)}, what)
+    return values, kinds, named
+
+
+def _float_dtype(dtype, what):
+    if dtype is None:
+        return None
+    try:
+        chosen = np.dtype(dtype)
+    except TypeError:
+        chosen = None
+    if chosen not in _FLOATS:
+        raise ValueError(f"{what}: dtype must be np.float32 or np.float64, got {dtype!r}")
+    return chosen
+
+
+def _cast(net, arrays, dtype):
+    """``arrays`` with integer and boolean numpy arrays cast to ``dtype``
+    (default: the float inputs' one dtype, else the weights'), and float
+    numpy arrays to ``dtype`` where it is given."""
+    # np.dtype(None) is float64, so None == np.float64: only dtypes are compared
+    floats = {a.dtype for a in arrays if isinstance(getattr(a, "dtype", None), np.dtype) and a.dtype in _FLOATS}
+    target = dtype if dtype is not None else floats.pop() if len(floats) == 1 else weights_dtype(net.layers)
+    return [a.astype(target) if isinstance(a, np.ndarray) and (a.dtype.kind in "biu" or (
+        dtype is not None and a.dtype.kind == "f" and a.dtype != dtype)) else a for a in arrays]
+
+
+def _host_array(net, X, what):
+    """``X`` as numpy, or as a GPU array the network's device takes in place."""
     arrays = net.backend.arrays
     if hasattr(X, "detach") and hasattr(X, "cpu"):
         X = X.detach()  # a tensor that requires grad has no __array__ / __cuda_array_interface__
@@ -165,9 +255,32 @@ def network_input(net, X, what="X"):
             X = np.asarray(X)
         except (TypeError, ValueError):
             pass  # the backend says what is wrong with it
-    if hasattr(X, "shape"):
-        check_input_shape(net, tuple(X.shape), what)
-    return net.backend.input(X, what)
+    return X
+
+
+def _inputs_text(net):
+    """The network's inputs and their shapes: "'input_ids' (N, 8), 'attention_mask' (N, 8)"."""
+    shapes = getattr(net, "input_shapes", {})
+    return ", ".join(f"{name!r} " + (_shape_text(shapes[name]) if shapes.get(name) else "(N, ...)")
+                     for name in net.inputs)
+
+
+def check_input_shapes(net, shapes, what="X"):
+    """Nothing if batches of ``shapes`` (a dict input name -> shape) fit
+    every layer of ``net``; else a ValueError naming the shapes given and
+    those the network expects. The last shapes that fitted are kept per
+    network, as by :func:`check_input_shape`."""
+    key = tuple(tuple(int(s) for s in shape[1:]) for shape in shapes.values())
+    fitted = _FITTED.get(net)
+    if fitted is not None and fitted[0] is net.layers and fitted[1] == key:
+        return
+    try:
+        net.output_shapes(shapes)
+    except ValueError as error:
+        given = ", ".join(f"{name!r} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"{what}: inputs of shapes {given} do not fit the network, which expects "
+                         f"{_inputs_text(net)} (in detail: {error})") from None
+    _FITTED[net] = (net.layers, key)
 
 
 def check_input_shape(net, shape, what="X"):

@@ -7,19 +7,19 @@ the kernels in ``lrpnb.kernels`` and their GPU twins; this module does no
 numerics of its own. The semantics are those of the LRP Toolbox
 (Lapuschkin et al., JMLR 17(114), 2016): images are (N, H, W, D), vectors
 (N, D), and ``Network.lrp`` is its ``Sequential.lrp``. A tensor read by
-several nodes receives the sum of their relevance.
+several nodes receives the sum of their relevance. A graph may have several
+inputs (a transformer's token ids and attention mask), given as a dict name
+-> array; the values of a graph are its inputs, in order, then each node's
+output.
 """
 import numbers
-
-import numpy as np
 
 from . import explain as passes
 from .backends import CPU_TARGET_ROWS as TARGET_ROWS  # noqa: F401  (lrpnb.network.TARGET_ROWS)
 from .backends import backend
-from .inputs import network_input
-from .kernels import single_threaded_blas
+from .inputs import network_inputs, weights_dtype
 from .layers import (LRN, Add, AveragePool, BatchNorm, Concat, Convolution, Flatten, GlobalAveragePool,
-                     Identity, Layer, Linear, MaxPool, Rect, Sigmoid, SoftMax, SumPool, Tanh, Weighted)
+                     Identity, Layer, Linear, MaxPool, Rect, Sigmoid, SoftMax, SumPool, Tanh)
 from .rules import Rule
 from .sgd import train
 from .targets import target_classes  # noqa: F401  (lrpnb.network.target_classes)
@@ -28,7 +28,7 @@ __all__ = ["Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool"
            "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN", "Add", "Concat",
            "Node", "Network"]
 
-#: the name of a network's input in its graph
+#: the name of a network's input in its graph, where it has one input not named otherwise
 INPUT = "input"
 
 
@@ -47,8 +47,9 @@ class Node:
         Unique in its network; not 'input', which names the network's input.
     layer : Layer
     inputs : str or sequence of str
-        Names of earlier nodes, or 'input'. Add and Concat take two or
-        more, every other layer one.
+        Names of earlier nodes or of the network's inputs ('input' where
+        it has one not named otherwise). Add and Concat take two or more,
+        every other layer one.
     """
 
     def __init__(self, name, layer, inputs):
@@ -77,60 +78,116 @@ class Network:
     ----------
     layers : sequence of Layer, or of Node
         Layers are applied in order (the toolbox's Sequential). Nodes form
-        a graph in topological order: each names its inputs, the network's
-        input is 'input', and the last node's output is the network's.
+        a graph in topological order: each names its inputs (earlier nodes
+        or the network's inputs), and the last node's output is the
+        network's.
     device : {'cpu', 'cuda', 'auto'}
         Where the kernels run; 'auto' takes the GPU when one is usable.
+    inputs : str or sequence of str, optional
+        The names of the network's inputs (default: one, 'input'). A chain
+        of layers reads one. With several, the passes take a dict name ->
+        array.
+    explained : str or sequence of str, optional
+        The inputs relevance is computed for (default: all). Nodes that
+        depend on none of them get no relevance pass, and a join's share
+        to such a value is dropped (a transformer's attention-mask path).
 
     Relevance that reaches a tensor from several consumers is summed, in
     node order. Sequential networks name their layers '0', '1', ...
     """
 
-    def __init__(self, layers, device="cpu"):
+    def __init__(self, layers, device="cpu", inputs=None, explained=None):
+        self.inputs = (INPUT,) if inputs is None else passes.input_names(inputs, "inputs")
+        self._explained = self.inputs if explained is None else passes.input_names(explained, "explained", self.inputs)
         items = list(layers)
         if any(isinstance(item, Node) for item in items):
             if not all(isinstance(item, Node) for item in items):
                 raise TypeError("give a network either layers or nodes, not both")
             nodes = items
         else:
+            if len(self.inputs) > 1:
+                raise ValueError(f"a chain of layers reads one input, not {len(self.inputs)}: build the network "
+                                 f"from Nodes that name the inputs they read")
             for k, layer in enumerate(items):
                 if not isinstance(layer, Layer):
                     raise TypeError(f"layer {k} is a {type(layer).__name__}, not an lrpnb layer")
                 if layer.arity != 1:
                     raise ValueError(f"layer {k} ({layer.describe()}) joins several inputs: build the "
                                      f"network from Nodes that name them")
-            nodes = [Node(str(k), layer, INPUT if k == 0 else str(k - 1)) for k, layer in enumerate(items)]
+            nodes = [Node(str(k), layer, self.inputs[0] if k == 0 else str(k - 1)) for k, layer in enumerate(items)]
         self._set_nodes(nodes)
-        #: the values of the last forward() call, read by lrp()
-        self._activations = None
+        #: the values of the last forward() call and how it was asked, read by lrp()
+        self._activations, self._asked = None, None
         self._backend = backend(device)
-        #: the shape of one input sample, (H, W, C) or (D,), where the model
-        #: file fixes it (ONNX); None where the layers imply it
-        self.input_shape = None
+        #: the shape of each input sample, (H, W, C), (D,) or (T,), where the
+        #: model file fixes it (ONNX); None where the layers imply it
+        self._input_shapes = dict.fromkeys(self.inputs)
+
+    def __setstate__(self, state):
+        if "inputs" not in state:  # pickled when networks had one input, named 'input'
+            state = dict(state, inputs=(INPUT,), _explained=(INPUT,), _asked=None,
+                         _input_shapes={INPUT: state.pop("input_shape", None)})
+        self.__dict__.update(state)
+        self._set_nodes(self.nodes)
 
     def _set_nodes(self, nodes):
-        """Check the graph and index every node's inputs: value 0 is the
-        network's input, value k + 1 node k's output."""
-        index = {INPUT: 0}
-        sources = []
-        for k, node in enumerate(nodes):
-            if node.name in index:
-                raise ValueError(f"node {k}: the name {node.name!r} is used twice")
-            missing = [name for name in node.inputs if name not in index]
-            if missing:
-                raise ValueError(f"node {node.name!r} reads {', '.join(map(repr, missing))}, which no earlier "
-                                 f"node outputs (nodes must come in topological order)")
-            sources.append([index[name] for name in node.inputs])
-            index[node.name] = k + 1
+        """Check the graph and index every node's inputs: values 0..I-1 are
+        the network's I inputs, value I + k node k's output; and mark the
+        values that depend on an explained input."""
+        self._sources, self._index, self._relevant = passes.index_graph(self.inputs, self._explained, nodes)
         self.nodes = list(nodes)
         self.layers = [node.layer for node in nodes]
-        self._sources = sources
-        self._index = index
+
+    @property
+    def explained(self):
+        """The names of the inputs relevance is computed for (settable)."""
+        return self._explained
+
+    @explained.setter
+    def explained(self, names):
+        self._explained = self.inputs if names is None else passes.input_names(names, "explained", self.inputs)
+        self._set_nodes(self.nodes)
+
+    @property
+    def relevant_values(self):
+        """For each value (inputs, then nodes' outputs), whether it depends
+        on an explained input: only those receive relevance."""
+        return self._relevant
+
+    @property
+    def input_shapes(self):
+        """{input name: the shape of one sample, or None where the layers imply it}."""
+        return dict(self._input_shapes)
+
+    @input_shapes.setter
+    def input_shapes(self, shapes):
+        shapes = dict(shapes)
+        passes.input_names(list(shapes) or self.inputs, "input_shapes", self.inputs)
+        self._input_shapes = {name: None if shapes.get(name) is None else tuple(int(s) for s in shapes[name])
+                              for name in self.inputs}
+
+    @property
+    def input_shape(self):
+        """The shape of one input sample of a one-input network where the
+        model file fixes it, else None (see :attr:`input_shapes`)."""
+        return self._input_shapes[self.inputs[0]] if len(self.inputs) == 1 else None
+
+    @input_shape.setter
+    def input_shape(self, shape):
+        if len(self.inputs) > 1:
+            raise ValueError(f"the network has {len(self.inputs)} inputs: set input_shapes, a dict name -> shape")
+        self.input_shapes = {self.inputs[0]: shape}
+
+    @property
+    def dtype(self):
+        """The weights' dtype: float32 where every parameter array is
+        float32, else float64 (the dtype integer inputs are cast to)."""
+        return weights_dtype(self.layers)
 
     @property
     def is_sequential(self):
         """Whether every layer reads the previous one's output (the toolbox's networks)."""
-        return all(source == [k] for k, source in enumerate(self._sources))
+        return len(self.inputs) == 1 and all(source == [k] for k, source in enumerate(self._sources))
 
     def node(self, key):
         """The Node named ``key`` (or at index ``key``)."""
@@ -138,10 +195,10 @@ class Network:
             if not -len(self.nodes) <= key < len(self.nodes):
                 raise IndexError(f"node index {key} is outside the network (0..{len(self.nodes) - 1})")
             return self.nodes[key]
-        if key not in self._index or key == INPUT:
+        if key not in self._index or self._index[key] < len(self.inputs):
             known = ", ".join(repr(node.name) for node in self.nodes[:20])
             raise KeyError(f"no node named {key!r}; nodes: {known}{', ...' if len(self.nodes) > 20 else ''}")
-        return self.nodes[self._index[key] - 1]
+        return self.nodes[self._index[key] - len(self.inputs)]
 
     @property
     def device(self):
@@ -160,7 +217,7 @@ class Network:
         Weights are copied to the GPU once, on first use, and kept there.
         """
         self._backend = backend(device)
-        self._activations = None
+        self._activations, self._asked = None, None
         return self
 
     def __repr__(self):
@@ -175,17 +232,18 @@ class Network:
         return len(self.layers)
 
     def __getstate__(self):
-        return dict(self.__dict__, _activations=None)
+        return dict(self.__dict__, _activations=None, _asked=None)
 
     # ------------------------------------------------------------ graph
     @property
     def sources(self):
-        """For each node, the value indices of its inputs: 0 the network's
-        input, k + 1 node k's output."""
+        """For each node, the value indices of its inputs: 0..I-1 the
+        network's I inputs, I + k node k's output."""
         return self._sources
 
     def value_index(self, name):
-        """The value index of ``name``'s output (0: the network's input)."""
+        """The value index of ``name``: an input's position among the
+        inputs, I + k for node k's output."""
         return self._index[name]
 
     def node_inputs(self, values, k):
@@ -221,11 +279,20 @@ class Network:
     def output_shapes(self, shape, layers=None):
         """Shapes after each layer (node) for an input of ``shape``; with
         ``layers``, a leading part of ``self.layers``, after those only.
+        With several inputs, ``shape`` is a dict name -> shape, or a list
+        of shapes in the order of ``inputs``.
 
         Raises ValueError naming the first layer the input does not fit.
         """
         count = len(self.layers) if layers is None else len(layers)
-        shapes = [tuple(int(s) for s in shape)]
+        if isinstance(shape, dict):
+            shape = [shape[name] for name in self.inputs]
+        shapes = [tuple(int(s) for s in one) for one in shape] \
+            if shape and not isinstance(shape[0], numbers.Integral) else [tuple(int(s) for s in shape)]
+        if len(shapes) != len(self.inputs):
+            raise ValueError(f"{len(shapes)} input shapes for a network of {len(self.inputs)} inputs "
+                             f"({', '.join(map(repr, self.inputs))})")
+        first = len(shapes)
         for k in range(count):
             layer = self.layers[k]
             inputs = [shapes[i] for i in self._sources[k]]
@@ -235,71 +302,70 @@ class Network:
             except ValueError as error:
                 where = f"layer {k}" if self.is_sequential else f"node {k} ({self.nodes[k].name!r})"
                 raise ValueError(f"input does not fit {where} ({layer.describe()}): {error}") from None
-        return shapes[1:]
+        return shapes[first:]
 
     # ------------------------------------------------------------ passes
     def to_host(self, array):
         """An array of this network's device as a numpy array."""
         return self._backend.to_host(array)
 
-    def forward(self, X):
+    def forward(self, X, dtype=None, position=None):
         """Output of the network for a batch ``X``, in X's float dtype.
 
-        Accepts numpy arrays, and GPU arrays on a network on the GPU; answers
-        with the same kind. The activations are kept for a following
-        :meth:`lrp` call.
+        ``X`` is an array, or a dict name -> array for a network of several
+        inputs; integer arrays (token ids) are cast to ``dtype``
+        (np.float32 or np.float64; default: that of the float inputs given,
+        else the weights', :attr:`dtype`). With ``position``, a language
+        model's output (N, T, V) is answered at that token only, (N, V).
+        Accepts numpy arrays, and GPU arrays on a network on the GPU;
+        answers with the same kind. The activations are kept for a
+        following :meth:`lrp` call.
         """
-        X, kind = network_input(self, X)
-        self._activations = passes.trace(self, X, len(self.layers))
-        return self._backend.output(self._activations[-1], kind)
+        values, kinds, named = network_inputs(self, X, dtype)
+        self._activations = passes.trace(self, values, len(self.layers))
+        self._asked = kinds, named
+        return passes.answer_output(self._backend, self._activations[-1], position, kinds[0])
 
-    def scores(self, X):
-        """Class scores of a batch ``X``: the output before a final SoftMax.
+    def scores(self, X, dtype=None, position=None):
+        """Class scores of a batch ``X``: the output before a final SoftMax
+        (``X``, ``dtype`` and ``position`` as for :meth:`forward`).
 
         Unlike :meth:`forward`, this keeps no activations (memory holds two
         layers' outputs at a time) and no state, so several threads may call
         it at once. Answers with X's kind of array, in X's float dtype.
         """
-        X, kind = network_input(self, X)
-        return self._backend.output(passes.scores(self, X), kind)
+        values, kinds, _ = network_inputs(self, X, dtype)
+        return passes.answer_output(self._backend, passes.scores(self, values), position, kinds[0])
 
     def lrp(self, R, rule=None, param=None):
         """Input relevance for output relevance ``R`` of the last forward().
 
         As the toolbox's ``Sequential.lrp``: an explicit ``rule`` (with its
         ``param``) applies to every layer; with neither given, each layer uses
-        its preset (default 'simple').
+        its preset (default 'simple'). Answered as forward() was asked: a
+        dict {explained input: relevance} for a dict of inputs.
         """
         if self._activations is None:
             raise RuntimeError("lrp() needs the activations of a forward() call; call forward(X) first")
-        out = self._activations[-1]
-        if not isinstance(R, np.ndarray) and not self._backend.arrays.is_gpu_array(R):
-            R = np.asarray(R)
-        if isinstance(R, np.ndarray) and R.dtype != out.dtype and R.dtype.kind in "biuf":
-            R = R.astype(out.dtype)
-        R, kind = self._backend.input(R, "R")
-        if R.shape != out.shape:
-            raise ValueError(f"R must have the shape of the last output {out.shape}, got {R.shape}")
-        if R.dtype != out.dtype:
-            raise ValueError(f"R must have the dtype of the last output ({out.dtype}), got {R.dtype}")
-        rules, method = passes.plan(self, len(self.layers), rule, param, None)
-        relevance = passes.backward(self, self._activations, R, len(self.layers), rules)
-        return self._backend.output(passes.finish(self._backend, method, self._activations[0], relevance), kind)
+        return passes.lrp(self, self._activations, R, rule, param, *self._asked)
 
     def explain(self, X, target=None, rule=None, param=None, composite=None, return_scores=False,
-                return_layer_sums=False, layers=None):
+                return_layer_sums=False, layers=None, dtype=None, position=None):
         """Relevance of every input element for the score of a target class.
 
         Parameters
         ----------
-        X : array (N, ...)
-            Input batch; float32 stays float32, other dtypes become float64.
-            On a network on the GPU, a numpy array or a GPU array (answered
-            with the same kind).
+        X : array (N, ...), or dict name -> array
+            Input batch; float32 stays float32, other float dtypes become
+            float64, integer arrays (token ids) ``dtype``. A network of
+            several inputs takes a dict, and answers with a dict {explained
+            input: relevance}. On a network on the GPU, a numpy array or a
+            GPU array (answered with the same kind).
         target : None, int, int array of length N, 'all', ('topk', k) or Target
             Class to explain: None for each sample's predicted class. 'all'
             explains every class and ('topk', k) each sample's k best
             classes, from one forward pass (see :class:`lrpnb.targets.Target`).
+            For a language model's logits (N, T, V), a vocabulary index.
         rule, param : str, float
             LRP rule or gradient method for every layer; neither given uses
             the layer presets. Under one LRP rule, the joins (Add,
@@ -324,6 +390,13 @@ class Network:
             Nodes (by name or index) whose output's relevance is also
             returned, as a dict {name: array} shaped like each node's output
             (with the target axis for several targets).
+        dtype : np.float32 or np.float64, optional
+            The arithmetic for integer inputs (default: that of the float
+            inputs given, else the weights' :attr:`dtype`).
+        position : int, optional
+            For outputs (N, T, V) (language models): the token whose logits
+            are the class scores (default -1, the last); an error for
+            outputs (N, C).
 
         Returns
         -------
@@ -337,7 +410,8 @@ class Network:
         state is kept on the network, so several threads may call this at
         once.
         """
-        return passes.explain(self, X, target, rule, param, composite, return_scores, return_layer_sums, layers)
+        return passes.explain(self, X, target, rule, param, composite, return_scores, return_layer_sums, layers,
+                              dtype, position)
 
     def set_composite(self, composite):
         """Preset every layer's rule from a composite (see lrpnb.composites)."""
@@ -363,22 +437,7 @@ class Network:
         """
         if not self.is_sequential:
             raise ValueError("training supports sequential networks only")
-        X, _ = self._backend.input(X)
-        count = self.scoring_count()
-        activations = passes.trace(self, X, count)
-        value, G = loss(self.to_host(activations[-1]))
-        G = self._backend.put(np.ascontiguousarray(G, dtype=X.dtype))
-        gradients = []
-        gradient = Rule("gradient")
-        with single_threaded_blas():
-            for k in range(count - 1, -1, -1):
-                layer, inputs = self.layers[k], activations[k]
-                if isinstance(layer, Weighted):
-                    dW, dB = layer.parameter_gradient(inputs, G, self._backend)
-                    gradients.append((layer, self.to_host(dW), self.to_host(dB)))
-                if k > 0:
-                    G = layer.relevance(inputs, activations[k + 1], G, gradient, backend=self._backend)
-        return value, gradients[::-1]
+        return passes.parameter_gradients(self, X, loss)
 
     def train(self, X, Y, Xval=None, Yval=None, **options):
         """Mini-batch SGD on the softmax cross-entropy, as the toolbox's
