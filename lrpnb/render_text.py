@@ -215,7 +215,8 @@ def _layout(pieces, width, font_size, dpi):
     """(line, x, box width, text shown) of each piece: greedy lines ``width`` pixels wide."""
     measure = _measure(dpi, font_size)
     scale = font_size / 14
-    space, pad = measure(" "), 3 * scale
+    # words apart by a wide space, the pieces of a word close together
+    space, pad = measure("  "), 1.5 * scale
     right = width - MARGIN_PIXELS
     placed, line, x = [], 0, MARGIN_PIXELS
     for k, piece in enumerate(pieces):
@@ -271,6 +272,9 @@ def text_picture(tokens, relevance, prediction=None, target=None, mask=None, cma
     axes.set_ylim(height, 0)
     axes.axis("off")
     if caption:
+        measure = _measure(dpi, font_size * 1.1)  # bold is about a tenth wider
+        while len(caption) > 1 and measure(caption) > width - 2 * MARGIN_PIXELS:
+            caption = caption[:-2] + "\u2026"
         axes.text(width / 2, MARGIN_PIXELS + caption_px / 2, caption, ha="center", va="center",
                   fontsize=font_size, fontweight="bold", parse_math=False, clip_on=True)
     for (line, x, box, text), rgb in zip(placed, colours):
@@ -281,6 +285,7 @@ def text_picture(tokens, relevance, prediction=None, target=None, mask=None, cma
     bar_top = top + lines * line_px + 6 * scale
     bar = figure.add_axes((0.25, 1 - (bar_top + 12 * scale) / height, 0.5, 12 * scale / height))
     figure.colorbar(ScalarMappable(Normalize(-limit, limit), colormap(cmap)), cax=bar, orientation="horizontal")
+    bar.set_xticks([-limit, 0, limit], [f"{-limit:+.3g}", "0", f"{limit:+.3g}"])
     bar.tick_params(labelsize=max(6, font_size - 4), length=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs the font lacks are drawn as boxes
