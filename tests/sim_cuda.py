@@ -529,3 +529,91 @@ def test_embedding_checks_ids_on_the_gpu():
 
     with pytest.raises(ValueError, match=r"Embedding: token id 7 \(sample 0, position 1\)"):
         Embedding(np.ones((7, 2))).forward(cuda.to_device(np.array([[1.0, 7.0]])), GPU)
+
+
+# ---------------------------------------------------------------- attention: MatMul and AttentionSoftmax
+ATTENTION_RULES = [("uniform", None), ("uniform", 1e-3), ("epsilon", 0.1), ("constant_gate", None), ("simple", None),
+                   ("gradient", None)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("gate", [None, 0, 1])
+@pytest.mark.parametrize("shapes", [((2, 3, 4, 5), (2, 3, 5, 6)), ((3, 4, 2), (3, 2, 5))])
+def test_matmul_kernels_match_cpu(shapes, gate, dtype):
+    from lrpnb.layers import MatMul
+
+    rng = np.random.default_rng(17)
+    pair = [(rng.random(shape) + 0.5).astype(dtype) for shape in shapes]
+    layer = MatMul(gate)
+    Y = layer.forward(pair, CPU)
+    on_gpu = [cuda.to_device(a) for a in pair]
+    close(layer.forward(on_gpu, GPU).copy_to_host(), Y, dtype)
+    R = rng.normal(size=Y.shape).astype(dtype)
+    for rule, param in ATTENTION_RULES:
+        chosen = lrpnb.rules.Rule(rule, param)
+        expected = layer.relevance(pair, Y, R, chosen, backend=CPU)
+        actual = layer.relevance(on_gpu, cuda.to_device(Y), cuda.to_device(R), chosen, backend=GPU)
+        for a, e in zip(actual, expected):
+            if e.any():
+                close(a.copy_to_host(), e, dtype)
+            else:  # the gate held constant gets zeros
+                np.testing.assert_array_equal(a.copy_to_host(), e)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_attention_softmax_kernels_match_cpu(dtype):
+    from lrpnb.layers import AttentionSoftmax
+
+    X = np.random.default_rng(18).normal(size=(2, 3, 4, 5)) * 2
+    X[0, 1, 2, [1, 3]] = -np.inf  # an additive -inf mask: probability 0, relevance 0
+    X = X.astype(dtype)
+    layer = AttentionSoftmax()
+    Y = layer.forward(X, CPU)
+    close(layer.forward(cuda.to_device(X), GPU).copy_to_host(), Y, dtype)
+    R = np.random.default_rng(19).normal(size=Y.shape).astype(dtype)
+    for rule, param in ATTENTION_RULES:
+        chosen = lrpnb.rules.Rule(rule, param)
+        expected = layer.relevance(X, Y, R, chosen, backend=CPU)
+        actual = layer.relevance(cuda.to_device(X), cuda.to_device(Y), cuda.to_device(R), chosen, backend=GPU)
+        close(actual.copy_to_host(), expected, dtype)
+        assert np.all(actual.copy_to_host()[0, 1, 2, [1, 3]] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (False, True), (True, False)])
+def test_batched_tiled_matrix_product(transpose_a, transpose_b, dtype):
+    """The shared-memory GEMM over a stack of matrices used where CuPy is
+    missing: shapes that are no multiple of the tile, either factor transposed."""
+    from lrpnb.cuda.attention import _batched_gemm_tiled
+    from lrpnb.cuda.products import TILE
+
+    rng = np.random.default_rng(20)
+    A = rng.normal(size=(2, TILE + 3, TILE + 5)).astype(dtype)
+    B = rng.normal(size=(2, TILE + 5, TILE - 3)).astype(dtype)
+    A_given = np.ascontiguousarray(A.transpose(0, 2, 1)) if transpose_a else A
+    B_given = np.ascontiguousarray(B.transpose(0, 2, 1)) if transpose_b else B
+    out = cuda.device_array((2, A.shape[1], B.shape[2]), dtype=dtype)
+    _batched_gemm_tiled(cuda.to_device(A_given), cuda.to_device(B_given), out, transpose_a, transpose_b)
+    close(out.copy_to_host(), A @ B, dtype)
+
+
+def attention_net():
+    """Self-attention of an input (N, 4, 4) with itself, then a dense head."""
+    from lrpnb.layers import AttentionSoftmax, MatMul
+
+    rng = np.random.default_rng(21)
+    return lrpnb.Network([
+        lrpnb.Node("scores", MatMul(), ["input", "input"]),
+        lrpnb.Node("probs", AttentionSoftmax(), "scores"),
+        lrpnb.Node("context", MatMul(gate=0), ["probs", "input"]),
+        lrpnb.Node("flat", lrpnb.Flatten(), "context"),
+        lrpnb.Node("fc", lrpnb.Linear(rng.normal(size=(16, 3)), rng.normal(size=3)), "flat")])
+
+
+@pytest.mark.parametrize("rule, param", [("uniform", 1e-9), ("constant_gate", None), ("gradient", None)])
+def test_attention_network_on_the_gpu_matches_cpu(rule, param):
+    X = np.random.default_rng(22).normal(size=(2, 4, 4))
+    expected, kept = attention_net().explain(X, rule=rule, param=param, layers=["probs"])
+    actual, kept_gpu = attention_net().to("cuda").explain(X, rule=rule, param=param, layers=["probs"])
+    close(actual, expected, np.float64)
+    close(kept_gpu["probs"], kept["probs"], np.float64)

@@ -69,9 +69,11 @@ class MatMul(Layer):
     @staticmethod
     def _stacks(X):
         """(a, b) as C-contiguous stacks (P, T, K) and (P, K, S)."""
+        # tuple(shape): the simulator's device arrays take no negative indices
         a, b = X
-        P = int(np.prod(a.shape[:-2]))
-        return (a.reshape((P, a.shape[-2], a.shape[-1])), b.reshape((P, b.shape[-2], b.shape[-1])))
+        (*batch, T, K), (S,) = tuple(a.shape), tuple(b.shape)[-1:]
+        P = int(np.prod(batch))
+        return a.reshape((P, T, K)), b.reshape((P, K, S))
 
     def _check(self, X):
         a, b = X
@@ -82,7 +84,7 @@ class MatMul(Layer):
     def forward(self, X, backend=CPU):
         self._check(X)
         a3, b3 = self._stacks(X)
-        return backend.attention.matmul_forward(a3, b3).reshape(tuple(X[0].shape[:-1]) + (X[1].shape[-1],))
+        return backend.attention.matmul_forward(a3, b3).reshape(tuple(X[0].shape)[:-1] + tuple(X[1].shape)[-1:])
 
     def propagate(self, X, Y, R, rule, backend):
         kernels, t = backend.attention, Y.dtype.type
@@ -126,7 +128,8 @@ class AttentionSoftmax(Layer):
 
     @staticmethod
     def _rows(A):
-        return A.reshape((A.size // A.shape[-1], A.shape[-1]))
+        S = tuple(A.shape)[-1]
+        return A.reshape((A.size // S, S))
 
     def forward(self, X, backend=CPU):
         return backend.activations.softmax_forward(self._rows(X)).reshape(X.shape)
