@@ -221,13 +221,204 @@ def export(out=OUT):
         f.writelines(lines)
 
 
+
+# ---------------------------------------------------------------- LXT side
+
+def _vit_intermediate_forward(self, hidden_states):
+    """ViTIntermediate with LXT's identity rule on its GELU."""
+    from lxt.efficient.rules import identity_rule_implicit
+
+    return identity_rule_implicit(self.intermediate_act_fn, self.dense(hidden_states))
+
+
+def _bert_cp_lrp():
+    """CP-LRP on LXT's BERT (LXT ships AttnLRP only for BERT): LXT's module
+    with its matmul splits removed and query and key held constant, as
+    LXT's ``patch_cp_attention`` does for the other models. Returns a
+    function that holds a built model's queries and keys constant."""
+    import lxt.efficient.models.bert as lxt_bert
+
+    lxt_bert.divide_gradient = lambda tensor, factor=2: tensor
+
+    def hold(model):
+        for layer in model.bert.encoder.layer:
+            for linear in (layer.attention.self.query, layer.attention.self.key):
+                linear.register_forward_hook(lambda module, args, out: out.detach())
+    return hold
+
+
+def lxt_patch(name, rule):
+    """Patch transformers' module of ``name`` with LXT for ``rule``
+    ('attnlrp' or 'cplrp'); returns a function applied to the built model
+    (or None). HF's ViT has no LXT map: it is made of LXT's own patches."""
+    from functools import partial
+
+    import torch
+    from lxt.efficient import monkey_patch
+    from lxt.efficient import patches
+
+    cp = rule == "cplrp"
+    if name == "vit":
+        from transformers.models.vit import modeling_vit
+
+        patch_map = {modeling_vit.ViTIntermediate: partial(patches.patch_method, _vit_intermediate_forward),
+                     torch.nn.LayerNorm: partial(patches.patch_method, patches.layer_norm_forward),
+                     torch.nn.Dropout: partial(patches.patch_method, patches.dropout_forward),
+                     modeling_vit: patches.patch_cp_attention if cp else patches.patch_attention}
+        monkey_patch(modeling_vit, patch_map, verbose=False)
+        return None
+    if name == "bert":
+        from transformers.models.bert import modeling_bert
+
+        monkey_patch(modeling_bert, verbose=False)
+        return _bert_cp_lrp() if cp else None
+    module = {"gpt2": "lxt.efficient.models.gpt2", "llama": "lxt.efficient.models.llama"}[name]
+    import importlib
+
+    maps = importlib.import_module(module)
+    target = maps.modeling_gpt2 if name == "gpt2" else maps.modeling_llama
+    monkey_patch(target, maps.cp_LRP if cp else maps.attnLRP, verbose=False)
+    return None
+
+
+def lxt_explain(name, rule, arrays, state, double, target=None):
+    """LXT's relevance in this process (which it patches for good).
+
+    Returns {'relevance': (N, T) token relevance (input embeddings x their
+    gradient, summed over the hidden axis) or (N, 3, H, W) pixel relevance,
+    'target', 'logit': the explained logits, 'hidden<k>': the relevance at
+    hidden_states[k] summed over the hidden axis}. The target defaults to
+    the predicted class (classifiers) or the last position's top token
+    (language models); the backward pass starts from gradient 1 at the
+    target logit, so the relevance sums to about that logit.
+    """
+    import torch
+
+    hold = lxt_patch(name, rule)
+    dtype = torch.float64 if double else torch.float32
+    model = build(name, state=state).to(dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if hold is not None:
+        hold(model)
+    tensors = torch_inputs(arrays, dtype)
+    if name == "vit":
+        x = tensors.pop("pixel_values").requires_grad_(True)
+        out = model(pixel_values=x, output_hidden_states=True, return_dict=True)
+    else:
+        x = model.get_input_embeddings()(tensors.pop("input_ids")).detach().requires_grad_(True)
+        out = model(inputs_embeds=x, output_hidden_states=True, return_dict=True, **tensors)
+    logits = out.logits if out.logits.ndim == 2 else out.logits[:, -1, :]
+    if target is None:
+        target = logits.argmax(-1).numpy()
+    hidden = out.hidden_states
+    for h in hidden:
+        h.retain_grad()
+    chosen = logits[torch.arange(len(target)), torch.as_tensor(target)]
+    chosen.sum().backward()
+    relevance = x * x.grad
+    result = {"relevance": (relevance if name == "vit" else relevance.sum(-1)).detach().numpy(),
+              "target": np.asarray(target), "logit": chosen.detach().numpy()}
+    for k, h in enumerate(hidden):
+        if h.grad is not None:
+            result[f"hidden{k}"] = (h * h.grad).sum(-1).detach().numpy()
+    return result
+
+
+def lxt_in_child(stem, rule, double, models_dir, target=None):
+    """``lxt_explain`` of the exported variant ``stem`` in a child process
+    (LXT's patches cannot be undone); returns its result dict."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.npz")
+        cmd = [sys.executable, os.path.abspath(__file__), "lxt-one", "--stem", stem, "--rule", rule,
+               "--out", models_dir, "--result", out] + (["--double"] if double else [])
+        if target is not None:
+            cmd += ["--target", ",".join(str(int(t)) for t in target)]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode:
+            raise RuntimeError(f"LXT on {stem} ({rule}) failed:\n{run.stderr[-3000:]}")
+        with np.load(out) as f:
+            return dict(f)
+
+
+def _variant(stem):
+    """(model name, whether it takes a mask) of an export stem."""
+    for s, name, mask in VARIANTS:
+        if s == stem:
+            return name, mask
+    raise ValueError(f"unknown variant {stem!r}: one of {[v[0] for v in VARIANTS]}")
+
+
+def lxt_one(stem, rule, double, models_dir, result, target=None):
+    """The ``lxt-one`` command: LXT's relevance of one exported variant."""
+    import torch
+
+    name, mask = _variant(stem)
+    state = torch.load(os.path.join(models_dir, f"{name}_state.pt"))
+    with np.load(os.path.join(models_dir, stem + ".npz")) as f:
+        arrays = {k: f[k] for k in f.files if k != "logits"}
+    np.savez(result, **lxt_explain(name, rule, arrays, state, double, target))
+
+
+def lxt_references(models_dir=OUT):
+    """Every variant's LXT relevance into <stem>_lxt.npz, the targets chosen
+    by the float64 model and used for float32 too; README lines appended."""
+    lines = ["\nLXT references (python bench/transformers.py lxt): <stem>_lxt.npz holds, for rule in "
+             "(attnlrp, cplrp) and dtype in (f64, f32):\n"
+             "  <rule>_<dtype>: LXT 2.1 efficient relevance of the logit 'target' (classifiers: the "
+             "predicted class; language models: the top token at the last position, T-1), backward from "
+             "gradient 1 there; token models: (inputs_embeds * inputs_embeds.grad).sum(-1), shape (N, T), "
+             "at the word-embedding output (position and token-type embeddings and the additive mask are "
+             "added inside the model: they take their own share, none of it here); ViT: pixel_values * "
+             "grad, shape (N, 3, H, W) (NCHW, not summed over channels).\n"
+             "  <rule>_<dtype>_hidden<k>: the same (x * grad).sum(-1) at hidden_states[k] (k=0: the "
+             "embedding output, k=L: the last layer's output; GPT-2's last is after ln_f), (N, T).\n"
+             "  <rule>_<dtype>_logit: the explained logits; target: (N,) int.\n"
+             "  Rules: AttnLRP = LXT's default map (BERT: LXT's modeling_bert; GPT-2, LLaMA: attnLRP); "
+             "CP-LRP = LXT's cp_LRP map (GPT-2, LLaMA); BERT (no LXT map): LXT's modeling_bert with "
+             "its matmul halvings removed and query/key detached; HF ViT (no LXT map): LXT's patches "
+             "(identity rule on ViTIntermediate's GELU, layer_norm_forward, patch_attention / "
+             "patch_cp_attention).\n"]
+    for stem, name, mask in VARIANTS:
+        arrays = {}
+        target = None
+        for double in (True, False):
+            for rule in RULES:
+                r = lxt_in_child(stem, rule, double, models_dir, target)
+                target = r.pop("target")
+                key = f"{rule}_{'f64' if double else 'f32'}"
+                arrays[key] = r.pop("relevance")
+                arrays.update({f"{key}_{k}": v for k, v in r.items()})
+        arrays["target"] = target
+        np.savez(os.path.join(models_dir, f"{stem}_lxt.npz"), **arrays)
+        lines.append(f"{stem}_lxt.npz: target {target.tolist()}, relevance shape "
+                     f"{arrays['attnlrp_f64'].shape}, sums attnlrp_f64 "
+                     f"{np.round(arrays['attnlrp_f64'].reshape(len(target), -1).sum(1), 4).tolist()} vs "
+                     f"logits {np.round(arrays['attnlrp_f64_logit'], 4).tolist()}\n")
+        print(lines[-1], end="", flush=True)
+    with open(os.path.join(models_dir, "README.txt"), "a") as f:
+        f.writelines(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["export"])
-    parser.add_argument("--out", default=OUT)
+    parser.add_argument("command", choices=["export", "lxt", "lxt-one"])
+    parser.add_argument("--out", default=OUT, help="the models' folder")
+    parser.add_argument("--stem", help="lxt-one: the exported variant")
+    parser.add_argument("--rule", choices=RULES, help="lxt-one: the rule")
+    parser.add_argument("--double", action="store_true", help="lxt-one: in float64")
+    parser.add_argument("--result", help="lxt-one: the .npz written")
+    parser.add_argument("--target", help="lxt-one: comma-separated target per sample")
     args = parser.parse_args(argv)
     if args.command == "export":
         export(args.out)
+    elif args.command == "lxt":
+        lxt_references(args.out)
+    elif args.command == "lxt-one":
+        target = None if args.target is None else np.array([int(t) for t in args.target.split(",")])
+        lxt_one(args.stem, args.rule, args.double, args.out, args.result, target)
 
 
 if __name__ == "__main__":
