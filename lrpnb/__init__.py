@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _FROM = {
-    **dict.fromkeys(("Composite", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "EpsilonPlus",
-                     "EpsilonPlusFlat", "formula_type"), ".composites"),
+    **dict.fromkeys(("AttnLRP", "Composite", "CPLRP", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat",
+                     "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "formula_type"), ".composites"),
     **dict.fromkeys(("read_data", "write_data"), ".data_io"),
     **dict.fromkeys(("load", "save"), ".model_io"),
     **dict.fromkeys(("Add", "AveragePool", "BatchNorm", "Concat", "Convolution", "Flatten", "GlobalAveragePool",
@@ -24,7 +24,8 @@ _FROM = {
                      "SoftMax", "SumPool", "Tanh"), ".network"),
     **dict.fromkeys(("evaluate_dataset", "explain_dataset"), ".pipeline"),
     **dict.fromkeys(("ConvTranspose", "Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU", "Scale",
-                     "Mul", "LayerNorm", "GatherChannels"), ".layers"),
+                     "Mul", "LayerNorm", "GatherChannels", "MatMul", "AttentionSoftmax", "Embedding", "Rearrange",
+                     "Reshape", "Bias", "RMSNorm"), ".layers"),
 }
 #: submodules that are attributes of the package, as after ``import lrpnb.NAME``
 _SUBMODULES = ("batch", "digits", "evaluate", "render", "training")
@@ -32,10 +33,11 @@ _SUBMODULES = ("batch", "digits", "evaluate", "render", "training")
 __all__ = ["Network", "Node", "Layer", "Linear", "Convolution", "SumPool", "MaxPool", "AveragePool",
            "GlobalAveragePool", "Rect", "Tanh", "Sigmoid", "SoftMax", "Flatten", "Identity", "BatchNorm", "LRN",
            "Add", "Concat", "ConvTranspose", "Clip", "HardSigmoid", "HardSwish", "SiLU", "LeakyReLU", "GELU",
-           "Scale", "Mul", "LayerNorm", "GatherChannels", "load", "save", "read_data", "write_data", "formula_type", "Composite",
+           "Scale", "Mul", "LayerNorm", "GatherChannels", "MatMul", "AttentionSoftmax", "Embedding", "Rearrange",
+           "Reshape", "Bias", "RMSNorm", "load", "save", "read_data", "write_data", "formula_type", "Composite",
            "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
-           "EpsilonGammaBox", "batch", "digits", "evaluate", "render", "training", "explain_dataset",
-           "evaluate_dataset", "__version__"]
+           "EpsilonGammaBox", "AttnLRP", "CPLRP", "batch", "digits", "evaluate", "render", "training",
+           "explain_dataset", "evaluate_dataset", "__version__"]
 
 
 def __getattr__(name):

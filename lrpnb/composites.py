@@ -6,14 +6,16 @@ equivalent ``layer.set_lrp_parameters`` calls give. Two families:
 - the LRP Toolbox's Caffe "formula types" (``formula_type``), with its
   parameters epsstab (epsilon), alphabeta_beta (beta >= 0, alpha = 1 + beta)
   and the layer index k of auxiliaryvariable_maxlayerindexforflatdistinconv;
-- the named composites of zennit and iNNvestigate.
+- the named composites of zennit and iNNvestigate;
+- the transformer composites: AttnLRP (Achtibat et al., ICML 2024) and
+  CP-LRP (Ali et al., ICML 2022).
 
 Layer indices count ``net.layers`` from 0, every layer included (Rect and
 pooling too); "at and below k" means layers 0..k.
 """
 import numpy as np
 
-from .layers import ConvTranspose
+from .layers import ConvTranspose, MatMul, Mul
 from .network import Convolution, Linear
 
 #: the layers composites treat as convolutions (zennit's types.Convolution: ConvNd and ConvTransposeNd)
@@ -21,7 +23,7 @@ CONVOLUTIONS = (Convolution, ConvTranspose)
 from .rules import NORM, Rule
 
 __all__ = ["Composite", "formula_type", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat",
-           "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "FORMULA_TYPES"]
+           "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "AttnLRP", "CPLRP", "FORMULA_TYPES"]
 
 
 class Composite:
@@ -200,6 +202,57 @@ def EpsilonGammaBox(low, high, gamma=0.25, epsilon=1e-6, mean=None, std=None):
     """
     bounds = Rule("zb", normalised_bounds(low, high, mean, std)).param
     return Composite("EpsilonGammaBox", _epsilon_and("gamma", gamma, epsilon, first=("zb", bounds)))
+
+
+class _Products:
+    """The transformer composites' choice: ``matmul`` on MatMul, ``mul`` on
+    Mul (the products of two activations), epsilon on every other layer."""
+
+    def __init__(self, matmul, mul, epsilon):
+        self.matmul, self.mul, self.epsilon = matmul, mul, epsilon
+
+    def __call__(self, k, layer, layers):
+        if isinstance(layer, MatMul):
+            return self.matmul
+        if isinstance(layer, Mul):
+            return self.mul
+        return "epsilon", self.epsilon
+
+
+def AttnLRP(epsilon=1e-10):
+    """AttnLRP (Achtibat et al., "AttnLRP: Attention-Aware Layer-Wise
+    Relevance Propagation for Transformers", ICML 2024), as LXT computes it.
+
+    The uniform rule on the products of two activations (MatMul: query x
+    key and attention x value; Mul: gates): each factor gets half, by the
+    epsilon rule with ``epsilon`` on its share. The epsilon rule with the
+    same tiny ``epsilon`` on every other layer: dense layers and
+    convolutions, Add, Bias, Scale, LayerNorm and RMSNorm (the standard
+    deviation held constant); element-wise activations pass relevance
+    unchanged and AttentionSoftmax takes its softmax rule under it, as
+    under every LRP rule. LXT's Gradient x Input carries no stabilizer
+    on these layers, so the default is tiny (1e-10, LXT's own in its
+    identity rule); ``epsilon`` must be > 0 (and > 0 in the data's dtype).
+    """
+    epsilon = Rule("epsilon", epsilon).param
+    return Composite("AttnLRP", _Products(("uniform", epsilon), ("uniform", epsilon), epsilon))
+
+
+def CPLRP(epsilon=1e-10):
+    """CP-LRP (Ali et al., "XAI for Transformers: Better Explanations through
+    Conservative Propagation", ICML 2022): the attention weights and the
+    gates held constant.
+
+    A MatMul with a gate (attention x value: the attention weights) gives
+    the other factor the whole relevance by the epsilon rule with
+    ``epsilon`` (the layer's rule under every LRP rule but 'uniform'), the
+    attention weights none, so no relevance passes through the attention
+    softmax; a MatMul without one (query x key) splits evenly. Mul takes
+    'constant_gate'. Every other layer the epsilon rule with ``epsilon``,
+    as in :func:`AttnLRP`.
+    """
+    epsilon = Rule("epsilon", epsilon).param
+    return Composite("CPLRP", _Products(("epsilon", epsilon), ("constant_gate", None), epsilon))
 
 
 def normalised_bounds(low, high, mean=None, std=None):

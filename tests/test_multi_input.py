@@ -213,3 +213,84 @@ def test_a_network_of_several_inputs_pickles(batch):
     assert again.inputs == ("x", "mask") and again.explained == ("x",)
     assert again.input_shapes == {"x": (4,), "mask": (3,)}
     np.testing.assert_array_equal(again.explain(batch)["x"], net.explain(batch)["x"])
+
+
+# ---------------------------------------------------------------- transformer composites
+
+def attention_net():
+    """x (N, T, K) attends to itself: scores = x x^T (a MatMul without a gate), A = softmax(scores),
+    context = A x (a MatMul whose gate, the attention weights, is its first factor): logits (N, T, K)."""
+    from lrpnb import AttentionSoftmax, MatMul, Rearrange
+    T, K = 3, 4
+    transpose = np.arange(T * K).reshape(T, K).T.ravel()
+    nodes = [Node("kt", Rearrange(transpose, (K, T)), "x"), Node("scores", MatMul(), ["x", "kt"]),
+             Node("attn", AttentionSoftmax(), "scores"), Node("context", MatMul(gate=0), ["attn", "x"])]
+    return Network(nodes, inputs="x")
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _matmul_shares(a, b, R, eps, half):
+    """(R_a, R_b) of y = a @ b: each factor's epsilon-rule share, a half each (uniform) or all."""
+    y = a @ b
+    Q = R / ((2 if half else 1) * (y + eps * np.where(y >= 0, 1.0, -1.0)))
+    return a * (Q @ np.swapaxes(b, -1, -2)), b * (np.swapaxes(a, -1, -2) @ Q)
+
+
+@pytest.mark.parametrize("name", ["AttnLRP", "CPLRP"])
+def test_transformer_composites_on_an_attention_head(name):
+    import lrpnb
+    net = attention_net()
+    x = np.random.default_rng(11).normal(size=(2, 3, 4))
+    eps = 1e-10
+    A = _softmax(x @ np.swapaxes(x, 1, 2))
+    context = A @ x
+    start = np.zeros_like(context)
+    target = np.array([1, 3])
+    start[[0, 1], 1, target] = context[[0, 1], 1, target]
+    relevance = net.explain(x, target=target, position=1, composite=getattr(lrpnb, name)(eps))
+    if name == "CPLRP":  # the attention weights held constant: all to the values, none through the softmax
+        _, expected = _matmul_shares(A, x, start, eps, half=False)
+    else:  # AttnLRP: each factor half; the softmax rule; query and key halves of the scores
+        R_attn, R_value = _matmul_shares(A, x, start, eps, half=True)
+        scores = x @ np.swapaxes(x, 1, 2)
+        R_scores = scores * (R_attn - A * R_attn.sum(axis=-1, keepdims=True))
+        R_query, R_key = _matmul_shares(x, np.swapaxes(x, 1, 2), R_scores, eps, half=True)
+        expected = R_value + R_query + np.swapaxes(R_key, 1, 2)
+    np.testing.assert_allclose(relevance, expected, rtol=1e-9, atol=1e-14)
+
+
+def test_transformer_composites_choose_by_layer_class():
+    import lrpnb
+    from lrpnb import GELU, AttentionSoftmax, Bias, LayerNorm, MatMul, Mul, RMSNorm, Scale
+    layers = [Linear(*_weights(0, 2, 2)), MatMul(), MatMul(gate=0), Mul(), AttentionSoftmax(), Add(),
+              Bias(np.ones(2)), LayerNorm(np.ones(2), np.zeros(2)), RMSNorm(np.ones(2)), Scale(0.5), GELU(), Tanh()]
+    attn = [(rule.name, rule.param) for rule in lrpnb.AttnLRP(1e-9).rules(layers)]
+    assert attn[:4] == [("epsilon", 1e-9), ("uniform", 1e-9), ("uniform", 1e-9), ("uniform", 1e-9)]
+    assert attn[4:] == [("epsilon", 1e-9)] * 8
+    cp = [(rule.name, rule.param) for rule in lrpnb.CPLRP().rules(layers)]
+    assert cp[:4] == [("epsilon", 1e-10), ("epsilon", 1e-10), ("epsilon", 1e-10), ("constant_gate", None)]
+    assert cp[4:] == [("epsilon", 1e-10)] * 8
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        lrpnb.AttnLRP(0)
+
+
+def test_token_relevance_of_an_embedding_conserves_the_logit():
+    import lrpnb
+    from lrpnb import Embedding
+    rng = np.random.default_rng(2)
+    net = Network([Node("embed", Embedding(rng.normal(size=(7, 4))), "input_ids"),
+                   Node("lm", Linear(rng.normal(size=(4, 7)), np.zeros(7)), "embed")], inputs="input_ids")
+    ids = rng.integers(0, 7, size=(2, 5))
+    for dtype in (np.float32, np.float64):
+        result = net.explain({"input_ids": ids}, dtype=dtype, composite=lrpnb.AttnLRP(), return_scores=True)
+        tokens = result.relevance["input_ids"]
+        assert tokens.shape == (2, 5) and tokens.dtype == dtype
+        logit = result.scores.max(axis=1).astype(np.float64)
+        # the dense layer's epsilon (1e-10) absorbs logit * 1e-10 / (logit + 1e-10)
+        np.testing.assert_allclose(tokens.sum(axis=1), logit * logit / (logit + 1e-10),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-13)
+        assert np.all(tokens[:, :-1] == 0)  # a token-wise dense layer: only the last position's token counts
