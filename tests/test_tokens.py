@@ -138,6 +138,8 @@ def test_rearrange_and_reshape_check_their_arguments():
                                          r"got \(N, 2, 2\)"):
         Rearrange(INDEX, (2, 4)).output_shape((1, 2, 2))
     assert Rearrange(INDEX, (2, 4)).output_shape((7, 6)) == (7, 2, 4)
+    with pytest.raises(ValueError, match=r"expects samples of more than 5 values"):
+        Rearrange(INDEX, (2, 4)).forward(np.ones((2, 5)))  # never reads past a sample
     with pytest.raises(ValueError, match=r"Reshape: shape must be one positive int or more"):
         Reshape((2, 0))
     with pytest.raises(ValueError, match=r"expects samples of 6 values \(to reshape to \(N, 2, 3\)\), got \(N, 7\)"):
@@ -195,6 +197,8 @@ def test_bias_checks_its_arguments():
                                          r"such as \(N, ..., 3, 4\), got \(N, 4, 4\)"):
         Bias(np.ones((3, 4))).output_shape((2, 4, 4))
     assert Bias(np.ones((1, 3, 1))).output_shape((2, 5, 3, 7)) == (2, 5, 3, 7)
+    with pytest.raises(ValueError, match=r"the bias b of shape \(3,\) broadcasts to"):
+        Bias(np.ones(3)).forward(np.ones((2, 4)))
     assert Bias(np.ones((1, 1, 4))).b.shape == (4,)
 
 

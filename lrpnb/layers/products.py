@@ -81,7 +81,7 @@ class Scale(Layer):
         meets element e of X."""
         if self.scale.ndim == 1:
             return self.cached((backend.name, X.dtype), lambda: backend.put(self.scale.astype(X.dtype)))
-        return broadcast_constant(self, self.scale, tuple(X.shape), X.dtype, backend)
+        return broadcast_constant(self, self.scale, tuple(X.shape), X.dtype, backend, "the scale")
 
     def forward(self, X, backend=CPU):
         return backend.gates.scale_forward(X, self._scale_on(X, backend))

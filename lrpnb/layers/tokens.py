@@ -30,9 +30,9 @@ __all__ = ["Embedding", "Rearrange", "Reshape", "Bias"]
 
 def constant_array(value, what, layer):
     """A finite C-contiguous copy of a constant of any shape (float32 stays
-    float32, anything else becomes float64), with its leading axes of
-    length 1 beyond the first dropped: (1, T, d) is (T, d), (1, 1, C) is
-    (C,) (such axes broadcast over the batch and change nothing else)."""
+    float32, anything else becomes float64), its leading axes of length 1
+    dropped down to one axis: (1, T, d) is (T, d), (1, 1, C) is (C,) (such
+    axes broadcast over the batch and change nothing else)."""
     dtype = np.float32 if getattr(value, "dtype", None) == np.float32 else np.float64
     try:
         array = np.array(value, dtype=dtype, order="C")
@@ -60,13 +60,17 @@ def sample_broadcast(constant, shape, what):
                          f"{expected}, got {shape_text(shape)}")
 
 
-def broadcast_constant(layer, constant, shape, dtype, backend):
+def broadcast_constant(layer, constant, shape, dtype, backend, what):
     """``constant`` spread over the trailing axes of a sample of a batch of
     ``shape`` that it covers, flat, in ``dtype`` on ``backend``'s device,
-    cached per shape: element e of a C-ordered batch meets entry ``e % size``."""
+    cached per shape: element e of a C-ordered batch meets entry ``e % size``.
+    ValueError (``sample_broadcast``) where it does not broadcast."""
     covered = tuple(shape[len(shape) - constant.ndim:]) if constant.ndim else ()
-    return layer.cached((backend.name, dtype, covered), lambda: backend.put(np.ascontiguousarray(
-        np.broadcast_to(constant, covered), dtype=dtype).reshape(-1)))
+
+    def make():
+        sample_broadcast(constant, shape, what)
+        return backend.put(np.ascontiguousarray(np.broadcast_to(constant, covered), dtype=dtype).reshape(-1))
+    return layer.cached((backend.name, dtype, covered), make)
 
 
 def sizes_text(shape):
@@ -233,6 +237,7 @@ class Rearrange(Layer):
         values per sample: the outputs reading input i are
         ``sources[starts[i]:starts[i + 1]]``, in increasing order."""
         def make():
+            self.output_shape((1, size))
             read = np.flatnonzero(self.index >= 0)
             sources = read[np.argsort(self.index[read], kind="stable")]
             starts = np.zeros(size + 1, dtype=np.int64)
@@ -325,7 +330,7 @@ class Bias(Layer):
         return shape
 
     def forward(self, X, backend=CPU):
-        b = broadcast_constant(self, self.b, tuple(X.shape), X.dtype, backend)
+        b = broadcast_constant(self, self.b, tuple(X.shape), X.dtype, backend, "the bias b")
         return backend.tokens.bias_forward(X, b)
 
     def propagate(self, X, Y, R, rule, backend):
