@@ -46,7 +46,8 @@ class Linear(Weighted):
         if len(shape) < 2 or shape[-1] != self.m:
             flat = len(shape) > 2 and math.prod(shape[1:]) == self.m
             hint = " (add a Flatten layer before it)" if flat or len(shape) < 2 else ""
-            expected = f"(N, {self.m})" if len(shape) <= 2 else f"(N, ..., {self.m}) ({self.m} features on the last axis)"
+            expected = f"(N, {self.m})" if len(shape) <= 2 else \
+                f"(N, ..., {self.m}) ({self.m} features on the last axis)"
             raise ValueError(f"expects input of shape {expected}, got {shape_text(shape)}{hint}")
         return tuple(shape[:-1]) + (self.n,)
 

@@ -5,7 +5,8 @@ and RMS normalisation (LLaMA's RMSNorm).
 Relevance follows AttnLRP (Achtibat et al., ICML 2024) and its reference
 implementation LXT: the standard deviation (the root mean square) is held
 constant, which leaves a linear layer (centring, then the affine map; for
-RMSNorm a diagonal map), and the epsilon rule runs on it. docs/rules.md gives the formula. Kernels: the backend's ``norm``.
+RMSNorm a diagonal map), and the epsilon rule runs on it. docs/rules.md
+gives the formulas. Kernels: the backend's ``norm``.
 """
 import math
 
