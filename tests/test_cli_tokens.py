@@ -37,6 +37,45 @@ def _language_model(seed=0):
     return Network([Embedding(rng.normal(size=(V, D))), Linear(rng.normal(size=(D, V)), rng.normal(size=V))])
 
 
+def _bert_like(path, batch=2, length=5, vocab=12, width=4, classes=3, seed=0):
+    """A one-head BERT-like classifier as ONNX: input_ids through an embedding table, attention_mask as
+    BERT's additive mask (1 - mask) * finfo.min on the attention scores, one attention layer with a
+    residual sum, the first token's vector to ``classes`` logits."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def array(name, *shape):
+        return numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+
+    def constant(name, value, dtype=np.float32):
+        return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+    node = helper.make_node
+    nodes = [node("Gather", ["E", "input_ids"], ["h"]),
+             node("Unsqueeze", ["attention_mask", "axis1"], ["m0"]), node("Cast", ["m0"], ["m1"], to=TensorProto.FLOAT),
+             node("Sub", ["one", "m1"], ["m2"]), node("Mul", ["m2", "low"], ["m"]),
+             node("MatMul", ["h", "Wq"], ["q"]), node("MatMul", ["h", "Wk"], ["k"]), node("MatMul", ["h", "Wv"], ["v"]),
+             node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), node("MatMul", ["q", "kt"], ["s0"]),
+             node("Div", ["s0", "scale"], ["s1"]), node("Add", ["s1", "m"], ["s2"]),
+             node("Softmax", ["s2"], ["a"], axis=-1), node("MatMul", ["a", "v"], ["o"]),
+             node("Add", ["o", "h"], ["r"]), node("Gather", ["r", "first"], ["c"], axis=1),
+             node("Gemm", ["c", "Wc", "bc"], ["logits"], transB=1)]
+    weights = [array("E", vocab, width), array("Wq", width, width), array("Wk", width, width), array("Wv", width, width),
+               array("Wc", classes, width), array("bc", classes), constant("axis1", [1], np.int64),
+               constant("one", 1.0), constant("low", np.finfo(np.float32).min), constant("scale", np.sqrt(width)),
+               constant("first", 0, np.int64)]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, [batch, length])
+              for name in ("input_ids", "attention_mask")]
+    graph = helper.make_graph(nodes, "bert_like", inputs,
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], weights)
+    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(made)
+    onnx.save(made, str(path))
+    return path
+
+
 def _tokens(count=7, seed=1):
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, V, size=(count, T)).astype(np.int64)
@@ -183,3 +222,30 @@ def test_token_options_are_refused_where_they_do_not_apply(tmp_path, capsys):
     assert main(["explain", "--model", "lenet5_synthetic", "--data", str(tmp_path / "floats.npy"), "--out",
                  str(tmp_path / "r.h5"), "--mask", str(tmp_path / "ids.npy")]) != 0
     assert "--mask goes with token ids" in capsys.readouterr().err
+
+
+def test_command_explains_an_onnx_classifier_with_ids_and_mask(tmp_path, capsys):
+    model = _bert_like(tmp_path / "bert.onnx", length=T, vocab=V)
+    net = lrpnb.load(model)
+    ids, mask = _tokens()
+    with h5py.File(tmp_path / "text.h5", "w") as handle:
+        handle["input_ids"], handle["attention_mask"] = ids, mask
+    np.save(tmp_path / "mask.npy", mask)
+    base = ["explain", "--model", str(model), "--rule", "epsilon", "--param", "1e-9", "--batch-size", "3"]
+    assert main(base + ["--data", f"{tmp_path / 'text.h5'}:input_ids", "--out", str(tmp_path / "r.h5"),
+                        "--dtype", "float64"]) == 0
+    result = _h5(tmp_path / "r.h5")
+    expected, scores = net.explain({"input_ids": ids, "attention_mask": mask}, rule="epsilon", param=1e-9,
+                                   dtype=np.float64, return_scores=True)
+    assert result["relevance"].dtype == np.float64 and result["relevance"].shape == (7, T)
+    np.testing.assert_allclose(result["relevance"], expected["input_ids"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result["scores"], scores, rtol=1e-9)
+    # padded tokens: their keys get no attention, and only the first token is classified
+    assert np.all(result["relevance"][mask == 0] == 0) and np.all(result["relevance"][mask == 1] != 0)
+    # the mask from its own file: the same relevance, in float32 arithmetic
+    assert main(base + ["--data", str(tmp_path / "text.h5:input_ids"), "--mask", str(tmp_path / "mask.npy"),
+                        "--out", str(tmp_path / "r.npy"), "--dtype", "float32"]) == 0
+    relevance = np.load(tmp_path / "r.npy")
+    assert relevance.dtype == np.float32
+    np.testing.assert_allclose(relevance, expected["input_ids"], rtol=1e-4, atol=1e-5)
+    assert "no attention mask" not in capsys.readouterr().err
