@@ -249,3 +249,11 @@ def test_command_explains_an_onnx_classifier_with_ids_and_mask(tmp_path, capsys)
     assert relevance.dtype == np.float32
     np.testing.assert_allclose(relevance, expected["input_ids"], rtol=1e-4, atol=1e-5)
     assert "no attention mask" not in capsys.readouterr().err
+    # the transformer composites by name
+    for name in ("AttnLRP", "CPLRP"):
+        out = tmp_path / f"{name}.npy"
+        assert main(["explain", "--model", str(model), "--data", str(tmp_path / "text.h5:input_ids"), "--out",
+                     str(out), "--composite", name, "--dtype", "float64"]) == 0
+        composite = getattr(lrpnb, name)()
+        expected = net.explain({"input_ids": ids, "attention_mask": mask}, composite=composite, dtype=np.float64)
+        np.testing.assert_allclose(np.load(out), expected["input_ids"], rtol=1e-12, atol=1e-14)

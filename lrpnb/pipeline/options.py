@@ -20,7 +20,7 @@ __all__ = ["COMPOSITE_NAMES", "composite", "parameter", "method", "method_text",
 
 #: names --composite accepts (case-insensitive); formula:N is the toolbox's type N
 COMPOSITE_NAMES = ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat",
-                   "EpsilonGammaBox")
+                   "EpsilonGammaBox", "AttnLRP", "CPLRP")
 
 #: the model of ``lrpnb demo`` and ``lrpnb evaluate`` without --model
 EMBEDDED_MODEL = "lenet5_synthetic"
