@@ -142,11 +142,18 @@ def _fits(net, shape):
 
 
 def weights_dtype(layers):
-    """float32 where every float parameter array of ``layers`` is float32,
-    else float64: the arithmetic integer inputs get by default."""
-    arrays = [value for layer in layers for value in vars(layer).values()
-              if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
-    return np.dtype(np.float32 if arrays and all(a.dtype == np.float32 for a in arrays) else np.float64)
+    """The dtype of most of the parameter values of ``layers``: float32
+    where more of them are float32 than not, else float64 (the arithmetic
+    integer inputs get by default). Counted by value, so that a float32
+    model's weight matrices decide, not a constant an importer folded in
+    float64 (a scale, a mask)."""
+    sizes = {}
+    for layer in layers:
+        for value in vars(layer).values():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                single = value.dtype == np.float32
+                sizes[single] = sizes.get(single, 0) + value.size
+    return np.dtype(np.float32 if sizes.get(True, 0) > sizes.get(False, 0) else np.float64)
 
 
 def network_input(net, X, what="X"):

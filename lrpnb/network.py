@@ -180,7 +180,7 @@ class Network:
 
     @property
     def dtype(self):
-        """The weights' dtype: float32 where every parameter array is
+        """The weights' dtype: float32 where most parameter values are
         float32, else float64 (the dtype integer inputs are cast to)."""
         return weights_dtype(self.layers)
 

@@ -129,6 +129,10 @@ def test_integer_inputs_take_the_dtype_asked(weights):
         for name in ids:
             np.testing.assert_allclose(relevance[name], expected[name], rtol=1e-4 if dtype == np.float32 else 1e-9,
                                        atol=1e-5 if dtype == np.float32 else 1e-12)
+    # a constant folded in float64 (a mask) does not decide a float32 model's dtype: most of its values do
+    from lrpnb import Bias
+    folded = Network([Node("a", net.node("a").layer, "x"), Node("b", Bias(np.zeros(3)), "a")], inputs="x")
+    assert folded.dtype == weights
     # integers beside a float input take the float input's dtype
     mixed = {"x": floats["x"].astype(np.float32), "mask": ids["mask"]}
     assert net.forward(mixed).dtype == np.float32
