@@ -10,7 +10,7 @@ Needs the peers extra (torch, transformers 4.52, lxt 2.1, onnx)::
     python bench/transformers.py speed                 # BERT-base geometry, LXT and lrpnb
 
 LXT patches the transformers modules in place (and cannot undo it), so each
-LXT explanation runs in a child process of its own (``lxt-one``).
+rule's LXT explanations run in a child process of their own (``lxt-child``).
 
 Models are built from configs with random weights drawn wider than
 transformers' default (initializer_range 0.2, norm weights 1 + N(0, 0.1^2),
@@ -325,22 +325,29 @@ def lxt_explain(name, rule, arrays, state, double, target=None):
     return result
 
 
-def lxt_in_child(stem, rule, double, models_dir, target=None):
-    """``lxt_explain`` of the exported variant ``stem`` in a child process
-    (LXT's patches cannot be undone); returns its result dict."""
+def lxt_in_child(stems, rule, models_dir, targets=None):
+    """LXT's relevance of the exported variants ``stems`` under ``rule`` in
+    a child process (LXT's patches cannot be undone; patches of several
+    models in one process agree: they patch LayerNorm and Dropout alike).
+
+    Returns {stem: {'f64': result, 'f32': result}} (``lxt_explain``'s
+    dicts). ``targets``: {stem: (N,) ints}; by default the float64 model's
+    prediction, used for float32 too.
+    """
+    import pickle
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "r.npz")
-        cmd = [sys.executable, os.path.abspath(__file__), "lxt-one", "--stem", stem, "--rule", rule,
-               "--out", models_dir, "--result", out] + (["--double"] if double else [])
-        if target is not None:
-            cmd += ["--target", ",".join(str(int(t)) for t in target)]
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        request, out = os.path.join(tmp, "request.pkl"), os.path.join(tmp, "result.pkl")
+        with open(request, "wb") as f:
+            pickle.dump({"stems": list(stems), "rule": rule, "models_dir": models_dir,
+                         "targets": targets or {}}, f)
+        run = subprocess.run([sys.executable, os.path.abspath(__file__), "lxt-child", request, out],
+                             capture_output=True, text=True)
         if run.returncode:
-            raise RuntimeError(f"LXT on {stem} ({rule}) failed:\n{run.stderr[-3000:]}")
-        with np.load(out) as f:
-            return dict(f)
+            raise RuntimeError(f"LXT ({rule}) on {stems} failed:\n{run.stderr[-3000:]}")
+        with open(out, "rb") as f:
+            return pickle.load(f)
 
 
 def _variant(stem):
@@ -351,15 +358,43 @@ def _variant(stem):
     raise ValueError(f"unknown variant {stem!r}: one of {[v[0] for v in VARIANTS]}")
 
 
-def lxt_one(stem, rule, double, models_dir, result, target=None):
-    """The ``lxt-one`` command: LXT's relevance of one exported variant."""
+def lxt_child(request, out):
+    """The ``lxt-child`` command: ``lxt_in_child``'s work, in this process."""
+    import pickle
+
     import torch
 
-    name, mask = _variant(stem)
-    state = torch.load(os.path.join(models_dir, f"{name}_state.pt"))
-    with np.load(os.path.join(models_dir, stem + ".npz")) as f:
-        arrays = {k: f[k] for k in f.files if k != "logits"}
-    np.savez(result, **lxt_explain(name, rule, arrays, state, double, target))
+    with open(request, "rb") as f:
+        job = pickle.load(f)
+    results = {}
+    for stem in job["stems"]:
+        name, _ = _variant(stem)
+        state = torch.load(os.path.join(job["models_dir"], f"{name}_state.pt"))
+        with np.load(os.path.join(job["models_dir"], stem + ".npz")) as f:
+            arrays = {k: f[k] for k in f.files if k != "logits"}
+        f64 = lxt_explain(name, job["rule"], arrays, state, True, job["targets"].get(stem))
+        f32 = lxt_explain(name, job["rule"], arrays, state, False, f64["target"])
+        results[stem] = {"f64": f64, "f32": f32}
+    with open(out, "wb") as f:
+        pickle.dump(results, f)
+
+
+def lxt_all(stems, models_dir):
+    """{stem: {key: array}} of LXT's relevance under both rules and dtypes:
+    '<rule>_<f64|f32>' the relevance, '<rule>_<dtype>_<part>' the other
+    parts of ``lxt_explain``'s result, 'target'."""
+    first = lxt_in_child(stems, RULES[0], models_dir)
+    targets = {stem: first[stem]["f64"]["target"] for stem in stems}
+    by_rule = {RULES[0]: first, RULES[1]: lxt_in_child(stems, RULES[1], models_dir, targets)}
+    arrays = {stem: {"target": targets[stem]} for stem in stems}
+    for rule, results in by_rule.items():
+        for stem in stems:
+            for dtype, result in results[stem].items():
+                key = f"{rule}_{dtype}"
+                arrays[stem][key] = result["relevance"]
+                arrays[stem].update({f"{key}_{k}": v for k, v in result.items()
+                                     if k not in ("relevance", "target")})
+    return arrays
 
 
 def lxt_references(models_dir=OUT):
@@ -375,50 +410,117 @@ def lxt_references(models_dir=OUT):
              "grad, shape (N, 3, H, W) (NCHW, not summed over channels).\n"
              "  <rule>_<dtype>_hidden<k>: the same (x * grad).sum(-1) at hidden_states[k] (k=0: the "
              "embedding output, k=L: the last layer's output; GPT-2's last is after ln_f), (N, T).\n"
-             "  <rule>_<dtype>_logit: the explained logits; target: (N,) int.\n"
+             "  <rule>_<dtype>_logit: the explained logits; target: (N,) int (the float64 model's).\n"
              "  Rules: AttnLRP = LXT's default map (BERT: LXT's modeling_bert; GPT-2, LLaMA: attnLRP); "
              "CP-LRP = LXT's cp_LRP map (GPT-2, LLaMA); BERT (no LXT map): LXT's modeling_bert with "
              "its matmul halvings removed and query/key detached; HF ViT (no LXT map): LXT's patches "
              "(identity rule on ViTIntermediate's GELU, layer_norm_forward, patch_attention / "
              "patch_cp_attention).\n"]
-    for stem, name, mask in VARIANTS:
-        arrays = {}
-        target = None
-        for double in (True, False):
-            for rule in RULES:
-                r = lxt_in_child(stem, rule, double, models_dir, target)
-                target = r.pop("target")
-                key = f"{rule}_{'f64' if double else 'f32'}"
-                arrays[key] = r.pop("relevance")
-                arrays.update({f"{key}_{k}": v for k, v in r.items()})
-        arrays["target"] = target
+    stems = [v[0] for v in VARIANTS]
+    for stem, arrays in lxt_all(stems, models_dir).items():
         np.savez(os.path.join(models_dir, f"{stem}_lxt.npz"), **arrays)
-        lines.append(f"{stem}_lxt.npz: target {target.tolist()}, relevance shape "
+        n = len(arrays["target"])
+        lines.append(f"{stem}_lxt.npz: target {arrays['target'].tolist()}, relevance shape "
                      f"{arrays['attnlrp_f64'].shape}, sums attnlrp_f64 "
-                     f"{np.round(arrays['attnlrp_f64'].reshape(len(target), -1).sum(1), 4).tolist()} vs "
+                     f"{np.round(arrays['attnlrp_f64'].reshape(n, -1).sum(1), 4).tolist()} vs "
                      f"logits {np.round(arrays['attnlrp_f64_logit'], 4).tolist()}\n")
         print(lines[-1], end="", flush=True)
     with open(os.path.join(models_dir, "README.txt"), "a") as f:
         f.writelines(lines)
 
 
+# -------------------------------------------------------------- lrpnb side
+
+def lrpnb_inputs(arrays, double):
+    """The exported inputs as lrpnb takes them: a dict of the token inputs
+    (ids and mask as given: int64), or the pixels NHWC."""
+    if "pixel_values" in arrays:
+        x = arrays["pixel_values"].transpose(0, 2, 3, 1)
+        return x.astype(np.float64 if double else np.float32)
+    return {k: v for k, v in arrays.items() if k != "logits"}
+
+
+def lrpnb_explain(net, arrays, rule, double, target, layers=None):
+    """lrpnb's relevance of ``target``, shaped as LXT's (token models: the
+    input_ids entry (N, T); ViT: NCHW). With ``layers``, (relevance,
+    {node: relevance})."""
+    import lrpnb
+
+    composite = lrpnb.AttnLRP() if rule == "attnlrp" else lrpnb.CPLRP()
+    X = lrpnb_inputs(arrays, double)
+    kw = dict(dtype=np.float64 if double else np.float32) if isinstance(X, dict) else {}
+    out = net.explain(X, target=np.asarray(target), composite=composite, layers=layers, **kw)
+    relevance, kept = (out.relevance, out.layers) if layers is not None else (out, None)
+    relevance = relevance["input_ids"] if isinstance(relevance, dict) else relevance.transpose(0, 3, 1, 2)
+    return relevance if layers is None else (relevance, kept)
+
+
+def agreement(got, expected):
+    """(max |a - b| / max |b|, correlation) of two relevance arrays."""
+    got, expected = np.asarray(got, np.float64).ravel(), np.asarray(expected, np.float64).ravel()
+    return (float(np.abs(got - expected).max() / np.abs(expected).max()),
+            float(np.corrcoef(got, expected)[0, 1]))
+
+
+def compare_one(models_dir, stem, references):
+    """Rows (stem, dtype, rule, forward error, max rel diff, correlation, or
+    the error) of lrpnb against LXT's ``references`` (a <stem>_lxt dict)."""
+    import lrpnb
+
+    rows = []
+    for double in (True, False):
+        file = stem + ("_f64" if double else "")
+        dtype = "f64" if double else "f32"
+        with np.load(os.path.join(models_dir, file + ".npz")) as f:
+            arrays = dict(f)
+        try:
+            net = lrpnb.load(os.path.join(models_dir, file + ".onnx"))
+            X = lrpnb_inputs(arrays, double)
+            out = net.forward(X, dtype=np.float64 if double else np.float32) if isinstance(X, dict) \
+                else net.forward(X)
+            forward = float(np.abs(out - arrays["logits"]).max() / np.abs(arrays["logits"]).max())
+        except Exception as exc:  # an unsupported graph is a row of the table, not the end of it
+            rows.append((stem, dtype, "load", f"{type(exc).__name__}: {exc}"))
+            continue
+        for rule in RULES:
+            try:
+                got = lrpnb_explain(net, arrays, rule, double, references["target"])
+                rows.append((stem, dtype, rule, forward) + agreement(got, references[f"{rule}_{dtype}"]))
+            except Exception as exc:
+                rows.append((stem, dtype, rule, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def compare(models_dir=OUT, stems=None):
+    """lrpnb against the stored LXT references of every variant: prints and
+    returns the rows of ``compare_one``."""
+    rows = []
+    for stem in stems or [v[0] for v in VARIANTS]:
+        with np.load(os.path.join(models_dir, f"{stem}_lxt.npz")) as f:
+            rows += compare_one(models_dir, stem, dict(f))
+    print(f"{'model':<11} {'dtype':<5} {'rule':<8} {'forward':>8} {'max rel':>9} {'1 - corr':>9}")
+    for row in rows:
+        if len(row) == 4:
+            print(f"{row[0]:<11} {row[1]:<5} {row[2]:<8} {row[3][:300]}")
+        else:
+            print(f"{row[0]:<11} {row[1]:<5} {row[2]:<8} {row[3]:8.1e} {row[4]:9.2e} {1 - row[5]:9.1e}")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["export", "lxt", "lxt-one"])
+    parser.add_argument("command", choices=["export", "lxt", "compare", "speed", "lxt-child"])
     parser.add_argument("--out", default=OUT, help="the models' folder")
-    parser.add_argument("--stem", help="lxt-one: the exported variant")
-    parser.add_argument("--rule", choices=RULES, help="lxt-one: the rule")
-    parser.add_argument("--double", action="store_true", help="lxt-one: in float64")
-    parser.add_argument("--result", help="lxt-one: the .npz written")
-    parser.add_argument("--target", help="lxt-one: comma-separated target per sample")
+    parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "export":
         export(args.out)
     elif args.command == "lxt":
         lxt_references(args.out)
-    elif args.command == "lxt-one":
-        target = None if args.target is None else np.array([int(t) for t in args.target.split(",")])
-        lxt_one(args.stem, args.rule, args.double, args.out, args.result, target)
+    elif args.command == "compare":
+        compare(args.out)
+    elif args.command == "lxt-child":
+        lxt_child(*args.files)
 
 
 if __name__ == "__main__":
