@@ -298,3 +298,13 @@ def test_token_relevance_of_an_embedding_conserves_the_logit():
         np.testing.assert_allclose(tokens.sum(axis=1), logit * logit / (logit + 1e-10),
                                    rtol=1e-5 if dtype == np.float32 else 1e-13)
         assert np.all(tokens[:, :-1] == 0)  # a token-wise dense layer: only the last position's token counts
+
+
+def test_gradient_methods_over_several_inputs(batch):
+    net = two_input_net(explained="x")
+    Wa, Wo = net.node("a").layer.W, net.node("out").layer.W
+    target = np.array([0, 1, 1, 0, 1])
+    gradient = Wa @ Wo[:, target]  # the network is linear: d out[target] / dx
+    np.testing.assert_allclose(net.explain(batch, target=target, rule="gradient")["x"], gradient.T, rtol=1e-12)
+    np.testing.assert_allclose(net.explain(batch, target=target, rule="gradient_x_input")["x"],
+                               batch["x"] * gradient.T, rtol=1e-12)
