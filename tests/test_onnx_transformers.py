@@ -239,6 +239,35 @@ def test_gpt2_rows_and_causal_mask_match_reference(tmp_path):
     assert [type(n.layer).__name__ for n in net.nodes].count("Linear") == 1
 
 
+def test_mask_built_with_comparisons_matches_reference(tmp_path):
+    """Hugging Face's causal mask with padding: where(causal + mask == 0, min, causal), then scattered into
+    the causal mask (Equal, Where, ScatterND on the mask input): read as a Rearrange, Scale and Bias of it."""
+    embed, inits = embedding()
+    causal = np.triu(np.full((T, T), np.finfo(np.float32).min, np.float32), 1)[None, None]
+    everywhere = np.stack(np.meshgrid(np.arange(N), [0], np.arange(T), np.arange(T), indexing="ij"), -1)
+    nodes = embed + [const("causal", np.broadcast_to(causal, (N, 1, T, T))), const("zero", 0.0),
+                     const("low", np.finfo(np.float32).min), const("ax", [1, 2], np.int64),
+                     const("where", everywhere, np.int64),
+                     helper.make_node("Unsqueeze", ["mask", "ax"], ["m0"]),
+                     helper.make_node("Cast", ["m0"], ["m1"], to=TensorProto.FLOAT),
+                     helper.make_node("Add", ["causal", "m1"], ["m2"]),
+                     helper.make_node("Equal", ["m2", "zero"], ["m3"]),
+                     helper.make_node("Where", ["m3", "low", "causal"], ["m4"]),
+                     helper.make_node("ScatterND", ["causal", "where", "m4"], ["m5"]),
+                     helper.make_node("MatMul", ["h", "Wq"], ["q"]), helper.make_node("Transpose", ["h"], ["k"],
+                                                                                       perm=[0, 2, 1]),
+                     helper.make_node("MatMul", ["q", "k"], ["s"]), helper.make_node("Unsqueeze", ["s", "one"], ["s1"]),
+                     helper.make_node("Add", ["s1", "m5"], ["s2"]), helper.make_node("Softmax", ["s2"], ["y"], axis=-1),
+                     const("one", [1], np.int64)]
+    nodes = [nodes[-1]] + nodes[:-1]
+    path = model(tmp_path / "mask.onnx", nodes, inits + [weight("Wq", D, D)],
+                 [ids_input(), helper.make_tensor_value_info("mask", TensorProto.INT64, [N, T])], [1, T, T])
+    mask = np.ones((N, T), dtype=np.int64)
+    mask[1, 3:] = 0
+    net = compare(path, {"ids": ids(), "mask": mask})
+    assert "ScatterND" not in [type(n.layer).__name__ for n in net.nodes]
+
+
 def test_lm_logits_keep_tokens_and_unsupported_nodes_are_named(tmp_path):
     embed, inits = embedding()
     path = model(tmp_path / "lm.onnx", embed + [helper.make_node("MatMul", ["h", "Wv"], ["y"])],
@@ -283,25 +312,29 @@ def hf_models():
 
 
 class Logits:
-    """The model's logits alone (LlamaForCausalLM's logits_to_keep would become a graph input otherwise)."""
+    """The model's logits alone, its inputs named (LlamaForCausalLM's logits_to_keep would become a graph
+    input otherwise)."""
 
-    def __new__(cls, torch, module):
+    def __new__(cls, torch, module, names):
         class Wrapped(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.module = module
 
             def forward(self, *args):
-                return self.module(*args).logits
+                return self.module(**dict(zip(names, args))).logits
         return Wrapped().eval()
 
 
-@pytest.mark.parametrize("name", ["bert", "vit", "gpt2", "llama"])
-def test_hugging_face_exports_forward_as_torch(tmp_path, name):
+@pytest.mark.parametrize("name, masked", [("bert", True), ("vit", False), ("gpt2", False), ("gpt2", True),
+                                          ("llama", False), ("llama", True)])
+def test_hugging_face_exports_forward_as_torch(tmp_path, name, masked):
     torch, made = hf_models()
     _, module, args = next(m for m in made if m[0] == name)
-    wrapped = Logits(torch, module)
     names = {"bert": ["input_ids", "attention_mask"], "vit": ["pixel_values"]}.get(name, ["input_ids"])
+    if masked and name != "bert":
+        args, names = made[0][2], ["input_ids", "attention_mask"]
+    wrapped = Logits(torch, module, names)
     path = tmp_path / f"{name}.onnx"
     import warnings
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ from ..network import INPUT, Flatten, Network, Node, printable
 from .checks import INPUTS, MALFORMED, SUPPORTED_OPS, UNSUPPORTED_HINTS, Checks, named, reason
 from .folding import BATCH, FOLDABLE, fold
 from .layer_ops import LayerOps
+from .mask_paths import MaskPaths
 from .product_ops import ProductOps
 from .shape_ops import ShapeOps
 from .patterns import Patterns
@@ -23,11 +24,12 @@ __all__ = ["Importer"]
 _VARIADIC = ("Add", "Concat", "Max", "Min")
 
 
-class Importer(Checks, Patterns, TransformerOps, LayerOps, ShapeOps, ProductOps):
+class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, ProductOps):
     def __init__(self, model, path):
         from onnx import TensorProto, helper, numpy_helper
 
         self.path, self.graph, self.numpy_helper, self.helper = path, model.graph, numpy_helper, helper
+        self.opsets = list(model.opset_import)
         self.TensorProto, self.constants, self.tensors, self.nodes, self.by_name = TensorProto, {}, {}, [], {}
         # constants computed from the batch size (folding.BATCH), and the steps of multi-node patterns
         self.batched, self.patterns = set(), {}
@@ -111,6 +113,9 @@ class Importer(Checks, Patterns, TransformerOps, LayerOps, ShapeOps, ProductOps)
         if tensor.pads is not None:
             self.need(node, tensor, SAME)
         index = None if tensor.kind == SAME else tensor.index
+        if index is not None and len(tensor.lshape) != 1 and index.size < int(np.prod(tensor.lshape)):
+            # a few values of a larger array (BERT's first token): copied out, not read through zero weights
+            return self.rearrange(node, tensor), None
         if len(tensor.lshape) != 1:
             flat = self.add(node, Flatten(), [tensor], (int(np.prod(tensor.lshape)),), SAME, suffix="/flatten")
             index = index if index is not None else np.arange(flat.shape[0])
@@ -149,10 +154,13 @@ class Importer(Checks, Patterns, TransformerOps, LayerOps, ShapeOps, ProductOps)
                 defined[name] = f"an output of node {node.name or node.output[0]!r}"
         self.input_shape = self.input_shapes[INPUT] if single else None
         self.find_patterns()
+        self.find_mask_paths(inputs)
         for node in self.graph.node:
             if node.output[0] in self.skip:
                 continue
             try:
+                if node.output[0] in self.mask_at:
+                    self.mask_layers(node)
                 if node.output[0] in self.pattern_at:
                     self.pattern_layer(node)
                 else:
