@@ -617,3 +617,35 @@ def test_attention_network_on_the_gpu_matches_cpu(rule, param):
     actual, kept_gpu = attention_net().to("cuda").explain(X, rule=rule, param=param, layers=["probs"])
     close(actual, expected, np.float64)
     close(kept_gpu["probs"], kept["probs"], np.float64)
+
+
+def test_several_inputs_on_the_gpu_match_cpu(monkeypatch):
+    """Token ids and a second input, the second not explained; logits (N, T, V) explained at a position;
+    numpy and GPU arrays in a dict, answered in kind; a batch split to fit the device."""
+    from lrpnb.cuda import arrays
+    from lrpnb.layers import Embedding
+
+    rng = np.random.default_rng(23)
+    E, W, B = rng.normal(size=(6, 4)), rng.normal(size=(4, 6)), rng.normal(size=6)
+
+    def net():
+        return lrpnb.Network([lrpnb.Node("embed", Embedding(E), "ids"),
+                              lrpnb.Node("sum", lrpnb.Add(), ["embed", "extra"]),
+                              lrpnb.Node("lm", lrpnb.Linear(W, B), "sum")], inputs=["ids", "extra"], explained="ids")
+
+    cpu, gpu = net(), net().to("cuda")
+    X = {"ids": np.random.default_rng(24).integers(0, 6, size=(3, 5)),
+         "extra": np.random.default_rng(25).normal(size=(3, 5, 4))}
+    for dtype in (np.float64, np.float32):
+        expected = cpu.explain(X, target=np.array([1, 2, 3]), position=2, dtype=dtype, composite=lrpnb.AttnLRP())
+        actual = gpu.explain(X, target=np.array([1, 2, 3]), position=2, dtype=dtype, composite=lrpnb.AttnLRP())
+        assert set(actual) == {"ids"}
+        close(actual["ids"], expected["ids"], dtype)
+    on_device = {"ids": cuda.to_device(X["ids"].astype(np.float64)), "extra": cuda.to_device(X["extra"])}
+    answer = gpu.explain(on_device, rule="epsilon", param=0.01)
+    assert is_gpu_array(answer["ids"])
+    expected = cpu.explain(X, rule="epsilon", param=0.01)
+    close(answer["ids"].copy_to_host(), expected["ids"], np.float64)
+    monkeypatch.setattr(arrays, "free_memory", lambda: 4000)  # a sample or two at a time
+    assert len(batch_parts(gpu, [on_device["ids"], on_device["extra"]], 3, Target.parse(None))) > 1
+    close(gpu.explain(X, rule="epsilon", param=0.01)["ids"], expected["ids"], np.float64)
