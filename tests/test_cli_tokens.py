@@ -242,9 +242,9 @@ def test_command_explains_an_onnx_classifier_with_ids_and_mask(tmp_path, capsys)
     np.testing.assert_allclose(result["scores"], scores, rtol=1e-9)
     # padded tokens: their keys get no attention, and only the first token is classified
     assert np.all(result["relevance"][mask == 0] == 0) and np.all(result["relevance"][mask == 1] != 0)
-    # the mask from its own file: the same relevance, in float32 arithmetic
+    # the mask from its own file: the same relevance, in the float32 model's own arithmetic by default
     assert main(base + ["--data", str(tmp_path / "text.h5:input_ids"), "--mask", str(tmp_path / "mask.npy"),
-                        "--out", str(tmp_path / "r.npy"), "--dtype", "float32"]) == 0
+                        "--out", str(tmp_path / "r.npy")]) == 0
     relevance = np.load(tmp_path / "r.npy")
     assert relevance.dtype == np.float32
     np.testing.assert_allclose(relevance, expected["input_ids"], rtol=1e-4, atol=1e-5)
