@@ -51,6 +51,8 @@ class TransformerOps:
         """``make(C)`` (Bias or Scale) on the activations ``source``: a scalar keeps their layout, any other
         constant reads them in ONNX's order. Returns the output's Tensor."""
         C = self.sample_constant(node, C, source, what)
+        if (make is Bias and not C.any()) or (make is Scale and (C == 1).all()):
+            return source  # adding 0, multiplying by 1 (a mask with nothing masked, a Where keeping everything)
         if C.size != 1 or source.pads is not None:
             if source.kind == FIRST and source.pads is None:
                 raise self.error(node, f"{what} of shape {C.shape} on an image: lrpnb reads one value, or one per "
@@ -198,12 +200,18 @@ class TransformerOps:
     def broadcast(self, node, tensor, shape):
         """``tensor`` broadcast to the ONNX sample ``shape`` (a Rearrange with repeats where it differs), in
         ONNX's order."""
-        if tensor.shape != tuple(shape):
-            lead = len(shape) - len(tensor.shape)
-            self.check_size(node, int(np.prod(shape)) * 8, f"the broadcast to {shape}")
-            index = np.broadcast_to(index_of(tensor).reshape((1,) * lead + tensor.shape), shape).copy()
-            tensor = settle(tensor.value, tensor.lshape, index.shape, index)
-        return self.need(node, tensor, SAME, "values in ONNX's order")
+        if tensor.shape == tuple(shape):
+            return self.need(node, tensor, SAME, "values in ONNX's order")
+        lead = len(shape) - len(tensor.shape)
+        self.check_size(node, int(np.prod(shape)) * 8, f"the broadcast to {shape}")
+        index = np.broadcast_to(index_of(tensor).reshape((1,) * lead + tensor.shape), shape).copy()
+        # one mask broadcast to the scores of every layer: made once
+        key = (tensor.value, tuple(shape), index.tobytes())
+        made = self.__dict__.setdefault("broadcasts", {})
+        if key not in made:
+            made[key] = self.need(node, settle(tensor.value, tensor.lshape, index.shape, index), SAME,
+                                  "values in ONNX's order")
+        return made[key]
 
     def token_dense(self, node, source, W, B=None):
         """A dense layer with W (m, n) on the last axis of (N, ..., m) tokens (or of their rows merged into the
