@@ -226,7 +226,8 @@ class Network:
         else:
             body = "".join(f"\n  {k}: {printable(node.name)} = {printable(node.layer.describe())} <- "
                            f"{printable(', '.join(node.inputs))}" for k, node in enumerate(self.nodes))
-        return f"Network({len(self.layers)} layers, {self.device}){body}"
+        inputs = "" if self.inputs == (INPUT,) else f", inputs {printable(', '.join(self.inputs))}"
+        return f"Network({len(self.layers)} layers, {self.device}{inputs}){body}"
 
     def __len__(self):
         return len(self.layers)

@@ -60,6 +60,7 @@ def test_forward_of_a_dict_is_the_hand_computation(batch):
     np.testing.assert_allclose(net.scores(batch), expected, rtol=1e-13)
     assert net.inputs == ("x", "mask") and net.explained == ("x", "mask")
     assert net.input_shapes == {"x": None, "mask": None} and net.input_shape is None
+    assert repr(net).startswith("Network(4 layers, cpu, inputs x, mask)\n  0: a = Linear 4 3 <- x")
 
 
 @pytest.mark.parametrize("explained", [["x"], ["mask"], ["x", "mask"]])
