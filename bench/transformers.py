@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 # Run as a script, this file's folder comes first on sys.path, where its own
 # name would hide the transformers package.
@@ -168,7 +169,9 @@ def export_one(stem, name, mask, out, double):
     names = list(arrays)
     wrapped = Logits(model, names).eval()
     path = os.path.join(out, stem + ("_f64" if double else "") + ".onnx")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer's warnings about Python conditions on shapes: the shapes are fixed here
+        warnings.simplefilter("ignore")
         logits = wrapped(*tensors.values())
         torch.onnx.export(wrapped, tuple(tensors.values()), path, dynamo=False, opset_version=17,
                           input_names=names, output_names=["logits"])
