@@ -69,8 +69,8 @@ def index_graph(inputs, explained, nodes):
     sources = []
     for k, node in enumerate(nodes):
         if node.name in index:
-            what = "an input's" if index[node.name] < first else "used twice as a"
-            raise ValueError(f"node {k}: the name {node.name!r} is {what} name; give the node another")
+            what = "an input's name" if index[node.name] < first else "used twice"
+            raise ValueError(f"node {k}: the name {node.name!r} is {what}; give the node another")
         missing = [name for name in node.inputs if name not in index]
         if missing:
             raise ValueError(f"node {node.name!r} reads {', '.join(map(repr, missing))}, which no earlier "
