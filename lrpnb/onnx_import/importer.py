@@ -80,8 +80,11 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
             channels = channel_gather(tensor, kind)
             if channels is not None:
                 return self.add(node, GatherChannels(channels), [tensor], tensor.shape, kind, suffix="/channels")
-        if kind == FIRST and len(tensor.shape) not in (2, 3):
-            raise self.error(node, f"expects {what}, got a tensor of shape (N, {', '.join(map(str, tensor.shape))})")
+        if kind == FIRST:  # images are read in place or through a channel gather, never copied
+            ranks = "1, 2"
+            raise self.error(node, f"expects {what}, got a tensor of shape (N, {', '.join(map(str, tensor.shape))}) "
+                                   f"whose values lrpnb cannot lay out so (its layout: {tensor.kind}; {ranks} "
+                                   f"spatial axes, channels reordered or selected)")
         return self.rearrange(node, tensor, kind)
 
     def rearrange(self, node, tensor, kind=SAME):

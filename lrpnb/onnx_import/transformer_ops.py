@@ -219,8 +219,8 @@ class TransformerOps:
         if W.ndim != 2:
             raise self.error(node, f"the weights must be a matrix (m, n), got shape {W.shape}")
         B = np.zeros(W.shape[1], dtype=W.dtype) if B is None else B
-        if source.merged or (len(source.shape) >= 2 and source.shape[-1] == W.shape[0] and (
-                len(source.shape) != 3 or source.kind != FIRST)):
+        # rank 3, (N, H, W, C) channels last, stays a 1x1 convolution (LayerOps.dense)
+        if source.merged or (len(source.shape) >= 2 and source.shape[-1] == W.shape[0] and len(source.shape) != 3):
             source = self.need(node, source, SAME, f"tokens (N, ..., {W.shape[0]})")
             if source.shape[-1] != W.shape[0]:
                 raise self.error(node, f"expects (..., {W.shape[0]}) features, got (N, "
