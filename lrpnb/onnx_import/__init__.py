@@ -26,9 +26,19 @@ transpose runs per call:
   a GlobalAveragePool, a zero Pad the padding of the convolution or average
   pool that reads it.
 
+Transformer graphs (Hugging Face's BERT, ViT, GPT-2, LLaMA exported with
+``torch.onnx.export(..., dynamo=False, opset_version=17)``) take several
+inputs (token ids, an attention mask: integers) and keep their token
+tensors in ONNX's own layout; a layer that needs the values in ONNX's order
+reads a Rearrange of a transposed, sliced or expanded tensor.
+
 The modules: ``checks`` (operators, opsets, attribute and size checks),
-``folding``, ``tensors`` (layouts), ``importer`` (the graph walk) and the
-operator handlers ``layer_ops``, ``shape_ops``, ``product_ops``.
+``folding``, ``tensors`` (layouts), ``importer`` (the graph walk), the
+operator handlers ``layer_ops``, ``shape_ops``, ``product_ops`` and
+``transformer_ops`` (embeddings, products of activations, the attention
+softmax, broadcast constants), ``patterns`` (GELU's tanh form, RMSNorm and
+LayerNorm written out, found before the walk) and ``mask_paths`` (attention
+masks built with comparisons, read as affine functions of the mask).
 formats/README.md lists the operators, attributes and opsets accepted.
 Anything else, a malformed graph included, is a ValueError that starts with
 the file's path and names the node, its operator and what is wrong.
