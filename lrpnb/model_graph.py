@@ -39,8 +39,10 @@ __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRI
 
 #: the value of the description's "format" field
 FORMAT_NAME = "lrpnb-graph"
-#: the version this module writes and the newest it reads
-FORMAT_VERSION = 1
+#: the newest version this module reads and writes: version 2 adds a
+#: network's several inputs (``inputs``, ``explained``, ``input_shapes``);
+#: a network of one input named 'input' is still written as version 1
+FORMAT_VERSION = 2
 #: the archive member holding the JSON description
 DESCRIPTION_MEMBER = "model.json"
 #: the most bytes the JSON description may take once decompressed
@@ -119,6 +121,8 @@ OPTIONAL = {
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 _NODE_KEYS = {"name", "layer", "inputs", "params", "arrays", "rule"}
 _TOP_KEYS = {"format", "version", "lrpnb_version", "input_shape", "nodes"}
+#: the fields version 2 adds: the inputs' names, those explained, and their sample shapes
+_INPUT_KEYS = {"inputs", "explained", "input_shapes"}
 
 
 def _lrpnb_version():
@@ -185,8 +189,12 @@ def write_graph(net, path):
                       "rule": _rule_entry(node.layer, where)})
         members.update(arrays)
     shape = getattr(net, "input_shape", None)
-    description = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "lrpnb_version": _lrpnb_version(),
+    description = {"format": FORMAT_NAME, "version": 1, "lrpnb_version": _lrpnb_version(),
                    "input_shape": None if shape is None else [int(s) for s in shape], "nodes": nodes}
+    if tuple(net.inputs) != (INPUT,) or tuple(net.explained) != tuple(net.inputs):
+        description.update(version=2, input_shape=None, inputs=list(net.inputs), explained=list(net.explained),
+                           input_shapes={name: None if value is None else [int(s) for s in value]
+                                         for name, value in net.input_shapes.items()})
     text = json.dumps(description, indent=1, ensure_ascii=False, allow_nan=False)
     from numpy.lib import format as npy
 
@@ -231,23 +239,23 @@ def _read_archive(archive, path, file_size):
     members = {info.filename: info for info in infos}
     description = _read_description(archive, members, path)
     shape = description["input_shape"]
-    if shape is not None and (not isinstance(shape, list) or not shape
-                              or not all(_is_int(s) and s > 0 for s in shape)):
-        raise ValueError(f"{path}: input_shape must be null or a list of positive ints, got {shape!r}")
+    _check_shape(shape, path, "input_shape")
+    inputs, explained, shapes = _read_inputs(description, path)
     entries = description["nodes"]
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: 'nodes' must be a non-empty list of nodes")
     # the members read so far, and their bytes together (one size limit for all)
     nodes, used, budget = [], {DESCRIPTION_MEMBER}, [0]
     all_names = {entry["name"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("name"), str)}
-    seen = {INPUT}
+    seen = set(inputs)
     for k, entry in enumerate(entries):
         where = f"{path}: node {k}"
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: must be a JSON object, got {type(entry).__name__}")
         name = entry.get("name")
-        if not isinstance(name, str) or not name or name == INPUT:
-            raise ValueError(f"{where}: its name must be a non-empty string other than {INPUT!r}, got {name!r}")
+        if not isinstance(name, str) or not name or name == INPUT or name in inputs:
+            raise ValueError(f"{where}: its name must be a non-empty string other than the inputs' "
+                             f"({', '.join(map(repr, dict.fromkeys((INPUT,) + inputs)))}), got {name!r}")
         where = f"{path}: node {k} ({name!r})"
         if name in seen:
             raise ValueError(f"{where}: the name is used twice; node names must be unique")
@@ -261,14 +269,54 @@ def _read_archive(archive, path, file_size):
     unused = sorted(set(members) - used)
     if unused:
         raise ValueError(f"{path}: holds members that no node names: {unused[:5]}")
-    net = Network(nodes)
+    try:
+        net = Network(nodes, inputs=inputs, explained=explained)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
     if shape is not None:
         try:
             net.output_shapes((1,) + tuple(shape))
         except ValueError as error:
             raise ValueError(f"{path}: input_shape {shape}: {error}") from None
         net.input_shape = tuple(shape)
+    if shapes is not None:
+        if None not in shapes.values():
+            try:
+                net.output_shapes({name: (1,) + value for name, value in shapes.items()})
+            except ValueError as error:
+                raise ValueError(f"{path}: input_shapes {shapes}: {error}") from None
+        net.input_shapes = shapes
     return net
+
+
+def _check_shape(shape, path, what):
+    """ValueError unless ``shape`` is null or a list of positive ints."""
+    if shape is not None and (not isinstance(shape, list) or not shape
+                              or not all(_is_int(s) and s > 0 for s in shape)):
+        raise ValueError(f"{path}: {what} must be null or a list of positive ints, got {shape!r}")
+
+
+def _read_inputs(description, path):
+    """(input names, explained names, {name: sample shape} or None) of a
+    description: version 1 has the one input 'input'."""
+    if description["version"] < 2:
+        return (INPUT,), (INPUT,), None
+    inputs, explained, shapes = (description[key] for key in ("inputs", "explained", "input_shapes"))
+    for key, names in (("inputs", inputs), ("explained", explained)):
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) \
+                or len(set(names)) != len(names):
+            raise ValueError(f"{path}: {key!r} must be a non-empty list of distinct names, got {names!r:.200}")
+    if not set(explained) <= set(inputs):
+        raise ValueError(f"{path}: 'explained' names inputs the model does not have: "
+                         f"{sorted(set(explained) - set(inputs))[:5]}")
+    if description["input_shape"] is not None:
+        raise ValueError(f"{path}: a version-2 description gives its shapes in 'input_shapes', not 'input_shape'")
+    if not isinstance(shapes, dict) or set(shapes) != set(inputs):
+        raise ValueError(f"{path}: 'input_shapes' must map every input to its sample shape (or null), "
+                         f"got {shapes!r:.200}")
+    for name, value in shapes.items():
+        _check_shape(value, path, f"the input_shapes of {name!r}")
+    return tuple(inputs), tuple(explained), {name: None if v is None else tuple(v) for name, v in shapes.items()}
 
 
 def _reject_constant(name):
@@ -301,7 +349,8 @@ def _read_description(archive, members, path):
         raise ValueError(f"{where}: format version {version}, written by lrpnb "
                          f"{description.get('lrpnb_version')!r}; this lrpnb reads versions up to "
                          f"{FORMAT_VERSION}: upgrade lrpnb to read it")
-    missing, unknown = _TOP_KEYS - {"lrpnb_version"} - set(description), set(description) - _TOP_KEYS
+    keys = _TOP_KEYS | (_INPUT_KEYS if version >= 2 else set())
+    missing, unknown = keys - {"lrpnb_version"} - set(description), set(description) - keys
     if missing or unknown:
         raise ValueError(f"{where}: fields missing {sorted(missing)} or unknown {sorted(unknown)}")
     return description

@@ -104,7 +104,7 @@ def test_graph_round_trip_is_bit_identical(tmp_path, dtype):
     with np.load(path, allow_pickle=False) as archive:
         description = json.loads(archive[DESCRIPTION_MEMBER])
         assert archive["0.W"].tobytes() == net.layers[0].W.tobytes()
-    assert description["format"] == "lrpnb-graph" and description["version"] == FORMAT_VERSION
+    assert description["format"] == "lrpnb-graph" and description["version"] == 1  # one input: version 1
     assert description["lrpnb_version"] == lrpnb.__version__
     assert [node["layer"] for node in description["nodes"]][:3] == ["Convolution", "BatchNorm", "Rect"]
     assert description["nodes"][0]["params"] == {"stride": [1, 1], "padding": [2, 2, 2, 2],
@@ -363,3 +363,71 @@ def test_an_onnx_import_saves_and_loads_back(tmp_path):
     assert back.input_shape == net.input_shape == (5, 5, 2)
     assert_same_network(net, back)
     assert_same_outputs(net, back, rng.normal(size=(2, 5, 5, 2)).astype(np.float32))
+
+
+# ---------------------------------------------------------------- several inputs (format version 2)
+def two_input_network():
+    """Token ids through an embedding, and a mask path that is not explained."""
+    rng = np.random.default_rng(5)
+    net = lrpnb.Network([Node("embed", lrpnb.Embedding(rng.normal(size=(10, 4))), "input_ids"),
+                         Node("gate", lrpnb.Linear(rng.normal(size=(1, 4)), np.zeros(4)), "attention_mask"),
+                         Node("join", lrpnb.Add(), ["embed", "gate"]),
+                         Node("scores", lrpnb.Linear(rng.normal(size=(4, 3)), rng.normal(size=3)), "join")],
+                        inputs=["input_ids", "attention_mask"], explained=["input_ids"])
+    net.input_shapes = {"input_ids": (5,), "attention_mask": (5, 1)}
+    return net
+
+
+def test_several_inputs_round_trip(tmp_path):
+    net = two_input_network()
+    lrpnb.save(net, tmp_path / "two.lrpnb")
+    with zipfile.ZipFile(tmp_path / "two.lrpnb") as archive:
+        description = json.loads(archive.read(DESCRIPTION_MEMBER))
+    assert description["version"] == 2 and description["inputs"] == ["input_ids", "attention_mask"]
+    back = lrpnb.load(tmp_path / "two.lrpnb")
+    assert back.inputs == net.inputs and back.explained == ("input_ids",)
+    assert back.input_shapes == {"input_ids": (5,), "attention_mask": (5, 1)}
+    rng = np.random.default_rng(6)
+    X = {"input_ids": rng.integers(0, 10, (3, 5)), "attention_mask": rng.integers(0, 2, (3, 5, 1))}
+    np.testing.assert_array_equal(back.forward(X, dtype=np.float64), net.forward(X, dtype=np.float64))
+    relevance = back.explain(X, target=1, rule="epsilon", param=0.01, dtype=np.float64)
+    assert set(relevance) == {"input_ids"} and relevance["input_ids"].shape == (3, 5)
+    np.testing.assert_array_equal(relevance["input_ids"],
+                                  net.explain(X, target=1, rule="epsilon", param=0.01, dtype=np.float64)["input_ids"])
+
+
+def test_one_input_networks_are_still_written_as_version_1(tmp_path):
+    with zipfile.ZipFile(saved(tmp_path)) as archive:
+        description = json.loads(archive.read(DESCRIPTION_MEMBER))
+    assert description["version"] == 1 and "inputs" not in description
+
+
+def _two_inputs_saved(tmp_path):
+    path = tmp_path / "two.lrpnb"
+    lrpnb.save(two_input_network(), path)
+    return path
+
+
+HOSTILE_INPUTS = {
+    "explained not an input": (lambda d: d.update(explained=["pixels"]), r"'explained' names inputs the model"),
+    "inputs not a list": (lambda d: d.update(inputs="input_ids"), r"'inputs' must be a non-empty list"),
+    "inputs named twice": (lambda d: d.update(inputs=["input_ids", "input_ids"]), r"'inputs' must be .* distinct"),
+    "shapes missing an input": (lambda d: d.update(input_shapes={"input_ids": [5]}),
+                                r"'input_shapes' must map every input"),
+    "bad shape": (lambda d: d["input_shapes"].update(input_ids=[-1]), r"input_shapes of 'input_ids' must be null"),
+    "shape that does not fit": (lambda d: d["input_shapes"].update(attention_mask=[5, 2]),
+                                r"input_shapes .*input does not fit node 1 \('gate'\)"),
+    "node named like an input": (lambda d: d["nodes"][2].update(name="attention_mask"),
+                                 r"node 2: its name must be a non-empty string other than the inputs'"),
+    "version 1 with inputs": (lambda d: d.update(version=1), r"unknown \['explained', 'input_shapes', 'inputs'\]"),
+    "unread input": (lambda d: d["nodes"][1].update(inputs=["mask"]), r"node 1 \('gate'\): reads 'mask'"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_INPUTS, ids=list(HOSTILE_INPUTS))
+def test_malformed_inputs_name_the_file(tmp_path, case):
+    edit, message = HOSTILE_INPUTS[case]
+    path = rewrite(_two_inputs_saved(tmp_path), tmp_path / "bad.lrpnb", edit=edit)
+    with pytest.raises(ValueError, match=message) as info:
+        lrpnb.load(path)
+    assert str(path) in str(info.value)
