@@ -281,6 +281,18 @@ def test_lm_logits_keep_tokens_and_unsupported_nodes_are_named(tmp_path):
                 inits, [ids_input()], [T, D])
     with pytest.raises(ValueError, match=r"bad.onnx: node 'square' \(Pow\): Pow of activations is read only in"):
         lrpnb.load(bad)
+    refused = [([helper.make_node("Softmax", ["h"], ["y"], axis=1, name="bad")], "only a softmax over the last axis"),
+               ([helper.make_node("Greater", ["h", "h"], ["c"]), helper.make_node("Where", ["c", "h", "h"], ["y"],
+                                                                                   name="bad")],
+                "unsupported operator"),
+               ([const("c", np.ones((T, T), np.float32)), helper.make_node("MatMul", ["c", "h"], ["y"], name="bad")],
+                "a product of a constant and activations"),
+               ([const("s", [N * T, D], np.int64), helper.make_node("Reshape", ["h", "s"], ["r"]),
+                 helper.make_node("Relu", ["r"], ["y"], name="bad")], "merged with the batch axis")]
+    for k, (nodes, message) in enumerate(refused):
+        path = model(tmp_path / f"refused{k}.onnx", embed + nodes, inits, [ids_input()], [T, D])
+        with pytest.raises(ValueError, match=rf"refused{k}.onnx: node '(bad|/?\w+)' \(\w+\): .*{message}"):
+            lrpnb.load(path)
 
 
 # ------------------------------------------------------------ Hugging Face exports (torch, transformers)

@@ -96,6 +96,7 @@ class TransformerOps:
     def op_Expand(self, node, attrs):
         source = self.tensor(node, node.input[0])
         target = [int(s) for s in np.ravel(self.constant(node, node.input[1], "the shape"))]
+        target = [1] * (len(source.shape) + 1 - len(target)) + target  # numpy's alignment of trailing axes
         full = (1,) * (len(target) - len(source.shape) - 1) + (1,) + source.shape
         if len(target) > len(full) or (target and target[0] not in (1, BATCH, self.batch, -1)):
             raise self.error(node, f"expands (N, {', '.join(map(str, source.shape))}) to {target}: lrpnb keeps the "
