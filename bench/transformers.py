@@ -510,9 +510,163 @@ def compare(models_dir=OUT, stems=None):
     return rows
 
 
+
+# ------------------------------------------------------------------ speed
+
+BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=512, num_labels=2)
+
+
+def _rss(field="VmRSS"):
+    """This process's resident memory (or its peak, VmHWM) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"/proc/self/status has no {field} line")
+
+
+def network_bytes(net, arrays):
+    """(activations, weights) in bytes of an lrpnb network on ``arrays``:
+    every value of a forward pass (inputs and node outputs, in the
+    network's dtype) and every array a layer holds."""
+    X = lrpnb_inputs(arrays, False)
+    given = [tuple(x.shape) for x in (X.values() if isinstance(X, dict) else [X])]
+    shapes = given + net.output_shapes(given, net.layers)
+    itemsize = np.dtype(net.dtype).itemsize
+    activations = sum(int(np.prod(shape)) for shape in shapes) * itemsize
+    weights = sum(v.nbytes for layer in net.layers for v in vars(layer).values() if isinstance(v, np.ndarray))
+    return activations, weights
+
+
+def memory_child(path, arrays_path, result):
+    """The ``memory-child`` command: the peak resident memory lrpnb's
+    AttnLRP explain of the BERT-base batch adds, in a fresh process (large
+    arrays mmapped, MALLOC_MMAP_THRESHOLD_ set by the caller, so that freed
+    memory leaves the process and the peak is the explain's own)."""
+    import lrpnb
+
+    net = lrpnb.load(path)
+    with np.load(arrays_path) as f:
+        arrays = dict(f)
+    small = {k: v[:1] for k, v in arrays.items()}
+    lrpnb_explain(net, small, "attnlrp", False, [0])  # kernels compiled outside the measurement
+    before = _rss()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    lrpnb_explain(net, arrays, "attnlrp", False, [0] * len(arrays["input_ids"]))
+    activations, weights = network_bytes(net, arrays)
+    with open(result, "w") as f:
+        json.dump({"extra": _rss("VmHWM") - before, "activations": activations, "weights": weights}, f)
+
+
+def _timed(fn, repeats):
+    """The median seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def speed(batch=4, seq=128, repeats=3, threads=2):
+    """The BERT-base geometry (12 layers, hidden 768, 12 heads, random
+    weights, float32) explained with AttnLRP by LXT (efficient, CPU,
+    ``threads`` torch threads) and lrpnb, in turns in one process;
+    sequences/s of each, their agreement, and lrpnb's peak memory (a child
+    process) against activations + weights. Returns a dict."""
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(threads)
+    arrays = inputs("bert", True, batch, seq)
+    tmp = tempfile.mkdtemp()
+    path, arrays_path = os.path.join(tmp, "bert_base.onnx"), os.path.join(tmp, "inputs.npz")
+    model = build("bert", **BERT_BASE)
+    state = model.state_dict()
+    np.savez(arrays_path, **arrays)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits(model, list(arrays)).eval(), tuple(torch_inputs(arrays, torch.float32).values()),
+                          path, dynamo=False, opset_version=17, input_names=list(arrays),
+                          output_names=["logits"])
+    del model
+    import lrpnb
+
+    net = lrpnb.load(path)
+    target = np.zeros(batch, np.int64)
+    results = {}
+
+    def run_lrpnb():
+        results["lrpnb"] = lrpnb_explain(net, arrays, "attnlrp", False, target)
+
+    def run_lxt():
+        results["lxt"] = lxt_run()["relevance"]
+
+    lxt_run = _lxt_bert_base(state, arrays, target)
+    run_lrpnb(), run_lxt()  # compiles lrpnb's kernels; warms torch
+    lrpnb_s, lxt_s = [], []
+    for _ in range(repeats):
+        lrpnb_s.append(_timed(run_lrpnb, 1))
+        lxt_s.append(_timed(run_lxt, 1))
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    memory = os.path.join(tmp, "memory.json")
+    subprocess.run([sys.executable, os.path.abspath(__file__), "memory-child", path, arrays_path, memory],
+                   check=True, env=env, capture_output=True)
+    with open(memory) as f:
+        mem = json.load(f)
+    max_rel, corr = agreement(results["lrpnb"], results["lxt"])
+    return {"batch": batch, "seq": seq, "threads": threads, "repeats": repeats,
+            "lrpnb_seq_per_s": batch / float(np.median(lrpnb_s)), "lxt_seq_per_s": batch / float(np.median(lxt_s)),
+            "lrpnb_s": lrpnb_s, "lxt_s": lxt_s, "max_rel": max_rel, "corr": corr, **mem}
+
+
+def _lxt_bert_base(state, arrays, target):
+    """A function running LXT's AttnLRP on the BERT-base model (patching
+    this process's transformers for good): returns lxt_explain's dict."""
+    import torch
+
+    lxt_patch("bert", "attnlrp")
+    model = build("bert", state=state, **BERT_BASE)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tensors = torch_inputs(arrays, torch.float32)
+
+    def run():
+        x = model.get_input_embeddings()(tensors["input_ids"]).detach().requires_grad_(True)
+        logits = model(inputs_embeds=x, attention_mask=tensors["attention_mask"], return_dict=True).logits
+        logits[torch.arange(len(target)), torch.as_tensor(target)].sum().backward()
+        return {"relevance": (x * x.grad).sum(-1).detach().numpy()}
+    return run
+
+
+def print_speed(result):
+    """The speed result as bench/README.md's lines."""
+    gib = 2.0 ** 30
+    print(f"BERT-base geometry, batch {result['batch']}, {result['seq']} tokens, float32, AttnLRP, "
+          f"{result['threads']} threads, median of {result['repeats']} turns:")
+    print(f"  LXT 2.1 efficient (torch CPU): {result['lxt_seq_per_s']:.2f} sequences/s "
+          f"(s per batch: {', '.join(f'{t:.2f}' for t in result['lxt_s'])})")
+    print(f"  lrpnb (CPU):                   {result['lrpnb_seq_per_s']:.2f} sequences/s "
+          f"(s per batch: {', '.join(f'{t:.2f}' for t in result['lrpnb_s'])}); "
+          f"{result['lrpnb_seq_per_s'] / result['lxt_seq_per_s']:.2f}x LXT")
+    print(f"  agreement: max rel {result['max_rel']:.2e}, correlation {result['corr']:.9f}")
+    total = result["weights"] + result["extra"]
+    print(f"  lrpnb memory: weights {result['weights'] / gib:.3f} GiB + explain's peak extra "
+          f"{result['extra'] / gib:.3f} GiB = {total / gib:.3f} GiB; activations + weights "
+          f"{(result['activations'] + result['weights']) / gib:.3f} GiB "
+          f"(activations {result['activations'] / gib:.3f} GiB): "
+          f"{total / (result['activations'] + result['weights']):.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["export", "lxt", "compare", "speed", "lxt-child"])
+    parser.add_argument("command", choices=["export", "lxt", "compare", "speed", "lxt-child",
+                                                "memory-child"])
+    parser.add_argument("--repeats", type=int, default=3, help="speed: turns of each")
+    parser.add_argument("--threads", type=int, default=2, help="speed: torch threads")
     parser.add_argument("--out", default=OUT, help="the models' folder")
     parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -522,8 +676,14 @@ def main(argv=None):
         lxt_references(args.out)
     elif args.command == "compare":
         compare(args.out)
+    elif args.command == "speed":
+        result = speed(repeats=args.repeats, threads=args.threads)
+        print_speed(result)
+        print(json.dumps(result))
     elif args.command == "lxt-child":
         lxt_child(*args.files)
+    elif args.command == "memory-child":
+        memory_child(*args.files)
 
 
 if __name__ == "__main__":
