@@ -47,6 +47,8 @@ def input_shape(net):
         return None
     if isinstance(first, Linear) and not any(isinstance(layer, Convolution) for layer in net.layers):
         return (first.m,)
+    if first.W.ndim != 4:  # not an image filter (h, w, channels, n): an embedding's table, say
+        return None
     channels = first.W.shape[2]
     for size in range(1, 1025):
         try:

@@ -431,3 +431,18 @@ def test_malformed_inputs_name_the_file(tmp_path, case):
     with pytest.raises(ValueError, match=message) as info:
         lrpnb.load(path)
     assert str(path) in str(info.value)
+
+
+def test_info_of_token_networks(tmp_path, capsys):
+    lrpnb.save(two_input_network(), tmp_path / "two.lrpnb")
+    assert main(["info", str(tmp_path / "two.lrpnb")]) in (0, None)
+    out = capsys.readouterr().out
+    assert "input input_ids: 5\n" in out and "input attention_mask: 5 x 1 (not explained)" in out
+    # the embedding's table, the mask path's 4 + 4 values, the scores' 12 + 3
+    assert "total parameters: 63\n" in out and "classes: 3" in out
+    chain = lrpnb.Network([lrpnb.Embedding(np.ones((7, 3))), lrpnb.Linear(np.ones((3, 2)), np.zeros(2))])
+    assert input_shape(chain) is None  # an embedding's table is no image filter
+    lrpnb.save(chain, tmp_path / "chain.lrpnb")
+    assert main(["info", str(tmp_path / "chain.lrpnb")]) in (0, None)
+    out = capsys.readouterr().out
+    assert "input: unknown" in out and "total parameters: 29\n" in out

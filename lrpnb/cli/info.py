@@ -81,6 +81,17 @@ def _arrays(path):
     return []
 
 
+def parameter_count(layer):
+    """How many learned values a layer holds: its arrays in lrpnb's model
+    format, less the index and shape arrays of the layers that move values."""
+    import numpy as np
+
+    from ..model_graph import LAYERS
+
+    arrays = LAYERS.get(type(layer).__name__, (None, None, ()))[2]
+    return sum(int(np.size(getattr(layer, name))) for name in arrays if name not in ("index", "shape"))
+
+
 def run_model_info(args):
     """Print the input, then a row per layer (per node of a graph), then the totals."""
     from ..inputs import input_shape
@@ -90,22 +101,32 @@ def run_model_info(args):
     net = load(args.model, weights=getattr(args, "weights", None))
     shape = input_shape(net)
     print(f"model: {shown(args.model)}")
-    if shape is None:
+    shapes = [None] * len(net.layers)
+    if len(net.inputs) > 1:
+        given = net.input_shapes
+        for name in net.inputs:
+            size = "unknown" if given[name] is None else " x ".join(map(str, given[name]))
+            note = "" if name in net.explained else " (not explained)"
+            print(f"input {shown(name)}: {size}{note}")
+        if None not in given.values():
+            shapes = net.output_shapes({name: (1,) + value for name, value in given.items()})
+    elif shape is None:
         print("input: unknown (no layer fixes it)")
-        shapes = [None] * len(net.layers)
     else:
         what = "vectors of" if len(shape) == 1 else "images of"
         print(f"input: {what} {' x '.join(map(str, shape))}")
         shapes = net.output_shapes((1,) + shape)
     graph = not net.is_sequential
-    if graph:  # a graph: each node's name and the nodes it reads
+    if graph and len(net.inputs) > 1:
+        print(f"graph of {len(net.nodes)} nodes")
+    elif graph:  # a graph: each node's name and the nodes it reads
         print(f"graph of {len(net.nodes)} nodes; the input is (N, {', '.join(map(str, shape or ('...',)))})")
     names = f"{'node':<24} " if graph else ""
     print(f"{'#':>3}  {names}{'layer':<36} {'output':<16} {'parameters':>10}" + ("  inputs" if graph else ""))
     total = 0
     for k, (node, out) in enumerate(zip(net.nodes, shapes)):
         layer = node.layer
-        count = int(layer.W.size + layer.B.size) if hasattr(layer, "W") else 0
+        count = parameter_count(layer)
         total += count
         text = "" if out is None else " x ".join(map(str, out[1:]))
         name = f"{shown(node.name):<24} " if graph else ""
