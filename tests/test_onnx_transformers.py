@@ -170,15 +170,29 @@ def layer_norm_nodes(x, out):
             helper.make_node("Add", ["nxg", "beta"], [out])], [weight("gamma", D), weight("beta", D)]
 
 
-def rms_norm_nodes(x, out):
-    """LLaMA's RMSNorm as exported: Cast, Pow 2, ReduceMean, Add eps, Sqrt, Div(1, .), Mul, Cast, Mul gamma."""
+def rms_norm_nodes(x, out, form="one_over"):
+    """LLaMA's RMSNorm as exported: Cast, Pow 2, ReduceMean, Add eps, Sqrt, Div(1, .), Mul, Cast, Mul gamma
+    (``form``: 1 / sqrt by Div or Reciprocal, or x / sqrt)."""
+    divide = {"one_over": [helper.make_node("Div", ["one", "rms"], ["inv"]),
+                           helper.make_node("Mul", ["xc", "inv"], ["nx"])],
+              "reciprocal": [helper.make_node("Reciprocal", ["rms"], ["inv"]),
+                             helper.make_node("Mul", ["inv", "xc"], ["nx"])],
+              "divide": [helper.make_node("Div", ["xc", "rms"], ["nx"])]}[form]
     return [const("two", 2.0), const("eps", 1e-6), const("one", 1.0),
             helper.make_node("Cast", [x], ["xc"], to=TensorProto.FLOAT),
             helper.make_node("Pow", ["xc", "two"], ["sq"]), helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1]),
-            helper.make_node("Add", ["ms", "eps"], ["me"]), helper.make_node("Sqrt", ["me"], ["rms"]),
-            helper.make_node("Div", ["one", "rms"], ["inv"]), helper.make_node("Mul", ["xc", "inv"], ["nx"]),
+            helper.make_node("Add", ["ms", "eps"], ["me"]), helper.make_node("Sqrt", ["me"], ["rms"])] + divide + [
             helper.make_node("Cast", ["nx"], ["nc"], to=TensorProto.FLOAT),
             helper.make_node("Mul", ["rgamma", "nc"], [out])], [weight("rgamma", D)]
+
+
+@pytest.mark.parametrize("form", ["reciprocal", "divide"])
+def test_rms_norm_forms(tmp_path, form):
+    embed, inits = embedding()
+    normalise, weights = rms_norm_nodes("h", "y", form)
+    path = model(tmp_path / f"rms_{form}.onnx", embed + normalise, inits + weights, [ids_input()], [T, D])
+    net = compare(path, {"ids": ids()})
+    assert [type(n.layer).__name__ for n in net.nodes][-1] == "RMSNorm"
 
 
 @pytest.mark.parametrize("form", ["erf", "tanh", "glu"])
