@@ -125,11 +125,16 @@ class MaskPaths:
 
     def mask_layers(self, node):
         """The layers of the mask path values ``node`` reads: a Rearrange of the mask, a Scale, a Bias."""
+        made = self.__dict__.setdefault("mask_values", {})
         for name, (mask, index, scale, bias) in self.mask_at.pop(node.output[0], []):
+            key = (mask, index.shape, index.tobytes(), scale.tobytes(), bias.tobytes())
+            if key in made:  # one mask read by every layer: made once
+                self.tensors[name] = made[key]
+                continue
             source = self.tensors[mask]
             shape = index.shape
             read = self.add(node, Rearrange(np.where(index >= 0, index, -1).ravel(), shape), [source], shape, SAME,
                             suffix="/mask")
             scaled = self.add(node, Scale(scale), [read], shape, SAME, suffix="/mask_scale")
             out = self.add(node, Bias(bias), [scaled], shape, SAME, suffix="/mask_bias")
-            self.tensors[name] = Tensor(out.value, out.lshape, shape, SAME)
+            self.tensors[name] = made[key] = Tensor(out.value, out.lshape, shape, SAME)
