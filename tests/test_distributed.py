@@ -335,3 +335,56 @@ def test_a_local_run_finishes_what_a_cluster_run_left(tmp_path, digits, local, c
     summary = lrpnb.explain_dataset(MODEL, digits, out, batch_size=BATCH, verbose=False, **METHOD)
     assert 0 < summary.explained < COUNT
     _same_as_local(local, out)
+
+
+def test_options_a_cluster_run_cannot_honour_are_refused_before_any_work(tmp_path, digits, client):
+    (tmp_path / "pngs").mkdir()
+    with pytest.raises(ValueError, match=r"--png is written by the local run only"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.h5", png=tmp_path / "pngs", client=client)
+    with pytest.raises(ValueError, match=r"r\.zarr: the arrays of a \.zarr result are always compressed"):
+        lrpnb.explain_dataset(MODEL, digits, tmp_path / "r.zarr", compress=True, client=client)
+    assert os.listdir(tmp_path) == ["pngs"] and os.listdir(tmp_path / "pngs") == []
+
+
+def test_a_task_of_an_earlier_run_leaves_the_folder_of_a_later_run_alone(tmp_path):
+    # Dask cancels a running task only when it ends: a chunk of an interrupted
+    # run may still be written after a later run took the folder over
+    from lrpnb.distributed import zarr_store
+
+    path = str(tmp_path / "r.zarr")
+    shapes = dict(relevance=((3,), np.dtype(np.float32)), ok=((), np.dtype(bool)))
+    ones, sevens = (dict(relevance=np.full((4, 3), value, np.float32), ok=np.ones(4, bool)) for value in (1, 7))
+    earlier = zarr_store.ZarrWriter(path, 8, 4, {"rule": "a"})
+    earlier.create(shapes)
+    earlier.claim()
+    assert zarr_store.write_chunk(earlier.spec(), 0, 4, ones)
+    resumed = zarr_store.ZarrWriter(path, 8, 4, {"rule": "a"})
+    assert resumed.done == {0: 4}
+    resumed.claim()
+    assert not zarr_store.write_chunk(earlier.spec(), 4, 8, sevens)  # the earlier run's task, too late
+    assert resumed.marked() == {0: 4}
+    assert zarr.open_group(resumed.partial)["relevance"][...].tolist() == [[1.0] * 3] * 4 + [[0.0] * 3] * 4
+    afresh = zarr_store.ZarrWriter(path, 8, 4, {"rule": "b"}, overwrite=True)
+    afresh.create(shapes)
+    afresh.claim()
+    assert not zarr_store.write_chunk(resumed.spec(), 0, 4, sevens)
+    assert afresh.marked() == {} and not zarr.open_group(afresh.partial)["relevance"][...].any()
+    for first in (0, 4):
+        assert zarr_store.write_chunk(afresh.spec(), first, first + 4, ones)
+    assert afresh.finish({"command": "explain"}) == 0
+    assert not zarr_store.write_chunk(afresh.spec(), 0, 4, sevens)  # nothing made again once finished
+    assert sorted(os.listdir(tmp_path)) == ["r.zarr"] and sorted(os.listdir(path)) == ["relevance", "zarr.json"]
+    assert (zarr.open_group(path)["relevance"][...] == 1).all()
+
+
+def test_relative_paths_are_made_absolute_for_the_workers(tmp_path, digits, local, client, monkeypatch):
+    import shutil
+
+    from lrpnb.pipeline.options import embedded_model
+
+    shutil.copy(embedded_model(), tmp_path / "lenet.txt")
+    shutil.copy(digits, tmp_path / "d.npy")
+    monkeypatch.chdir(tmp_path)  # the client's folder; the workers work in the one they started in
+    assert os.getcwd() not in client.run(os.getcwd).values()
+    lrpnb.explain_dataset("lenet.txt", "d.npy", "r.h5", batch_size=BATCH, client=client, verbose=False, **METHOD)
+    _same_as_local(local, tmp_path / "r.h5")

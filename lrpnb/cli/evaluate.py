@@ -3,6 +3,7 @@
 from ..pipeline.evaluate import EVALUATE_RULES
 from .common import (MODEL_FILES, add_dataset, add_device, add_input_range, add_normalisation, add_size, add_weights,
                      mean_values)
+from .explain import add_cluster
 
 __all__ = ["add_parser", "run"]
 
@@ -56,6 +57,7 @@ def add_parser(commands):
                           help="write the curves, per-sample AOPC and settings as HDF5")
     evaluate.add_argument("--plot", default=None, metavar="CURVES.png", help="write a plot of the mean curves")
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
+    add_cluster(evaluate)
     evaluate.set_defaults(run=run)
 
 
@@ -69,4 +71,4 @@ def run(args):
         seed=args.seed, count=args.count, device=args.device, batch_size=args.batch_size,
         input_range=args.input_range, size=args.size, resize=args.resize, crop=args.crop,
         mean=mean_values(args.mean, [args.out, args.plot]), std=args.std, channel_order=args.channel_order, out=args.out, plot=args.plot,
-        overwrite=args.overwrite, weights=args.weights)
+        overwrite=args.overwrite, weights=args.weights, scheduler=args.scheduler, workers=args.workers)

@@ -11,7 +11,7 @@ themselves (:mod:`.zarr_store`). :mod:`.cluster` makes the client.
 """
 from .cluster import connect, dask_modules
 
-__all__ = ["explain", "connect", "dask_modules"]
+__all__ = ["explain", "evaluate", "connect", "dask_modules"]
 
 
 def explain(model, plan, *, scheduler=None, client=None, workers=None, chunk=None):
@@ -33,8 +33,22 @@ def explain(model, plan, *, scheduler=None, client=None, workers=None, chunk=Non
     """
     if plan.png_paths is not None:
         raise ValueError("--png is written by the local run only; leave out --scheduler/--workers to draw PNGs")
+    if plan.out_ext == ".zarr" and plan.settings.compress:
+        raise ValueError(f"{plan.out}: the arrays of a .zarr result are always compressed (zarr's default "
+                         f"codec, zstd); leave out --compress")
     dask_modules()
     from .run import DistributedRun
 
     with connect(scheduler, client, workers) as dask_client:
         return DistributedRun(plan, dask_client, model, chunk).run()
+
+
+def evaluate(model, plan, *, scheduler=None, client=None, workers=None, chunk=None):
+    """Run a checked plan of ``evaluate_dataset`` (lrpnb.pipeline.evaluate._plan)
+    on a cluster: (each batch's (rows kept, classes followed, curves by
+    method), in order; seconds). ``model`` and the cluster as in :func:`explain`."""
+    dask_modules()
+    from .evaluate_run import evaluate_chunks
+
+    with connect(scheduler, client, workers) as dask_client:
+        return evaluate_chunks(plan, dask_client, model, chunk)

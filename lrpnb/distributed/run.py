@@ -18,7 +18,7 @@ from ..pipeline.options import geometry, model_samples, open_model
 from . import tasks
 from .zarr_store import ZarrWriter
 
-__all__ = ["DistributedRun", "chunk_batches"]
+__all__ = ["DistributedRun", "chunk_batches", "hand_out", "chunk_result", "absolute"]
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -31,17 +31,26 @@ def chunk_batches(count, batch_size, workers):
     return int(max(1, min(8, batches // (4 * max(1, workers)))))
 
 
-def _spec(plan, model, partial=None, chunk=None):
+def absolute(path):
+    """A file named for the workers: an absolute path (their working folder
+    is not the client's), a URL as it is; None stays None."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _spec(plan, model, zarr=None):
     """What a worker needs to explain a chunk (see lrpnb.distributed.tasks):
     files by absolute paths, read where they lie."""
     s = plan.settings
     size, resize, crop = geometry(s.size, s.resize, s.crop)
     path, _, _ = open_model(model, s.weights)
-    return dict(network=None if path is not None else plan.net, model_path=path, device=s.device,
-                weights=None if s.weights is None else os.path.abspath(s.weights), data=os.path.abspath(plan.data),
+    return dict(network=None if path is not None else plan.net, model_path=absolute(path), device=s.device,
+                weights=absolute(s.weights), data=absolute(plan.data),
                 dataset=s.dataset, size=size, resize=resize, crop=crop, input_range=plan.input_range,
                 mean=s.mean, std=s.std, channel_order=s.channel_order, method=plan.method, target=plan.target,
-                batch_size=s.batch_size, zarr=None if partial is None else dict(partial=partial, chunk=chunk))
+                batch_size=s.batch_size, zarr=zarr)
 
 
 def _shapes(plan):
@@ -88,6 +97,7 @@ class DistributedRun:
                 self.chunk, self.done = self.zarr.chunk, self.zarr.done
                 if self.zarr.fresh:
                     self.zarr.create(_shapes(plan), plan.source.names)
+                self.zarr.claim()
             else:
                 for path in (plan.out, plan.names_path, plan.record_path):
                     if path is not None:
@@ -171,47 +181,9 @@ class DistributedRun:
 
     def _chunks(self, running, bar, stop):
         """Hand out the chunks, a window at a time, and take their results."""
-        spec = _spec(self.plan, self.model, None if self.zarr is None else self.zarr.partial, self.chunk)
-        # sent to each worker once, not with every chunk: per-sample labels and
-        # a loaded Network can be large
-        spec = self.client.scatter([spec], broadcast=True, hash=False)[0]
-        waiting = collections.deque(self.chunks())
-        ready, ordered = {}, self.zarr is None
-        position = waiting[0][0] if waiting else self.N
-        while waiting or running:
-            if stop:
-                raise KeyboardInterrupt
-            while waiting and len(running) + len(ready) < self.window:
-                first, last = waiting.popleft()
-                running.append(self.client.submit(tasks.explain_chunk, spec, first, last, pure=False,
-                                                  key=f"lrpnb-explain-{first}-{last}-{os.getpid()}-{id(self)}"))
-            finished = [future for future in running if future.done()]
-            if not finished:
-                time.sleep(0.02)
-                continue
-            for future in finished:
-                running.remove(future)
-                result = self._result(future)
-                if not ordered:
-                    self._take(result, bar)
-                    continue
-                ready[result["first"]] = result
-            while ordered and position in ready:
-                result = ready.pop(position)
-                self._take(result, bar)
-                position = result["last"]
-
-    def _result(self, future):
-        """A chunk's result; an error of the cluster's own (a chunk that
-        killed its workers) as one line."""
-        try:
-            return future.result()
-        except (ValueError, OSError, TypeError, ImportError):
-            raise
-        except Exception as error:  # noqa: BLE001 - Dask's KilledWorker, CancelledError...
-            text = str(error).splitlines()[0] if str(error) else ""
-            raise RuntimeError(f"{self.plan.data}: a chunk failed on the Dask cluster: {type(error).__name__}"
-                               f"{': ' + text if text else ''}") from None
+        spec = _spec(self.plan, self.model, None if self.zarr is None else self.zarr.spec())
+        hand_out(self.client, tasks.explain_chunk, spec, self.chunks(), self.window, running, stop,
+                 lambda result: self._take(result, bar), ordered=self.zarr is None, data=self.plan.data)
 
     def _take(self, result, bar):
         """One chunk's results: written (in order) or counted as written by its worker."""
@@ -263,8 +235,59 @@ class DistributedRun:
                                        self.explained, self.start, self.failures)
 
 
-def _progress(total):
+def hand_out(client, task, spec, chunks, window, running, stop, take, ordered=True, data=""):
+    """Run ``task(spec, first, last)`` for each (first, last) of ``chunks``
+    on the cluster, at most ``window`` of them handed out or waiting, and
+    ``take`` each result: in the order of ``chunks`` when ``ordered``, else
+    as they come. ``running`` holds the futures handed out (for the caller to
+    cancel); a non-empty ``stop`` (set by Ctrl-C) raises KeyboardInterrupt.
+    ``spec`` is sent to each worker once, not with every chunk (per-sample
+    labels and a loaded Network can be large); ``data`` names the data in
+    the error of a chunk that failed on the cluster."""
+    spec = client.scatter([spec], broadcast=True, hash=False)[0]
+    waiting = collections.deque(chunks)
+    ready = {}
+    position = waiting[0][0] if waiting else None
+    name = getattr(task, "__name__", "task").replace("_", "-")
+    while waiting or running:
+        if stop:
+            raise KeyboardInterrupt
+        while waiting and len(running) + len(ready) < window:
+            first, last = waiting.popleft()
+            running.append(client.submit(task, spec, first, last, pure=False,
+                                         key=f"lrpnb-{name}-{first}-{last}-{os.getpid()}-{id(running)}"))
+        finished = [future for future in running if future.done()]
+        if not finished:
+            time.sleep(0.02)
+            continue
+        for future in finished:
+            running.remove(future)
+            result = chunk_result(future, data)
+            if ordered:
+                ready[result["first"]] = result
+            else:
+                take(result)
+        while ordered and position in ready:
+            result = ready.pop(position)
+            take(result)
+            position = result["last"]
+
+
+def chunk_result(future, data):
+    """A chunk's result; an error of the cluster's own (a chunk that killed
+    its workers, more than Dask's allowed failures) as one line naming ``data``."""
+    try:
+        return future.result()
+    except (ValueError, OSError, TypeError, ImportError):
+        raise
+    except Exception as error:  # noqa: BLE001 - Dask's KilledWorker, CancelledError...
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise RuntimeError(f"{data}: a chunk failed on the Dask cluster: {type(error).__name__}"
+                           f"{': ' + text if text else ''}") from None
+
+
+def _progress(total, description="explaining"):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="samples", desc="explaining", disable=None, file=sys.stderr,
+    return tqdm(total=total, unit="samples", desc=description, disable=None, file=sys.stderr,
                 dynamic_ncols=True)

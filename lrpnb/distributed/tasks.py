@@ -18,7 +18,7 @@ from ..pipeline.batches import explain_rows, full_rows
 from ..pipeline.options import load_model, model_samples, normalisation, range_note
 from ..sources import open_source
 
-__all__ = ["explain_chunk", "chunk_rows", "worker_name"]
+__all__ = ["explain_chunk", "evaluate_chunk", "chunk_rows", "worker_name"]
 
 #: (model or data key) -> what was opened, in this worker process
 _OPENED = {}
@@ -140,7 +140,62 @@ def explain_chunk(spec, first, last):
     if spec["zarr"] is not None:
         from .zarr_store import write_chunk
 
-        write_chunk(spec["zarr"], first, last, rows)
+        if not write_chunk(spec["zarr"], first, last, rows):
+            raise ValueError(f"{spec['zarr']['partial']}: another run of the same output holds this folder now; "
+                             f"this run's chunk {first}..{last - 1} was not written")
         rows = None
     sys.stdout.flush()
     return dict(first=first, last=last, problems=problems, explained=explained, rows=rows)
+
+
+def _evaluation_source(spec, net):
+    """The samples of an evaluation: the data, or the synthetic digits of
+    ``lrpnb evaluate`` without data (drawn once per worker process)."""
+    if spec["synthetic"] is None:
+        return _source(spec, net)
+    from ..pipeline.curves import SyntheticDigits
+
+    key = ("digits",) + tuple(spec["synthetic"])
+    if key not in _OPENED:
+        _OPENED[key] = SyntheticDigits(*spec["synthetic"])
+    return _OPENED[key]
+
+
+def evaluate_chunk(spec, first, last):
+    """The task of one chunk of ``lrpnb evaluate``: samples first..last-1
+    explained and perturbed batch by batch as the local run does
+    (lrpnb.pipeline.curves).
+
+    Returns
+    -------
+    dict
+        ``first``, ``last``, ``problems`` (index, message) of the samples not
+        read, and ``parts``: (rows kept, classes followed, curves by method)
+        of each batch with a sample read."""
+    from ..pipeline.curves import batch_curves, read_relevance, read_rows
+
+    net = _network(spec)
+    source = _evaluation_source(spec, net)
+    normalise = normalisation(spec["mean"], spec["std"], spec["channel_order"])
+    parts, problems = [], []
+    for start in range(first, last, spec["batch_size"]):
+        stop = min(start + spec["batch_size"], last)
+        try:
+            X, skipped, kept = read_rows(net, source, start, stop, spec["input_range"])
+        except OSError as error:
+            raise ValueError(f"{worker_name()} cannot read {spec['data']}: {error}") from None
+        problems += skipped
+        if X is None:
+            continue
+        X, maps = normalise(X), None
+        if spec["relevance"] is not None:
+            try:
+                R, followed = read_relevance(spec["relevance"], source, kept, X.shape[1:])
+            except OSError as error:
+                raise ValueError(f"{worker_name()} cannot read {spec['relevance']}: {error}") from None
+            maps = ({os.path.basename(spec["relevance"]): R}, followed)
+        followed, curves = batch_curves(net, X, kept, start, stop, spec["target"], spec["methods"], spec["curve"],
+                                        maps)
+        parts.append((np.asarray(kept, dtype=np.int64), followed, curves))
+    sys.stdout.flush()
+    return dict(first=first, last=last, problems=problems, parts=parts)

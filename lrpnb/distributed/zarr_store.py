@@ -8,9 +8,19 @@ client before any work, chunked along the samples like the work: each worker
 writes whole zarr chunks of its own, so no two workers touch one file.
 
 A chunk of work counts as done when its rows are durable: the worker writes
-them, syncs their chunk files to the disk, and only then writes its marker
-``_done/FIRST-LAST`` (synced, then its folder synced). A worker killed
-between the two has its chunk redone. ``ok`` marks the rows that hold
+them into a folder of its own attempt (``_attempts/``), syncs them, moves
+each chunk file into place by a rename (a reader sees a whole file, never a
+torn one), and only then writes its marker ``_done/FIRST-LAST`` (synced,
+then its folder synced). A worker killed between the two has its chunk
+redone.
+
+Each run claims the folder with a token of its own (``_done/_run``); a
+worker writes a chunk only while the folder holds its run's token. A task
+that Dask could not stop when its run was interrupted (a running task is
+cancelled only when it ends) thus leaves alone the folder a later run has
+taken over, resumed or started afresh with other settings: it checks the
+token before its renames and again before its marker, moments apart, where
+the chunk took seconds to compute. ``ok`` marks the rows that hold
 results; the settings of the run (root attributes ``settings``, ``count``,
 ``chunk``) are compared when a run resumes, as the HDF5 writer compares them.
 Finishing removes the bookkeeping, writes the run's record as the root
@@ -21,6 +31,7 @@ import contextlib
 import json
 import os
 import shutil
+import uuid
 import warnings
 
 import numpy as np
@@ -30,7 +41,10 @@ from .._atomic import sync_file, sync_folder
 __all__ = ["ZarrWriter", "write_chunk"]
 
 DONE = "_done"
-
+#: the folders a worker writes its chunk into before moving the files in place
+ATTEMPTS = "_attempts"
+#: the token of the run that holds the folder (in DONE)
+RUN = "_run"
 
 
 def _members(group, what="arrays"):
@@ -38,7 +52,7 @@ def _members(group, what="arrays"):
     is the run's own bookkeeping inside the partial folder, removed when it
     is finished, and zarr need not warn that it is not one of its arrays."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=f"Object at {DONE} is not recognized")
+        warnings.filterwarnings("ignore", message=f"Object at ({DONE}|{ATTEMPTS}) is not recognized")
         return list(getattr(group, what)())
 
 
@@ -75,6 +89,22 @@ class ZarrWriter:
         if os.path.exists(self.partial) and not overwrite:
             self.done = self._resumable()
         self.fresh = not self.done
+        self.token = uuid.uuid4().hex
+
+    def spec(self):
+        """What a worker needs to write its chunks (see :func:`write_chunk`)."""
+        return dict(partial=self.partial, chunk=self.chunk, token=self.token)
+
+    def claim(self):
+        """Make the partial folder this run's: tasks of an earlier run still
+        running write nothing more into it."""
+        path = os.path.join(self.partial, DONE, RUN)
+        with open(path + ".tmp", "w") as handle:
+            handle.write(self.token)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(path + ".tmp", path)
+        sync_folder(os.path.dirname(path))
 
     def _resumable(self):
         """first -> last of the chunks an earlier run finished (its chunk size is kept)."""
@@ -119,6 +149,7 @@ class ZarrWriter:
             source = group.create_array("source", shape=(self.count,), chunks=(self.count,), dtype=str)
             source[:] = np.array(names, dtype=object)
         os.makedirs(os.path.join(self.partial, DONE))
+        os.makedirs(os.path.join(self.partial, ATTEMPTS))
         _sync_tree(self.partial)
         self.fresh = False
 
@@ -146,7 +177,8 @@ class ZarrWriter:
         final = zarr.open_group(folder, mode="r+")
         # the record replaces the run's bookkeeping (settings, count, chunk)
         final.attrs.put(_json_attributes(attributes))
-        shutil.rmtree(os.path.join(self.partial, DONE), ignore_errors=True)
+        for bookkeeping in (DONE, ATTEMPTS):
+            shutil.rmtree(os.path.join(self.partial, bookkeeping), ignore_errors=True)
         _sync_tree(folder)
         if os.path.exists(self.path):  # only with overwrite (refused at the start otherwise)
             shutil.rmtree(self.path)
@@ -187,27 +219,71 @@ def _copy_rows(group, target, ok):
             written += len(rows)
 
 
+def _holds(spec):
+    """Whether the partial folder is still held by the run of ``spec`` (its token)."""
+    try:
+        with open(os.path.join(spec["partial"], DONE, RUN)) as handle:
+            return handle.read() == spec["token"]
+    except OSError:  # the folder is gone: finished, or removed by a run started afresh
+        return False
+
+
 def write_chunk(spec, first, last, rows):
     """On a worker: the rows of samples first..last-1 into the partial folder,
-    synced, then marked done."""
+    synced, then marked done; False (nothing written) when another run holds
+    the folder now."""
+    if not _holds(spec):
+        return False
     zarr = _zarr()
-    group = zarr.open_group(spec["partial"], mode="r+")
     index = first // spec["chunk"]
+    attempt = os.path.join(spec["partial"], ATTEMPTS, f"{first}-{uuid.uuid4().hex}")
+    try:
+        os.mkdir(attempt)  # not makedirs: a partial folder already removed stays removed
+    except FileNotFoundError:
+        return False
+    try:
+        moves = _written(zarr, spec["partial"], attempt, first, index, rows)
+        if not _holds(spec):
+            return False
+        for source, target in moves:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+        for folder in sorted({os.path.dirname(target) for _, target in moves}):
+            sync_folder(folder)
+        if not _holds(spec):
+            return False
+        marker = os.path.join(spec["partial"], DONE, f"{first}-{last}")
+        with open(marker + ".tmp", "w") as handle:
+            handle.write(f"{first} {last} {spec['token']}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(marker + ".tmp", marker)
+        sync_folder(os.path.dirname(marker))
+        return True
+    finally:
+        shutil.rmtree(attempt, ignore_errors=True)
+
+
+def _written(zarr, partial, attempt, first, index, rows):
+    """Write ``rows`` (from sample ``first`` on) into arrays of the same
+    metadata under ``attempt`` (the same encoded bytes as in place), each
+    chunk file synced; the (written, final) paths of the chunk files of zarr
+    chunk ``index``."""
+    moves = []
     for name, values in rows.items():
         if name == "source":
             continue  # written whole at the start
-        group[name][first:last] = values
-    for name in _members(group, "array_keys"):
-        chunk_folder = os.path.join(spec["partial"], name, "c", str(index))
-        if os.path.exists(chunk_folder):  # a folder, or the file of a 1-D array's chunk
-            _sync_tree(chunk_folder)
-    marker = os.path.join(spec["partial"], DONE, f"{first}-{last}")
-    with open(marker + ".tmp", "w") as handle:
-        handle.write(f"{first} {last}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(marker + ".tmp", marker)
-    sync_folder(os.path.dirname(marker))
+        os.mkdir(os.path.join(attempt, name))
+        shutil.copyfile(os.path.join(partial, name, "zarr.json"), os.path.join(attempt, name, "zarr.json"))
+        staged = zarr.open_array(os.path.join(attempt, name), mode="r+")
+        staged[first:first + len(values)] = values
+        chunk_folder = os.path.join(attempt, name, "c", str(index))
+        found = [chunk_folder] if os.path.isfile(chunk_folder) else \
+            [os.path.join(root, file) for root, _, files in os.walk(chunk_folder) for file in files]
+        for path in found:
+            sync_file(path)
+            moves.append((path, os.path.join(partial, name, os.path.relpath(path, os.path.join(attempt, name)))))
+    return moves
 
 
 def _sync_tree(folder):

@@ -12,7 +12,7 @@ from .. import provenance
 from ..inputs import sample_shape
 from ..sources import open_source
 from ..targets import Target
-from . import options
+from . import curves, options
 
 __all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES", "refuse_read_outputs"]
 
@@ -38,7 +38,7 @@ class Evaluation:
     steps : int
         Regions replaced.
     seconds : float
-        Time taken by the perturbed copies.
+        Time taken by the explanations and the perturbed copies.
     """
 
     curves: dict
@@ -59,12 +59,15 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
                      region=(4, 4), steps=None, order="morf", replace="uniform", seed=0, count=None,
                      device=None, batch_size=256, input_range=(-1.0, 1.0), size=None, resize=None, crop=None,
                      mean=None, std=None, channel_order="rgb", out=None, plot=None, overwrite=False,
-                     verbose=True, weights=None):
+                     verbose=True, weights=None, scheduler=None, client=None, workers=None):
     """Compare explanations by region perturbation: ``lrpnb evaluate`` from Python.
 
     The regions of each input are replaced one after the other, the most
     relevant first, and the class score is followed (Samek et al., IEEE TNNLS
-    2017), for each method and for a random order of the regions.
+    2017), for each method and for a random order of the regions. The data
+    are taken ``batch_size`` rows at a time, each batch explained and
+    perturbed on its own (lrpnb.pipeline.curves): on a Dask cluster the
+    curves are the local run's bit for bit.
 
     Parameters
     ----------
@@ -94,7 +97,7 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
         Seeds the uniform values, random order and synthetic digits; evaluate
         the first ``count`` samples (default: all; 500 synthetic digits).
     device, batch_size : {'cpu', 'cuda', 'auto'}, int
-        As in ``explain_dataset``; samples per explain pass.
+        As in ``explain_dataset``; samples per batch (explained and perturbed together).
     input_range, size, resize, crop, mean, std, channel_order : optional
         How samples are scaled, brought to the model's size and normalised, as
         in ``explain_dataset``; explanations and perturbation both act on the
@@ -106,6 +109,9 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
     verbose : bool
         Print the table of AOPC values and the files written, as ``lrpnb
         evaluate`` does, on stdout. Skipped samples go to stderr either way.
+    scheduler, client, workers : str, distributed.Client, int, optional
+        Run on Dask (lrpnb.distributed): a scheduler's address, a client or N
+        local worker processes; the workers read the model and data where they lie.
 
     Returns
     -------
@@ -116,22 +122,106 @@ def evaluate_dataset(model=None, data=None, *, dataset=None, relevance=None, rul
                               target=target, region=region, steps=steps, order=order, seed=seed, count=count,
                               device=device, batch_size=batch_size, out=out, plot=plot,
                               mean=mean, std=std, channel_order=channel_order, weights=weights)
-    input_range = options.check_range(input_range)
+    s.input_range = input_range = options.check_range(input_range)
     s.size, s.resize, s.crop = options.geometry(size, resize, crop)
     methods, s.replace = _check(s, input_range, replace, overwrite)
     path, name, model_id = options.open_model(options.embedded_model() if model is None else model, weights)
     net = options.load_model(model, path, device, weights)
-    X, kept, asked, source, origin = _samples(net, s, input_range)
-    maps, followed = _maps(net, s, X, kept, source, _followed(net, s, X, kept, asked), methods)
-    result, settings, grid, region = _curves(net, X, maps, followed, kept, origin, s)
-    what = {"morf": "most relevant first", "lerf": "least relevant first"}[order]
+    plan = _plan(net, s, methods)
+    if scheduler is None and client is None and workers is None:
+        parts, seconds = _local(net, plan)
+    else:
+        from .. import distributed
+
+        parts, seconds = distributed.evaluate(model, plan, scheduler=scheduler, client=client, workers=workers)
+    return _conclude(net, (path, name, model_id), plan, _result(plan, parts, seconds), verbose)
+
+
+def _conclude(net, model, plan, result, verbose):
+    """The table (``verbose``), the ``out`` and ``plot`` files of a run's
+    Evaluation; ``model``: (file, name, what identifies it)."""
+    from .. import evaluate
+
+    s, (path, name, model_id) = plan.settings, model
+    grid, region = evaluate.regions(plan.shape, plan.curve["region"])
+    what = {"morf": "most relevant first", "lerf": "least relevant first"}[s.order]
     if verbose:
-        _report(result, name, grid, region, what, s.replace, seed)
-    settings = dict(settings, order=order, model=model_id, data=origin, **_normalisation(s))
-    made = _record(net, path, s, list(maps), input_range, settings)
-    _write(result, s, source, settings, made, f"{name}, {origin}: {region[0]} x {region[1]} regions, {what}",
-           verbose)
+        _report(result, name, grid, region, what, s.replace, s.seed)
+    settings = dict(plan.curve, steps=result.steps, model=model_id, data=result.origin, **_normalisation(s))
+    made = _record(net, path, s, [label for label, _ in plan.methods] or [os.path.basename(s.relevance)],
+                   s.input_range, settings)
+    _write(result, s, plan.source, settings, made,
+           f"{name}, {result.origin}: {region[0]} x {region[1]} regions, {what}", verbose)
     return result
+
+
+def _plan(net, s, methods):
+    """What a run (local or on a cluster) needs, every setting checked before
+    any sample is explained: the source (synthetic digits without data), the
+    samples counted, the target, the curves' settings."""
+    if s.data is None:
+        if s.model is not None:
+            raise ValueError("--data is needed with --model (synthetic digits fit the embedded LeNet-5 only)")
+        options.geometry_applies(None, s.size, s.resize)
+        # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
+        source = curves.SyntheticDigits(s.count or 500, s.seed + 1000)
+        shape = tuple(source.sample_shape)
+    else:
+        source = open_source(s.data, s.dataset, sample_shape(net, s.size), s.input_range, s.resize, s.crop)
+        options.geometry_applies(source, s.size, s.resize)
+        refuse_read_outputs([s.out, s.plot], source)
+        shape = options.data_note("evaluate", net, source, s.input_range)
+    if s.relevance is not None and s.data is None:
+        raise ValueError("--relevance needs the --data it was computed from")
+    count = len(source) if s.count is None else min(s.count, len(source))
+    target = Target.from_option(s.target, count)
+    if target.several:
+        raise ValueError("--target: a perturbation curve follows one class per sample (pred, K or label:FILE)")
+    curve = dict(region=tuple(s.region) if np.ndim(s.region) else s.region, steps=s.steps, replace=s.replace,
+                 seed=s.seed)
+    steps = curves.check_curves(net, shape, curve["region"], s.steps, s.order, s.replace, s.seed)
+    return types.SimpleNamespace(source=source, count=count, target=target, methods=methods, shape=shape,
+                                 curve=dict(curve, order=s.order), steps=steps, settings=s,
+                                 input_range=s.input_range, synthetic=s.data is None)
+
+
+def _local(net, plan):
+    """The batches of a local run, in order: (kept, followed, curves) each; the seconds taken."""
+    s, parts, noted = plan.settings, [], False
+    began = time.perf_counter()
+    for first in range(0, plan.count, s.batch_size):
+        last = min(first + s.batch_size, plan.count)
+        X, problems, kept = curves.read_rows(net, plan.source, first, last, plan.input_range)
+        for index, message in problems:
+            print(f"lrpnb evaluate: skipped sample {index}: {message}", file=sys.stderr)
+        if X is None:
+            continue
+        if not noted and not plan.synthetic:
+            noted = options.range_note("evaluate", s.data, X, plan.input_range)
+        X = s.normalise(X)
+        maps = None if s.relevance is None else \
+            curves.read_relevance(s.relevance, plan.source, kept, X.shape[1:])
+        maps = None if maps is None else ({os.path.basename(s.relevance): maps[0]}, maps[1])
+        followed, found = curves.batch_curves(net, X, kept, first, last, plan.target, plan.methods, plan.curve,
+                                              maps)
+        parts.append((np.asarray(kept, dtype=np.int64), followed, found))
+    return parts, time.perf_counter() - began
+
+
+def _result(plan, parts, seconds):
+    """The Evaluation of a run's batches (in order)."""
+    s = plan.settings
+    if not parts:
+        raise ValueError(f"{s.data}: no sample could be read")
+    kept = np.concatenate([part[0] for part in parts])
+    labels = list(parts[0][2])
+    found = {label: np.concatenate([part[2][label] for part in parts]) for label in labels}
+    if plan.synthetic:
+        origin = f"{len(kept)} held-out synthetic digit{'s' * (len(kept) != 1)} (seed {s.seed + 1000})"
+    else:
+        origin = f"{len(kept)} sample{'s' * (len(kept) != 1)} of {s.data}"
+    return Evaluation(curves=found, target=np.concatenate([part[1] for part in parts]), index=kept,
+                      origin=origin, steps=plan.steps, seconds=seconds)
 
 
 def _record(net, path, s, methods, input_range, settings):
@@ -146,18 +236,6 @@ def _record(net, path, s, methods, input_range, settings):
                              mean=s.mean, std=s.std, channel_order=s.channel_order, evaluation=settings)
 
 
-def _maps(net, s, X, kept, source, followed, methods):
-    """(relevance maps by label, the classes followed): from ``relevance``
-    (with its targets), or explained by each method."""
-    if s.relevance is None:
-        return {label: _explain(net, X, followed, keywords, s.batch_size) for label, keywords in methods}, \
-            followed
-    if source is None:
-        raise ValueError("--relevance needs the --data it was computed from")
-    R, followed = _read_relevance(s.relevance, source, kept, X.shape[1:])
-    return {os.path.basename(s.relevance): R}, followed
-
-
 def _write(result, s, source, settings, made, title, verbose):
     """The ``out`` and ``plot`` files asked for (``made``: lrpnb.provenance's record)."""
     if s.out is not None:
@@ -170,25 +248,6 @@ def _write(result, s, source, settings, made, title, verbose):
         with atomic_path(s.plot, suffix=".png") as tmp:
             evaluate.plot_curves(result.curves, tmp, title=title)
         _say(verbose, f"wrote {s.plot}")
-
-
-def _curves(net, X, maps, followed, kept, origin, s):
-    """(Evaluation, the settings of the curves, the grid of regions, the
-    region's size): the curves of every map, and of a random order of the
-    regions."""
-    from .. import evaluate
-
-    settings = dict(region=tuple(s.region) if np.ndim(s.region) else s.region, steps=s.steps, replace=s.replace, seed=s.seed)
-    grid, region = evaluate.regions(X.shape[1:], settings["region"])
-    steps = s.steps if s.steps is not None else grid[0] * grid[1]
-    began = time.perf_counter()
-    curves = {label: evaluate.perturbation_curve(net, X, R, followed, order=s.order, **settings)
-              for label, R in maps.items()}
-    curves["random"] = evaluate.perturbation_curve(net, X, None, followed, order="random", **settings)
-    result = Evaluation(curves=curves, target=np.asarray(followed, dtype=np.int64),
-                        index=np.asarray(kept, dtype=np.int64), origin=origin, steps=steps,
-                        seconds=time.perf_counter() - began)
-    return result, dict(settings, steps=steps), grid, region
 
 
 def _normalisation(s):
@@ -251,54 +310,6 @@ def _follows_prediction(target):
         return False
 
 
-def _samples(net, s, input_range):
-    """(X as the model takes it, the rows read, the samples asked for, the
-    source or None, the samples in words): synthetic digits without data, else the first
-    ``count`` samples of the data."""
-    if s.data is None:
-        if s.model is not None:
-            raise ValueError("--data is needed with --model (synthetic digits fit the embedded LeNet-5 only)")
-        from ..digits import synthetic_digits
-
-        options.geometry_applies(None, s.size, s.resize)
-        count = s.count or 500
-        X = synthetic_digits(count, seed=s.seed + 1000).images
-        # seeds from 1000 on: the embedded model was trained on seeds 1 and 2
-        return s.normalise(X), list(range(count)), count, None, f"{count} held-out synthetic digit{'s' * (count != 1)} (seed {s.seed + 1000})"
-    source = open_source(s.data, s.dataset, sample_shape(net, s.size), input_range, s.resize, s.crop)
-    options.geometry_applies(source, s.size, s.resize)
-    refuse_read_outputs([s.out, s.plot], source)
-    options.data_note("evaluate", net, source, input_range)
-    count = len(source) if s.count is None else min(s.count, len(source))
-    X, problems, kept = source.batch(0, count)
-    for index, message in problems:
-        print(f"lrpnb evaluate: skipped sample {index}: {message}", file=sys.stderr)
-    if not len(kept):
-        raise ValueError(f"{s.data}: no sample could be read")
-    X = options.model_samples(net, X, input_range, s.data)
-    options.range_note("evaluate", s.data, X, input_range)
-    return s.normalise(X), kept, count, source, f"{len(kept)} sample{'s' * (len(kept) != 1)} of {s.data}"
-
-
-def _followed(net, s, X, kept, count):
-    """The class followed in each sample (N,), decided once for the
-    explanations, the curves and the file."""
-    target = Target.from_option(s.target, count)
-    if target.several:
-        raise ValueError("--target: a perturbation curve follows one class per sample (pred, K or label:FILE)")
-    if target.per_sample:
-        return np.asarray(target.value)[kept]
-    return target.classes(np.asarray(net.scores(X)))[:, 0]
-
-
-def _explain(net, X, target, keywords, batch_size):
-    """The relevance of every sample, ``batch_size`` samples at a time."""
-    parts = [np.asarray(net.explain(X[first:first + batch_size], target=target[first:first + batch_size],
-                                    **keywords))
-             for first in range(0, len(X), batch_size)]
-    return np.concatenate(parts)
-
-
 def _report(result, name, grid, region, what, replace, seed):
     """The table ``lrpnb evaluate`` prints: the AOPC of each method with its
     95% interval, against the random order."""
@@ -332,62 +343,6 @@ def table_places(values, digits=4):
     finite = np.abs(values[np.isfinite(values)])
     largest = finite.max() if finite.size and finite.max() > 0 else 1.0
     return int(min(12, max(0, digits - 1 - np.floor(np.log10(largest)))))
-
-
-def _read_relevance(path, source, kept, shape):
-    """(relevance, target) rows of an explain result for the samples ``kept``;
-    a damaged file is a ValueError naming it, whatever h5py raises."""
-    from ..data_io import HDF5_ERRORS
-
-    try:
-        return _relevance_of(path, source, kept, shape)
-    except tuple(kind for kind in HDF5_ERRORS if kind is not ValueError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"--relevance {path}: not a readable HDF5 file ({type(error).__name__}: "
-                         f"{error})") from None
-
-
-def _relevance_of(path, source, kept, shape):
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        if "relevance" not in handle or "target" not in handle:
-            raise ValueError(f"--relevance {path}: holds no 'relevance' and 'target' datasets "
-                             f"(write it with lrpnb explain --out FILE.h5)")
-        relevance, target = handle["relevance"], handle["target"]
-        if target.ndim != 1:
-            raise ValueError(f"--relevance {path}: explains {target.shape[1]} targets per sample; "
-                             f"a perturbation curve follows one (explain with --target pred, K or label:FILE)")
-        index = _relevance_rows(handle, path, source, kept, len(relevance))
-        if tuple(relevance.shape[1:]) != tuple(shape):
-            raise ValueError(f"--relevance {path}: maps of shape {tuple(relevance.shape[1:])} for "
-                             f"samples of shape {tuple(shape)}")
-        # h5py reads a slice fast, and a list of rows only if they increase
-        rows, inverse = np.unique(index, return_inverse=True)
-        if rows[-1] - rows[0] + 1 == len(rows):
-            R = relevance[int(rows[0]):int(rows[-1]) + 1]
-        else:
-            R = relevance[rows]
-        return R[inverse], target[...][index].astype(np.int64)
-
-
-def _relevance_rows(handle, path, source, kept, length):
-    """The row of an explain result that holds each sample ``kept``: found
-    by the image's name where the result names them, else the same row."""
-    if "source" in handle and source.names is not None:
-        rows = {os.path.basename(name.decode() if isinstance(name, bytes) else name): k
-                for k, name in enumerate(handle["source"][...])}
-        names = [os.path.basename(source.names[k]) for k in kept]
-        missing = [name for name in names if name not in rows]
-        if missing:
-            raise ValueError(f"--relevance {path}: holds no row for {missing[0]}"
-                             f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}")
-        return np.array([rows[name] for name in names])
-    if length != len(source):
-        raise ValueError(f"--relevance {path}: holds {length} rows for the "
-                         f"{len(source)} samples of {source.name}")
-    return np.asarray(kept)
 
 
 def _write_curves(path, curves, target, kept, source, settings, made):
