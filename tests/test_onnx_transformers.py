@@ -115,6 +115,22 @@ def test_attention_with_mask_matches_reference(tmp_path):
     assert np.all(relevance["ids"][1, 4:] == 0)
 
 
+def test_token_types_are_read_but_not_explained(tmp_path):
+    """Token ids, token types and positions are all looked up in tables: the explained input is the one read
+    by the largest table (the vocabulary)."""
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["e"]), helper.make_node("Gather", ["Tt", "types"], ["t"]),
+             helper.make_node("Gather", ["P2", "positions"], ["p"]), helper.make_node("Add", ["e", "t"], ["s"]),
+             helper.make_node("Add", ["s", "p"], ["h"]), helper.make_node("MatMul", ["h", "Wv"], ["y"])]
+    path = model(tmp_path / "types.onnx", nodes, [weight("E", V, D), weight("Tt", 2, D), weight("P2", T, D),
+                                                  weight("Wv", D, 3)],
+                 [ids_input(), ids_input("types"), ids_input("positions")], [T, 3])
+    feeds = {"ids": ids(), "types": RNG.integers(0, 2, (N, T)), "positions": np.tile(np.arange(T), (N, 1))}
+    net = compare(path, feeds)
+    assert net.inputs == ("ids", "types", "positions") and net.explained == ("ids",)
+    relevance = net.explain(feeds, rule="epsilon", param=1e-9, dtype=np.float64, position=-1)
+    assert set(relevance) == {"ids"}
+
+
 def test_attention_conserves_relevance(tmp_path):
     """Without biases, the dense layers, the products (each factor half, by the epsilon rule), the embedding
     and the layouts conserve: the token relevance sums to the explained logit (the softmax absorbs

@@ -44,6 +44,9 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
         # the graph's inputs by their lrpnb names, those explained (float data, token ids), the nodes read as steps
         # of a multi-node pattern (skipped by the walk)
         self.input_names, self.explained, self.skip = [], set(), set()
+        # integer inputs read by embedding lookups -> the rows of the largest table (the token ids read the
+        # vocabulary; token types and positions, smaller tables, are not explained)
+        self.embedded = {}
 
     # ------------------------------------------------------------ lrpnb nodes
     def add(self, node, layer, inputs, shape, kind=None, index=None, suffix=""):
@@ -229,6 +232,8 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
             if node.name in needed:
                 keep.append(node)
                 needed.update(node.inputs)
+        if self.embedded:
+            self.explained.add(max(self.embedded, key=self.embedded.get))
         options = {} if self.input_names == [INPUT] else dict(
             inputs=self.input_names, explained=[name for name in self.input_names if name in self.explained])
         try:

@@ -126,8 +126,8 @@ class TransformerOps:
             layer = Embedding(W)
         except ValueError as error:
             raise self.error(node, str(error)) from None
-        if ids.value in self.input_names:
-            self.explained.add(ids.value)
+        if ids.value in self.input_names:  # the vocabulary's lookup (most rows) is the token ids' (network())
+            self.embedded[ids.value] = max(self.embedded.get(ids.value, 0), W.shape[0])
         self.add(node, layer, [ids], ids.shape + (W.shape[1],), SAME)
 
     # ------------------------------------------------------------ Concat
