@@ -188,6 +188,10 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
         inputs (N, ...) (token ids (N, T), masks) in their own layout."""
         dims = graph_input.type.tensor_type.shape.dim
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+        if not dims:
+            raise ValueError(f"{self.path}: the input {graph_input.name!r} is a scalar; lrpnb reads batches (N, ...) "
+                             f"(a causal LM's logits_to_keep becomes such an input: export a module that returns "
+                             f"model(input_ids=..., attention_mask=...).logits)")
         if any(s is None or s <= 0 for s in shape) or not (integer or len(shape) in (1, 2, 3)) or not shape:
             want = "(N, T) token ids or (N, ...) integers" if integer else "(N, C, H, W), (N, C, L) or (N, D)"
             raise ValueError(f"{self.path}: the input {graph_input.name!r} must be {want} with fixed sizes "
