@@ -33,10 +33,12 @@ class Patterns:
                 self.consumers.setdefault(name, []).append(node)
         self.pattern_at = {}
         for node in self.graph.node:
-            found = None
-            if node.op_type == "Pow" and _near(self.literal_scalar(node.input[1]), 3.0):
+            found, exponent = None, self.literal_scalar(node.input[1]) if len(node.input) > 1 else None
+            if not node.output or not node.input:  # refused by the walk, naming the node
+                continue
+            if node.op_type == "Pow" and _near(exponent, 3.0):
                 found = self.gelu_tanh(node)
-            elif node.op_type == "Pow" and _near(self.literal_scalar(node.input[1]), 2.0):
+            elif node.op_type == "Pow" and _near(exponent, 2.0):
                 found = self.rms_norm(node)
             elif node.op_type == "ReduceMean":
                 found = self.layer_norm(node)
@@ -220,7 +222,8 @@ class Patterns:
         if sub is None or list(sub.input) != [x, mean_node.output[0]]:
             return None
         readers = self.consumers.get(sub.output[0], [])
-        pows = [n for n in readers if n.op_type == "Pow" and _near(self.literal_scalar(n.input[1]), 2.0)]
+        pows = [n for n in readers if n.op_type == "Pow" and len(n.input) > 1 and
+                _near(self.literal_scalar(n.input[1]), 2.0)]
         if len(readers) != 2 or self.readers.get(sub.output[0]) != 2 or len(pows) != 1:
             return None
         steps.append(pows[0])
