@@ -246,6 +246,17 @@ def test_rotary_embedding_matches_reference(tmp_path):
     compare(path, {"ids": ids()})
 
 
+def test_concat_of_constants_and_activations_matches_reference(tmp_path):
+    """Class and register tokens (constants, one of them expanded to the batch) before the tokens, and a
+    concatenation of two activations along the token axis."""
+    embed, inits = embedding()
+    nodes = embed + [const("regs", RNG.standard_normal((N, 2, D)).astype(np.float32)[:1].repeat(N, 0)),
+                     helper.make_node("MatMul", ["h", "Wq"], ["q"]),
+                     helper.make_node("Concat", ["regs", "h", "q"], ["y"], axis=1)]
+    path = model(tmp_path / "concat.onnx", nodes, inits + [weight("Wq", D, D)], [ids_input()], [2 + 2 * T, D])
+    compare(path, {"ids": ids()})
+
+
 def test_gpt2_rows_and_causal_mask_match_reference(tmp_path):
     """GPT-2's Conv1D (x.view(-1, D) -> Gemm -> view(N, T, D')) and its causal mask Where(c, scores, min)."""
     embed, inits = embedding()

@@ -31,13 +31,8 @@ class TransformerOps:
         """``C``, broadcast against the ONNX tensor ``source`` (batch axis included), as a constant that
         broadcasts to the sample's ONNX shape: a leading batch axis of length 1, or of the fixed batch size
         with equal rows, dropped."""
-        C = np.asarray(C)
         shape = source.shape[source.merged:] if source.merged else source.shape
-        if C.ndim == len(shape) + 1:
-            if C.shape[0] != 1 and (C.shape[0] != self.batch or not (C == C[:1]).all()):
-                raise self.error(node, f"{what} of shape {C.shape} differs between the samples of a batch; lrpnb "
-                                       f"reads constants that are the same for every sample")
-            C = C[0]
+        C = self.batchless(node, C, len(shape) + 1, what)
         try:
             fits = C.ndim <= len(shape) and np.broadcast_shapes(C.shape, shape) == tuple(shape)
         except ValueError:
@@ -45,6 +40,17 @@ class TransformerOps:
         if not fits:
             raise self.error(node, f"{what} of shape {C.shape} does not broadcast to the activations (N, "
                                    f"{', '.join(map(str, source.shape))})")
+        return C
+
+    def batchless(self, node, C, rank, what):
+        """``C`` of an ONNX tensor of ``rank`` (batch axis included) without its batch axis, where it has one (of
+        length 1, or the fixed batch size with equal rows)."""
+        C = np.asarray(C)
+        if C.ndim == rank:
+            if C.shape[0] != 1 and (C.shape[0] != self.batch or not (C == C[:1]).all()):
+                raise self.error(node, f"{what} of shape {C.shape} differs between the samples of a batch; lrpnb "
+                                       f"reads constants that are the same for every sample")
+            C = C[0]
         return C
 
     def constant_layer(self, node, source, C, make, what, suffix=""):
@@ -143,9 +149,8 @@ class TransformerOps:
             axis == 1 and rank in (3, 4)))
         if not values or plain:
             return super().op_Concat(node, attrs)
-        parts = [self.tensors[n] if n in self.tensors else self.sample_constant(
-            node, self.constants[n], self.tensors[next(iter(m for m in names if m in self.tensors))], "a part")
-            for n in names]
+        parts = [self.tensors[n] if n in self.tensors else self.batchless(
+            node, self.constant(node, n, "a constant part"), rank, "a constant part") for n in names]
         shapes = [p.shape for p in parts]
         if any(len(s) != rank - 1 for s in shapes) or not 0 < axis < rank or any(
                 s[:axis - 1] + s[axis:] != shapes[0][:axis - 1] + shapes[0][axis:] for s in shapes):
@@ -238,7 +243,7 @@ class TransformerOps:
         merged; None where the reshape is not such a merge."""
         rest = target[1:]
         for k in range(1, len(source.shape)):
-            if list(source.shape[k:]) == rest and target[0] in (-1, (self.batch or 0) * int(
+            if list(source.shape[k:]) == rest and target[0] in (-1, (self.batch or -1) * int(
                     np.prod(source.shape[:k]))):
                 tensor = self.need(node, source, SAME, "rows in ONNX's order")
                 return Tensor(tensor.value, tensor.lshape, tensor.shape, SAME, merged=k)
