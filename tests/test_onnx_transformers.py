@@ -89,7 +89,8 @@ def mask_nodes(out="m"):
     """BERT's extended attention mask: (1 - mask[:, None, None, :]) * finfo(float32).min."""
     return [const("ax1", [1], np.int64), const("ax2", [2], np.int64), const("one", 1.0),
             const("low", np.finfo(np.float32).min),
-            helper.make_node("Unsqueeze", ["mask", "ax1"], ["m0"]), helper.make_node("Unsqueeze", ["m0", "ax2"], ["m1"]),
+            helper.make_node("Unsqueeze", ["mask", "ax1"], ["m0"]),
+            helper.make_node("Unsqueeze", ["m0", "ax2"], ["m1"]),
             helper.make_node("Cast", ["m1"], ["m2"], to=TensorProto.FLOAT),
             helper.make_node("Sub", ["one", "m2"], ["m3"]), helper.make_node("Mul", ["m3", "low"], [out])]
 
@@ -240,7 +241,8 @@ def test_rotary_embedding_matches_reference(tmp_path):
                      helper.make_node("MatMul", ["h", "Wq"], ["q"]), helper.make_node("Mul", ["q", "cos"], ["qc"]),
                      helper.make_node("Slice", ["q", "s0", "s1", "ax"], ["x1"]),
                      helper.make_node("Slice", ["q", "s1", "s2", "ax"], ["x2"]),
-                     helper.make_node("Neg", ["x2"], ["nx2"]), helper.make_node("Concat", ["nx2", "x1"], ["rot"], axis=-1),
+                     helper.make_node("Neg", ["x2"], ["nx2"]),
+                     helper.make_node("Concat", ["nx2", "x1"], ["rot"], axis=-1),
                      helper.make_node("Mul", ["rot", "sin"], ["rs"]), helper.make_node("Add", ["qc", "rs"], ["y"])]
     path = model(tmp_path / "rotary.onnx", nodes, inits + [weight("Wq", D, D)], [ids_input()], [T, D])
     compare(path, {"ids": ids()})
