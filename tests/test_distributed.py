@@ -388,3 +388,52 @@ def test_relative_paths_are_made_absolute_for_the_workers(tmp_path, digits, loca
     assert os.getcwd() not in client.run(os.getcwd).values()
     lrpnb.explain_dataset("lenet.txt", "d.npy", "r.h5", batch_size=BATCH, client=client, verbose=False, **METHOD)
     _same_as_local(local, tmp_path / "r.h5")
+
+
+def test_workers_read_the_data_from_a_url(tmp_path, digits, local, client):
+    out = tmp_path / "url.h5"
+    url = "file://" + str(digits)
+    lrpnb.explain_dataset(MODEL, url, out, batch_size=BATCH, client=client, verbose=False, **METHOD)
+    _same_as_local(local, out)
+    with h5py.File(out, "r") as handle:
+        assert handle.attrs["data"] == url
+
+
+def test_memory_urls_of_npy_and_hdf5_data_on_workers_in_this_process(tmp_path, digits, local):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/lrpnb-test/d.npy", digits.read_bytes())
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["images"] = np.load(digits)
+        handle["labels"] = np.zeros(COUNT)
+    memory.pipe("/lrpnb-test/d.h5", (tmp_path / "d.h5").read_bytes())
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) \
+            as cluster, distributed.Client(cluster) as threads:
+        for url in ("memory://lrpnb-test/d.npy", "memory://lrpnb-test/d.h5:images"):
+            out = tmp_path / "memory.zarr"
+            lrpnb.explain_dataset(MODEL, url, out, batch_size=BATCH, client=threads, verbose=False, overwrite=True,
+                                  **METHOD)
+            _same_as_local(local, out)
+    memory.rm("/lrpnb-test", recursive=True)
+
+
+def test_a_url_the_workers_cannot_read_is_named_with_the_worker(tmp_path, digits, client, monkeypatch):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/lrpnb-only-here/d.npy", digits.read_bytes())  # this process's memory, not the workers'
+    try:
+        with pytest.raises(ValueError) as error:
+            lrpnb.explain_dataset(MODEL, "memory://lrpnb-only-here/d.npy", tmp_path / "r.h5", batch_size=BATCH,
+                                  client=client, verbose=False)
+    finally:
+        memory.rm("/lrpnb-only-here", recursive=True)
+    message = str(error.value)
+    assert "worker tcp://" in message and "cannot read memory://lrpnb-only-here/d.npy" in message, message
+    assert "\n" not in message and os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match=r"memory://x/d\.npz: data from a URL are read from \.npy, \.h5, \.hdf5"):
+        lrpnb.explain_dataset(MODEL, "memory://x/d.npz", tmp_path / "r.h5", client=client)
+    monkeypatch.setitem(__import__("sys").modules, "fsspec", None)
+    with pytest.raises(ImportError, match=r"memory://x/d\.npy: reading data from a URL needs fsspec"):
+        lrpnb.explain_dataset(MODEL, "memory://x/d.npy", tmp_path / "r.h5", client=client)

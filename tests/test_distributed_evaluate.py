@@ -123,3 +123,16 @@ def test_an_interrupted_cluster_evaluation_writes_nothing(tmp_path, digits, clie
     err = capsys.readouterr().err
     assert status == 130 and "lrpnb evaluate: interrupted; nothing written" in err and "Traceback" not in err
     assert os.listdir(tmp_path) == []
+
+
+def test_workers_read_the_data_and_the_relevance_from_where_they_lie(tmp_path, digits, client, monkeypatch):
+    maps = tmp_path / "maps.h5"
+    lrpnb.explain_dataset(MODEL, digits, maps, rule="epsilon", param=0.01, batch_size=32, verbose=False)
+    settings = dict(steps=4, seed=2, count=96, batch_size=32)
+    local = lrpnb.evaluate_dataset(MODEL, digits, relevance=str(maps), verbose=False, **settings)
+    monkeypatch.chdir(tmp_path)  # relative to the client's folder, not the workers'
+    cluster = lrpnb.evaluate_dataset(MODEL, "file://" + str(digits), relevance="maps.h5", client=client,
+                                     verbose=False, **settings)
+    for label in ("maps.h5", "random"):
+        assert cluster.curves[label].tobytes() == local.curves[label].tobytes()
+    assert cluster.curves["random"].shape == (96, 5)

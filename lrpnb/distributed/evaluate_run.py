@@ -10,8 +10,9 @@ import threading
 import time
 
 from ..pipeline.options import embedded_model, open_model
+from ..pipeline.remote import absolute
 from . import tasks
-from .run import _progress, absolute, chunk_batches, hand_out
+from .run import _progress, chunk_batches, hand_out
 
 __all__ = ["evaluate_chunks"]
 

@@ -15,10 +15,11 @@ from ..targets import Target
 from ..writers import HDF5Writer, NpyWriter, WriterLock
 from ..pipeline.batches import finish_outputs
 from ..pipeline.options import geometry, model_samples, open_model
+from ..pipeline.remote import absolute
 from . import tasks
 from .zarr_store import ZarrWriter
 
-__all__ = ["DistributedRun", "chunk_batches", "hand_out", "chunk_result", "absolute"]
+__all__ = ["DistributedRun", "chunk_batches", "hand_out", "chunk_result"]
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -29,15 +30,6 @@ def chunk_batches(count, batch_size, workers):
     batches each (a chunk's results are held in memory until written)."""
     batches = -(-count // batch_size)
     return int(max(1, min(8, batches // (4 * max(1, workers)))))
-
-
-def absolute(path):
-    """A file named for the workers: an absolute path (their working folder
-    is not the client's), a URL as it is; None stays None."""
-    if path is None:
-        return None
-    path = os.fspath(path)
-    return path if "://" in path else os.path.abspath(path)
 
 
 def _spec(plan, model, zarr=None):

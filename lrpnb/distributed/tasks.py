@@ -16,7 +16,7 @@ import numpy as np
 from ..inputs import sample_shape
 from ..pipeline.batches import explain_rows, full_rows
 from ..pipeline.options import load_model, model_samples, normalisation, range_note
-from ..sources import open_source
+from ..pipeline.remote import is_url, open_data
 
 __all__ = ["explain_chunk", "evaluate_chunk", "chunk_rows", "worker_name"]
 
@@ -72,9 +72,9 @@ def _network(spec):
 def _source(spec, net):
     """The data of the run, opened once per worker process."""
     data = spec["data"]
-    base = data if os.path.exists(data) else (data.rpartition(":")[0] or data)
+    base = data if is_url(data) or os.path.exists(data) else (data.rpartition(":")[0] or data)
     key = ("data", data, spec["dataset"], spec["size"], spec["resize"], spec["crop"])
-    return _opened(key, lambda: open_source(data, spec["dataset"], sample_shape(net, spec["size"]),
+    return _opened(key, lambda: open_data(data, spec["dataset"], sample_shape(net, spec["size"]),
                                             spec["input_range"], spec["resize"], spec["crop"]), [base])
 
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from .. import provenance
 from ..inputs import sample_shape
-from ..sources import open_source
 from ..targets import Target
 from . import curves, options
+from .remote import open_data
 
 __all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES", "refuse_read_outputs"]
 
@@ -167,7 +167,7 @@ def _plan(net, s, methods):
         source = curves.SyntheticDigits(s.count or 500, s.seed + 1000)
         shape = tuple(source.sample_shape)
     else:
-        source = open_source(s.data, s.dataset, sample_shape(net, s.size), s.input_range, s.resize, s.crop)
+        source = open_data(s.data, s.dataset, sample_shape(net, s.size), s.input_range, s.resize, s.crop)
         options.geometry_applies(source, s.size, s.resize)
         refuse_read_outputs([s.out, s.plot], source)
         shape = options.data_note("evaluate", net, source, s.input_range)

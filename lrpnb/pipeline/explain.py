@@ -13,11 +13,11 @@ import numpy as np
 
 from .. import provenance
 from ..inputs import sample_shape
-from ..sources import open_source
 from ..targets import Target
 from .._atomic import remove_leftovers
 from ..writers import HDF5Writer, NpyWriter, WriterLock, clear_stale_lock
 from . import batches, options, pngs, records, tokens
+from .remote import absolute, open_data
 
 __all__ = ["explain_dataset", "ExplainSummary"]
 
@@ -219,7 +219,7 @@ def _plan(model, data, out, **settings):
                           inputs + list(getattr(source, "paths", None) or ()), s.overwrite,
                           also=[out, out + ".partial", out + ".lock"] + list(png_paths or ()))
     text = tokens.method_words(options.method_text(s.rule, s.param, s.composite), s.dtype, s.position)
-    record = dict(model=model_id, data=os.path.abspath(data), method=text,
+    record = dict(model=model_id, data=absolute(data), method=text,
                   target=s.target if isinstance(s.target, str) else records.target_words(target),
                   size=records.listed(size, int), input_range=input_range, dataset=s.dataset,
                   **({"images": records.image_words(size, resize)} if crop else {}),
@@ -244,7 +244,7 @@ def _samples(net, data, s, geometry, input_range, normalise):
     size, resize, crop = geometry
     # a model that takes tokens takes no images: no image size to find for it
     images = None if tokens.takes_tokens(net) else sample_shape(net, size)
-    source = open_source(data, s.dataset, images, input_range, resize, crop)
+    source = open_data(data, s.dataset, images, input_range, resize, crop)
     options.geometry_applies(source, size, resize)
     token_plan = tokens.token_data(net, source, s.mask, s.mean, s.std, s.channel_order)
     if token_plan is not None:

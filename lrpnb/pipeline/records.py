@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from .. import provenance
+from .remote import is_url, url_fingerprint
 
 __all__ = ["fingerprint", "listed", "target_words", "image_words", "provenance_record"]
 
@@ -20,6 +21,9 @@ def fingerprint(data, source, whole=(), edge=1 << 16):
     import hashlib
 
     digest = hashlib.sha1()
+    if is_url(data):
+        url_fingerprint(data, digest, edge)
+        data = None
     if data is not None and not os.path.exists(data):  # FILE.h5:DATASET
         data = data.rpartition(":")[0] or data
     edged = [data] if data is not None and os.path.isfile(data) else []
