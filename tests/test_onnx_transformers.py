@@ -381,9 +381,12 @@ class Logits:
         return Wrapped().eval()
 
 
-@pytest.mark.parametrize("name, masked", [("bert", True), ("vit", False), ("gpt2", False), ("gpt2", True),
-                                          ("llama", False), ("llama", True)])
-def test_hugging_face_exports_forward_as_torch(tmp_path, name, masked):
+@pytest.mark.parametrize("name, masked, dynamic", [
+    ("bert", True, False), ("vit", False, False), ("gpt2", False, False), ("gpt2", True, False), ("llama", False, False),
+    ("llama", True, False), ("bert", True, True), ("vit", False, True), ("gpt2", True, True), ("llama", True, True)])
+def test_hugging_face_exports_forward_as_torch(tmp_path, name, masked, dynamic):
+    """Fixed batch sizes and, with dynamic_axes, the batch size left open (the shapes' arithmetic folded with
+    the batch marker)."""
     torch, made = hf_models()
     _, module, args = next(m for m in made if m[0] == name)
     names = {"bert": ["input_ids", "attention_mask"], "vit": ["pixel_values"]}.get(name, ["input_ids"])
@@ -395,7 +398,8 @@ def test_hugging_face_exports_forward_as_torch(tmp_path, name, masked):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapped, args, str(path), input_names=names, output_names=["logits"], dynamo=False,
-                          opset_version=17)
+                          opset_version=17, dynamic_axes={n: {0: "batch"} for n in names + ["logits"]} if dynamic
+                          else None)
     with torch.no_grad():
         expected = wrapped(*args).numpy()
     net = lrpnb.load(path)

@@ -95,7 +95,9 @@ class MaskPaths:
         T = self.tensors[mask].shape
         if len(T) != 1:
             raise self.error(reader, f"reads a mask path from {mask!r} of shape (N, {T}); lrpnb reads (N, T) masks")
-        T, B = T[0], self.batch or 2
+        # the batch size the graph's folded constants were made for: its fixed one, else 1 (an expand to the
+        # open batch size keeps one row: folding.fold)
+        T, B = T[0], self.batch or 1
         zero = self.fold_mask_path(path, mask, np.zeros((B, T), np.int64), boundary, B)
         one = self.fold_mask_path(path, mask, np.ones((B, T), np.int64), boundary, B)
         single = [self.fold_mask_path(path, mask, np.eye(T, dtype=np.int64)[j][None].repeat(B, 0), boundary, B)
