@@ -408,13 +408,18 @@ def test_memory_urls_of_npy_and_hdf5_data_on_workers_in_this_process(tmp_path, d
         handle["images"] = np.load(digits)
         handle["labels"] = np.zeros(COUNT)
     memory.pipe("/lrpnb-test/d.h5", (tmp_path / "d.h5").read_bytes())
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) \
+    from lrpnb.pipeline.options import embedded_model
+
+    memory.pipe("/lrpnb-test/lenet.txt", open(embedded_model(), "rb").read())
+    model = "memory://lrpnb-test/lenet.txt"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") \
             as cluster, distributed.Client(cluster) as threads:
         for url in ("memory://lrpnb-test/d.npy", "memory://lrpnb-test/d.h5:images"):
             out = tmp_path / "memory.zarr"
-            lrpnb.explain_dataset(MODEL, url, out, batch_size=BATCH, client=threads, verbose=False, overwrite=True,
+            lrpnb.explain_dataset(model, url, out, batch_size=BATCH, client=threads, verbose=False, overwrite=True,
                                   **METHOD)
             _same_as_local(local, out)
+            assert zarr.open_group(str(out)).attrs["model"] == model
     memory.rm("/lrpnb-test", recursive=True)
 
 
@@ -427,11 +432,19 @@ def test_a_url_the_workers_cannot_read_is_named_with_the_worker(tmp_path, digits
         with pytest.raises(ValueError) as error:
             lrpnb.explain_dataset(MODEL, "memory://lrpnb-only-here/d.npy", tmp_path / "r.h5", batch_size=BATCH,
                                   client=client, verbose=False)
+        message = str(error.value)
+        assert "worker tcp://" in message and "cannot read memory://lrpnb-only-here/d.npy" in message, message
+        assert "\n" not in message and os.listdir(tmp_path) == []
+        from lrpnb.pipeline.options import embedded_model
+
+        memory.pipe("/lrpnb-only-here/lenet.txt", open(embedded_model(), "rb").read())
+        with pytest.raises(ValueError) as error:
+            lrpnb.explain_dataset("memory://lrpnb-only-here/lenet.txt", digits, tmp_path / "r.h5",
+                                  batch_size=BATCH, client=client, verbose=False)
+        message = str(error.value)
+        assert "worker tcp://" in message and "cannot read memory://lrpnb-only-here/lenet.txt" in message, message
     finally:
         memory.rm("/lrpnb-only-here", recursive=True)
-    message = str(error.value)
-    assert "worker tcp://" in message and "cannot read memory://lrpnb-only-here/d.npy" in message, message
-    assert "\n" not in message and os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match=r"memory://x/d\.npz: data from a URL are read from \.npy, \.h5, \.hdf5"):
         lrpnb.explain_dataset(MODEL, "memory://x/d.npz", tmp_path / "r.h5", client=client)
     monkeypatch.setitem(__import__("sys").modules, "fsspec", None)

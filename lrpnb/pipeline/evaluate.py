@@ -11,7 +11,7 @@ import numpy as np
 from .. import provenance
 from ..inputs import sample_shape
 from ..targets import Target
-from . import curves, options
+from . import curves, options, remote
 from .remote import open_data
 
 __all__ = ["evaluate_dataset", "Evaluation", "EVALUATE_RULES", "refuse_read_outputs"]
@@ -226,12 +226,12 @@ def _result(plan, parts, seconds):
 
 def _record(net, path, s, methods, input_range, settings):
     """What the curves' file records of how it was made (lrpnb.provenance)."""
-    model, digest = provenance.model_identity(net, path)
+    model, digest = remote.model_identity(net, path)
     target = s.target if isinstance(s.target, str) else Target.from_option(s.target).describe()
     weights = getattr(s, "weights", None)
     return provenance.record("evaluate", model=model, model_sha256=digest, method=methods, target=target,
-                             weights=None if weights is None else os.path.abspath(weights),
-                             weights_sha256=None if weights is None else provenance.file_digest(weights),
+                             weights=remote.absolute(weights),
+                             weights_sha256=None if weights is None else provenance.file_digest(remote.local_file(weights)),
                              data=settings["data"], dataset=s.dataset, size=s.size, input_range=input_range,
                              mean=s.mean, std=s.std, channel_order=s.channel_order, evaluation=settings)
 

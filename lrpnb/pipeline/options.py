@@ -276,10 +276,12 @@ def open_model(model, weights=None):
     digest of its parameters)."""
     from ..model_io import model_path
 
+    from .remote import absolute
+
     if isinstance(model, (str, os.PathLike)):
         path = model_path(model)
-        with_weights = "" if weights is None else f" with weights {os.path.abspath(weights)}"
-        return path, os.path.basename(path), os.path.abspath(path) + with_weights
+        with_weights = "" if weights is None else f" with weights {absolute(weights)}"
+        return path, os.path.basename(path), absolute(path) + with_weights
     if weights is not None:
         raise ValueError("weights go with a Caffe model file (.prototxt), not with a loaded network")
     from ..provenance import network_digest
@@ -293,10 +295,11 @@ def load_model(model, path, device, weights=None):
     or read from ``path`` (with a Caffe model's ``weights``) onto ``device``
     (default cpu)."""
     from ..model_io import load
+    from .remote import local_file
 
     if path is None:
         return model if device is None else model.to(device)
-    return load(path, device=device or "cpu", weights=weights)
+    return load(local_file(path), device=device or "cpu", weights=local_file(weights))
 
 
 def rule_spec(spec, input_range, mean=None, std=None):

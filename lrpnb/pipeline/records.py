@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from .. import provenance
-from .remote import is_url, url_fingerprint
+from .remote import absolute, is_url, local_file, model_identity, url_fingerprint
 
 __all__ = ["fingerprint", "listed", "target_words", "image_words", "provenance_record"]
 
@@ -27,7 +27,10 @@ def fingerprint(data, source, whole=(), edge=1 << 16):
     if data is not None and not os.path.exists(data):  # FILE.h5:DATASET
         data = data.rpartition(":")[0] or data
     edged = [data] if data is not None and os.path.isfile(data) else []
-    edged += [path for path in whole if path is not None and os.path.isfile(path)]
+    for path in whole:
+        if is_url(path):
+            url_fingerprint(path, digest, edge)
+    edged += [path for path in whole if path is not None and not is_url(path) and os.path.isfile(path)]
     files = edged + list(getattr(source, "paths", None) or ())
     for number, path in enumerate(files):
         try:
@@ -70,10 +73,10 @@ def image_words(size, resize):
 def provenance_record(net, path, record, source, method_text, weights=None):
     """What the result file records of how it was made (lrpnb.provenance);
     ``weights``: a Caffe model's weights file."""
-    model, digest = provenance.model_identity(net, path)
+    model, digest = model_identity(net, path)
     return provenance.record("explain", model=model, model_sha256=digest, method=method_text,
-                             weights=None if weights is None else os.path.abspath(weights),
-                             weights_sha256=None if weights is None else provenance.file_digest(weights),
+                             weights=absolute(weights),
+                             weights_sha256=None if weights is None else provenance.file_digest(local_file(weights)),
                              target=record["target"], data=record["data"], dataset=record["dataset"],
                              images=record.get("images"),
                              samples=len(source), size=record["size"], input_range=record["input_range"],

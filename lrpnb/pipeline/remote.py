@@ -1,4 +1,4 @@
-"""Data named by a URL (``s3://``, ``gs://``, ``https://``, ``memory://``,
+"""Data and models named by a URL (``s3://``, ``gs://``, ``https://``, ``memory://``,
 ``file://``...), read through fsspec with whatever filesystems the user's
 environment has (s3fs, gcsfs...): so that the workers of a Dask run read
 their rows where the data lie, rather than through the scheduler.
@@ -7,12 +7,15 @@ A ``.npy`` file is read row by row (its header, then only the bytes of a
 batch's rows); an HDF5 file (``URL.h5`` with ``dataset``, or
 ``URL.h5:NAME``) through h5py's file objects, which also read only what a
 batch asks for. Other formats and image folders are read from paths only.
+A model file (and a Caffe model's weights) named by a URL is copied once
+per process into a temporary folder, under its own name (its extension
+says its format), and read from there.
 """
 import os
 
 import numpy as np
 
-__all__ = ["is_url", "absolute", "open_data", "url_fingerprint"]
+__all__ = ["is_url", "absolute", "local_file", "model_identity", "open_data", "url_fingerprint"]
 
 #: what a URL's data can be
 URL_EXTENSIONS = (".npy", ".h5", ".hdf5")
@@ -30,6 +33,40 @@ def absolute(path):
         return None
     path = os.fspath(path)
     return path if is_url(path) else os.path.abspath(path)
+
+
+#: URL -> the local copy of its file, in this process
+_COPIES = {}
+
+
+def local_file(path):
+    """A path to read ``path`` from: itself, a ``file://`` URL's path, or
+    another URL's file copied once per process (None stays None)."""
+    if not is_url(path):
+        return path
+    fsspec = _fsspec(path)
+    try:
+        filesystem, where = fsspec.core.url_to_fs(path)
+        if "file" in filesystem.protocol:
+            return where
+        if path not in _COPIES or not os.path.exists(_COPIES[path]):
+            import tempfile
+
+            target = os.path.join(tempfile.mkdtemp(prefix="lrpnb-"), os.path.basename(where))
+            filesystem.get(where, target)
+            _COPIES[path] = target
+    except (OSError, ValueError, ImportError) as error:
+        kind = FileNotFoundError if isinstance(error, FileNotFoundError) else OSError
+        raise kind(f"{path}: cannot read ({type(error).__name__}: {error})") from None
+    return _COPIES[path]
+
+
+def model_identity(net, path):
+    """lrpnb.provenance.model_identity, with a URL named as it is."""
+    from ..provenance import model_identity as identity
+
+    name, digest = identity(net, local_file(path))
+    return (path if is_url(path) else name), digest
 
 
 def _fsspec(url):
