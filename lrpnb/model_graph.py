@@ -39,9 +39,8 @@ __all__ = ["read_graph", "write_graph", "FORMAT_NAME", "FORMAT_VERSION", "DESCRI
 
 #: the value of the description's "format" field
 FORMAT_NAME = "lrpnb-graph"
-#: the newest version this module reads and writes: version 2 adds a
-#: network's several inputs (``inputs``, ``explained``, ``input_shapes``);
-#: a network of one input named 'input' is still written as version 1
+#: the newest version read and written: 2 adds ``inputs``, ``explained``, ``input_shapes`` (several
+#: inputs); a network of one input named 'input' is still written as version 1
 FORMAT_VERSION = 2
 #: the archive member holding the JSON description
 DESCRIPTION_MEMBER = "model.json"
@@ -309,11 +308,9 @@ def _read_inputs(description, path):
     if not set(explained) <= set(inputs):
         raise ValueError(f"{path}: 'explained' names inputs the model does not have: "
                          f"{sorted(set(explained) - set(inputs))[:5]}")
-    if description["input_shape"] is not None:
-        raise ValueError(f"{path}: a version-2 description gives its shapes in 'input_shapes', not 'input_shape'")
-    if not isinstance(shapes, dict) or set(shapes) != set(inputs):
-        raise ValueError(f"{path}: 'input_shapes' must map every input to its sample shape (or null), "
-                         f"got {shapes!r:.200}")
+    if not isinstance(shapes, dict) or set(shapes) != set(inputs) or description["input_shape"] is not None:
+        raise ValueError(f"{path}: 'input_shapes' must map every input to its sample shape (or null), and "
+                         f"'input_shape' be null; got {shapes!r:.200}")
     for name, value in shapes.items():
         _check_shape(value, path, f"the input_shapes of {name!r}")
     return tuple(inputs), tuple(explained), {name: None if v is None else tuple(v) for name, v in shapes.items()}
