@@ -16,8 +16,17 @@
 3. A simulation of many workers: an in-process cluster of W workers fed
    4 x W tasks that only sleep for the duration of a chunk; parallel
    efficiency = (tasks x duration / W) / wall time, for W = 8, 32, 128 and
-   chunk durations from LeNet-5's (tens of ms) to VGG-16's (minutes, shown
-   by its lower bound: 2 s).
+   chunk durations from LeNet-5's (tens of ms) to 2 s.
+4. ``--vgg``: the same, run for real at 128 workers with tasks as long as
+   the largest default chunk of VGG-16 on ImageNet (``plan_chunks`` of
+   1,281,167 images, batch 64, 128 workers: 8 batches) at VGG-16's measured
+   rate on one core (bench/README: 2.49 images/s on this 2-core machine,
+   1.245 per core): 411 s per task, 512 tasks, about half an hour.
+5. ``--vgg-plan [--scale S]``: the whole default plan of chunks (shrinking
+   towards the end) of a data set of 4 x 128 x 512 images at 128 workers,
+   each task sleeping for its chunk's VGG-16 time divided by S (default
+   10: shorter tasks make the scheduler's share larger, so the efficiency
+   measured is a lower bound of the unscaled one).
 """
 import argparse
 import logging
@@ -176,7 +185,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-simulation", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--vgg", action="store_true", help="only the run of VGG-16's default chunks at 128 workers")
+    parser.add_argument("--vgg-plan", action="store_true", help="only the run of a whole default plan at 128 workers")
+    parser.add_argument("--scale", type=float, default=10.0, help="--vgg-plan's durations divided by this")
     args = parser.parse_args()
+    if args.vgg:
+        vgg()
+        return
+    if args.vgg_plan:
+        vgg_plan(args.scale)
+        return
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; LeNet-5, {args.count} "
           f"synthetic digits, epsilon 0.01, batch {args.batch_size}")
     if not args.skip_throughput:
@@ -198,6 +216,56 @@ def main():
     print("| workers | task (s) | tasks | wall (s) | efficiency |\n|---:|---:|---:|---:|---:|")
     for workers, duration, tasks, wall, efficiency in simulate((8, 32, 128), (0.02, 0.2, 2.0)):
         print(f"| {workers} | {duration:g} | {tasks} | {wall:.2f} | {efficiency:.0%} |", flush=True)
+
+
+#: VGG-16's images/s on one core of this machine (epsilon, float32; bench/README: 2.49 on both cores)
+VGG_RATE = 2.49 / 2
+
+
+def vgg(workers=128, images=1281167, batch_size=64):
+    """128 workers, 4 x 128 tasks as long as VGG-16's default chunk of ImageNet."""
+    from lrpnb.distributed.run import plan_chunks
+
+    first, last = plan_chunks([(0, images)], batch_size, workers)[0]
+    batches = -(-(last - first) // batch_size)
+    duration = batches * batch_size / VGG_RATE
+    print(f"VGG-16 on {images:,} images, batch {batch_size}, {workers} workers: default chunk {batches} batches "
+          f"= {batches * batch_size} images = {duration:.0f} s at {VGG_RATE:g} images/s per worker")
+    print("| workers | task (s) | tasks | wall (s) | efficiency |\n|---:|---:|---:|---:|---:|")
+    for workers, duration, tasks, wall, efficiency in simulate((workers,), (duration,)):
+        print(f"| {workers} | {duration:.0f} | {tasks} | {wall:.1f} | {efficiency:.1%} |", flush=True)
+
+
+def _sleeping_chunk(seconds_per_sample, first, last):
+    """A chunk of work that only sleeps for its samples' time."""
+    time.sleep((last - first) * seconds_per_sample)
+    return dict(first=first, last=last)
+
+
+def vgg_plan(scale, workers=128, batch_size=64):
+    """The default plan of chunks of 4 x 128 x 512 images on 128 workers,
+    each task sleeping for its chunk's VGG-16 time / ``scale``, handed out
+    by the client's loop of a run (lrpnb.distributed.run.hand_out: a
+    window of 2 x workers + 2 chunks, results taken in order)."""
+    from distributed import Client, LocalCluster
+
+    from lrpnb.distributed.run import hand_out, plan_chunks
+
+    images = 4 * workers * 8 * batch_size
+    chunks = plan_chunks([(0, images)], batch_size, workers)
+    durations = [(last - first) / VGG_RATE / scale for first, last in chunks]
+    ideal = sum(durations) / workers
+    print(f"{images:,} images, batch {batch_size}, {workers} workers: {len(durations)} chunks of "
+          f"{max(durations):.1f} s down to {min(durations):.1f} s (VGG-16 at {VGG_RATE:g} images/s per worker, "
+          f"durations / {scale:g}); ideal wall {ideal:.1f} s")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        client.wait_for_workers(workers)
+        began = time.perf_counter()
+        hand_out(client, _sleeping_chunk, 1 / VGG_RATE / scale, chunks, 2 * workers + 2, [], [], lambda result: None)
+        wall = time.perf_counter() - began
+    print(f"| workers | chunks | ideal (s) | wall (s) | efficiency |\n|---:|---:|---:|---:|---:|\n"
+          f"| {workers} | {len(durations)} | {ideal:.1f} | {wall:.1f} | {ideal / wall:.1%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -226,10 +226,18 @@ def test_zarr_needs_a_cluster_and_the_cluster_options_exclude_each_other(tmp_pat
     assert os.listdir(tmp_path) == []
 
 
-def test_chunks_are_whole_batches_with_about_four_per_worker():
-    assert distributed_run.chunk_batches(2000, 64, 2) == 4  # 32 batches, 8 chunks
-    assert distributed_run.chunk_batches(100, 64, 2) == 1
-    assert distributed_run.chunk_batches(10 ** 6, 64, 2) == 8
+def test_chunks_are_whole_batches_that_shrink_towards_the_end():
+    plan = distributed_run.plan_chunks
+    chunks = plan([(0, 2000)], 64, 2)  # 32 batches: 4, 3, 3, 2, ... 1 batch
+    assert chunks[0] == (0, 256) and chunks[-1] == (1984, 2000)
+    assert all(first == last_ for (_, last_), (first, _) in zip(chunks, chunks[1:]))
+    sizes = [last - first for first, last in chunks[:-1]]
+    assert sizes == sorted(sizes, reverse=True) and set(sizes) == {256, 192, 128, 64}
+    assert all(first % 64 == 0 for first, _ in chunks)
+    assert {last - first for first, last in plan([(0, 10 ** 6)], 64, 2)[:100]} == {8 * 64}  # at most 8 batches
+    assert plan([(0, 100)], 64, 2) == [(0, 64), (64, 100)]
+    # what a resumed run has left, and chunks of a size given
+    assert plan([(128, 320), (640, 700)], 64, 1, batches=2) == [(128, 256), (256, 320), (640, 700)]
 
 
 def test_ctrl_c_of_a_terminal_reaches_the_local_workers_too_and_stays_one_line(tmp_path):

@@ -55,7 +55,8 @@ def test_cluster_curves_are_the_local_curves_bit_for_bit(tmp_path, digits, clien
     local = lrpnb.evaluate_dataset(MODEL, digits, batch_size=32, verbose=False, **SETTINGS)
     # 10 batches: chunks of 1 and of 3 batches (the last one short)
     for chunk in (1, 3):
-        monkeypatch.setattr(evaluate_run, "chunk_batches", lambda count, batch, workers: chunk)
+        monkeypatch.setattr(evaluate_run, "plan_chunks", lambda spans, unit, workers, batches, planned=evaluate_run
+                            .plan_chunks, size=chunk: planned(spans, unit, workers, size))
         cluster = lrpnb.evaluate_dataset(MODEL, digits, batch_size=32, client=client, verbose=False,
                                          out=tmp_path / f"c{chunk}.h5", **SETTINGS)
         _same(local, cluster)

@@ -3,7 +3,7 @@ results, bit for bit, as the local run of :func:`lrpnb.explain_dataset`
 with the same batch size, and the same guarantees (resumable outputs,
 nothing lost when a worker dies).
 
-The data set is cut into chunks of whole batches (:func:`run.chunk_batches`);
+The data set is cut into chunks of whole batches (:func:`run.plan_chunks`);
 each worker loads the model once and explains its chunks batch by batch as
 the local run does (:mod:`.tasks`); the client writes ``.h5``/``.npy``
 results in order, while workers write a ``.zarr`` result's chunks
@@ -29,7 +29,7 @@ def explain(model, plan, *, scheduler=None, client=None, workers=None, chunk=Non
         One of: a running scheduler's address, a client, or a number of local
         worker processes to start for the run.
     chunk : int, optional
-        Batches per chunk of work (default: :func:`run.chunk_batches`).
+        Batches per chunk of work (default: shrinking towards the end, :func:`run.plan_chunks`).
     """
     if plan.png_paths is not None:
         raise ValueError("--png is written by the local run only; leave out --scheduler/--workers to draw PNGs")

@@ -12,7 +12,7 @@ import time
 from ..pipeline.options import embedded_model, open_model
 from ..pipeline.remote import absolute
 from . import tasks
-from .run import _progress, chunk_batches, hand_out
+from .run import _progress, hand_out, plan_chunks
 
 __all__ = ["evaluate_chunks"]
 
@@ -34,8 +34,7 @@ def evaluate_chunks(plan, client, model, chunk=None):
     evaluation on ``client``'s cluster; ``chunk``: batches per chunk."""
     s, count = plan.settings, plan.count
     workers = len(client.scheduler_info().get("workers", {}))
-    size = int(chunk or chunk_batches(count, s.batch_size, workers)) * s.batch_size
-    chunks = [(first, min(first + size, count)) for first in range(0, count, size)]
+    chunks = plan_chunks([(0, count)], s.batch_size, workers, chunk)
     parts, failures = [], []
     bar = _progress(count, "evaluating")
 

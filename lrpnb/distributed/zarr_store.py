@@ -72,7 +72,8 @@ class ZarrWriter:
     path : str
         The ``.zarr`` folder to write.
     count, chunk : int
-        Samples, and samples per chunk of work (a whole number of batches).
+        Samples, and samples per zarr chunk (a batch: a chunk of work
+        writes one or more whole zarr chunks).
     settings : dict
         What identifies the run, compared when resuming.
     overwrite : bool
@@ -235,14 +236,14 @@ def write_chunk(spec, first, last, rows):
     if not _holds(spec):
         return False
     zarr = _zarr()
-    index = first // spec["chunk"]
+    indices = range(first // spec["chunk"], -(-last // spec["chunk"]))
     attempt = os.path.join(spec["partial"], ATTEMPTS, f"{first}-{uuid.uuid4().hex}")
     try:
         os.mkdir(attempt)  # not makedirs: a partial folder already removed stays removed
     except FileNotFoundError:
         return False
     try:
-        moves = _written(zarr, spec["partial"], attempt, first, index, rows)
+        moves = _written(zarr, spec["partial"], attempt, first, indices, rows)
         if not _holds(spec):
             return False
         for source, target in moves:
@@ -264,11 +265,11 @@ def write_chunk(spec, first, last, rows):
         shutil.rmtree(attempt, ignore_errors=True)
 
 
-def _written(zarr, partial, attempt, first, index, rows):
+def _written(zarr, partial, attempt, first, indices, rows):
     """Write ``rows`` (from sample ``first`` on) into arrays of the same
     metadata under ``attempt`` (the same encoded bytes as in place), each
-    chunk file synced; the (written, final) paths of the chunk files of zarr
-    chunk ``index``."""
+    chunk file synced; the (written, final) paths of the chunk files of the
+    zarr chunks ``indices``."""
     moves = []
     for name, values in rows.items():
         if name == "source":
@@ -277,9 +278,11 @@ def _written(zarr, partial, attempt, first, index, rows):
         shutil.copyfile(os.path.join(partial, name, "zarr.json"), os.path.join(attempt, name, "zarr.json"))
         staged = zarr.open_array(os.path.join(attempt, name), mode="r+")
         staged[first:first + len(values)] = values
-        chunk_folder = os.path.join(attempt, name, "c", str(index))
-        found = [chunk_folder] if os.path.isfile(chunk_folder) else \
-            [os.path.join(root, file) for root, _, files in os.walk(chunk_folder) for file in files]
+        found = []
+        for index in indices:
+            chunk_folder = os.path.join(attempt, name, "c", str(index))
+            found += [chunk_folder] if os.path.isfile(chunk_folder) else \
+                [os.path.join(root, file) for root, _, files in os.walk(chunk_folder) for file in files]
         for path in found:
             sync_file(path)
             moves.append((path, os.path.join(partial, name, os.path.relpath(path, os.path.join(attempt, name)))))
