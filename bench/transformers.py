@@ -284,7 +284,7 @@ def lxt_patch(name, rule):
     return None
 
 
-def lxt_explain(name, rule, arrays, state, double, target=None):
+def lxt_explain(name, rule, arrays, state, double, target=None, **geometry):
     """LXT's relevance in this process (which it patches for good).
 
     Returns {'relevance': (N, T) token relevance (input embeddings x their
@@ -293,13 +293,14 @@ def lxt_explain(name, rule, arrays, state, double, target=None):
     hidden_states[k] summed over the hidden axis}. The target defaults to
     the predicted class (classifiers) or the last position's top token
     (language models); the backward pass starts from gradient 1 at the
-    target logit, so the relevance sums to about that logit.
+    target logit, so the relevance sums to about that logit. ``geometry``:
+    config fields other than the small model's (as ``build``).
     """
     import torch
 
     hold = lxt_patch(name, rule)
     dtype = torch.float64 if double else torch.float32
-    model = build(name, state=state).to(dtype)
+    model = build(name, state=state, **geometry).to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)
     if hold is not None:
@@ -645,13 +646,15 @@ def _lxt_bert_base(state, arrays, target):
 def print_speed(result):
     """The speed result as bench/README.md's lines."""
     gib = 2.0 ** 30
-    print(f"BERT-base geometry, batch {result['batch']}, {result['seq']} tokens, float32, AttnLRP, "
-          f"{result['threads']} threads, median of {result['repeats']} turns:")
-    print(f"  LXT 2.1 efficient (torch CPU): {result['lxt_seq_per_s']:.2f} sequences/s "
-          f"(s per batch: {', '.join(f'{t:.2f}' for t in result['lxt_s'])})")
-    print(f"  lrpnb (CPU):                   {result['lrpnb_seq_per_s']:.2f} sequences/s "
-          f"(s per batch: {', '.join(f'{t:.2f}' for t in result['lrpnb_s'])}); "
-          f"{result['lrpnb_seq_per_s'] / result['lxt_seq_per_s']:.2f}x LXT")
+    batch = result["batch"]
+    print(f"BERT-base geometry, batch {batch}, {result['seq']} tokens, float32, AttnLRP, "
+          f"{result['threads']} threads each, {result['repeats']} turns each (median; best):")
+    for name, label in (("lxt", "LXT 2.1 efficient (torch CPU)"), ("lrpnb", "lrpnb (CPU)")):
+        times = result[name + "_s"]
+        print(f"  {label:<30} {batch / np.median(times):.2f}; {batch / min(times):.2f} sequences/s "
+              f"(s per batch: {', '.join(f'{t:.2f}' for t in times)})")
+    print(f"  lrpnb / LXT: {result['lrpnb_seq_per_s'] / result['lxt_seq_per_s']:.2f}x (medians); "
+          f"{min(result['lxt_s']) / min(result['lrpnb_s']):.2f}x (best)")
     print(f"  agreement: max rel {result['max_rel']:.2e}, correlation {result['corr']:.9f}")
     total = result["weights"] + result["extra"]
     print(f"  lrpnb memory: weights {result['weights'] / gib:.3f} GiB + explain's peak extra "
@@ -677,6 +680,8 @@ def main(argv=None):
     elif args.command == "compare":
         compare(args.out)
     elif args.command == "speed":
+        # lrpnb's kernels take numba's thread count, read once at numba's import
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
         result = speed(repeats=args.repeats, threads=args.threads)
         print_speed(result)
         print(json.dumps(result))
