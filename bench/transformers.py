@@ -419,7 +419,9 @@ def lxt_references(models_dir=OUT):
              "CP-LRP = LXT's cp_LRP map (GPT-2, LLaMA); BERT (no LXT map): LXT's modeling_bert with "
              "its matmul halvings removed and query/key detached; HF ViT (no LXT map): LXT's patches "
              "(identity rule on ViTIntermediate's GELU, layer_norm_forward, patch_attention / "
-             "patch_cp_attention).\n"]
+             "patch_cp_attention).\n"
+             "  *_mask language models: the last position of the padded sample is itself padding; its own "
+             "embedding keeps its share (the residual), the other padded tokens get 0.\n"]
     stems = [v[0] for v in VARIANTS]
     for stem, arrays in lxt_all(stems, models_dir).items():
         np.savez(os.path.join(models_dir, f"{stem}_lxt.npz"), **arrays)
