@@ -4,7 +4,7 @@ exported graphs compared with it, and the BERT-base geometry's speed.
 
 Needs the peers extra (torch, transformers 4.52, lxt 2.1, onnx)::
 
-    python bench/transformers.py export  [--out DIR]   # ONNX + inputs + torch outputs
+    python bench/transformers.py export  [--out DIR]   # ONNX + inputs + torch outputs (DIR: tf-models)
     python bench/transformers.py lxt     [--out DIR]   # LXT relevance (<model>_lxt.npz)
     python bench/transformers.py compare [--out DIR]   # lrpnb vs LXT, per model and rule
     python bench/transformers.py speed                 # BERT-base geometry, LXT and lrpnb
@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 
 MODELS = ("bert", "vit", "gpt2", "llama")
 BATCH, SEQ, VOCAB = 2, 8, 1000
-OUT = "/work/tf-models"
+# where the exports and references go (``--out``)
+OUT = "tf-models"
 # the export variants: (file stem, model, whether the graph takes attention_mask)
 VARIANTS = (("bert", "bert", True), ("vit", "vit", False), ("gpt2", "gpt2", False),
             ("gpt2_mask", "gpt2", True), ("llama", "llama", False), ("llama_mask", "llama", True))
@@ -121,22 +122,20 @@ def inputs(name, mask=True, batch=BATCH, seq=SEQ, seed=1):
     return out
 
 
-class Logits:
-    """Wraps a model so that positional graph inputs map to keywords and the
-    output is the logits tensor alone."""
+def logits_module(model, names):
+    """A module around ``model`` taking the graph inputs ``names`` by
+    position and returning the logits tensor alone (what is exported)."""
+    import torch
 
-    def __new__(cls, model, names):
-        import torch
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class _Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, *args):
+            return self.model(**dict(zip(names, args)), return_dict=True).logits
 
-            def forward(self, *args):
-                return self.model(**dict(zip(names, args)), return_dict=True).logits
-
-        return _Logits()
+    return Logits().eval()
 
 
 def torch_inputs(arrays, dtype):
@@ -167,7 +166,7 @@ def export_one(stem, name, mask, out, double):
               for k, v in inputs(name, mask).items()}
     tensors = torch_inputs(arrays, dtype)
     names = list(arrays)
-    wrapped = Logits(model, names).eval()
+    wrapped = logits_module(model, names)
     path = os.path.join(out, stem + ("_f64" if double else "") + ".onnx")
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer's warnings about Python conditions on shapes: the shapes are fixed here
@@ -585,20 +584,36 @@ def speed(batch=4, seq=128, repeats=3, threads=2):
 
     torch.set_num_threads(threads)
     arrays = inputs("bert", True, batch, seq)
-    tmp = tempfile.mkdtemp()
-    path, arrays_path = os.path.join(tmp, "bert_base.onnx"), os.path.join(tmp, "inputs.npz")
-    model = build("bert", **BERT_BASE)
-    state = model.state_dict()
-    np.savez(arrays_path, **arrays)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Logits(model, list(arrays)).eval(), tuple(torch_inputs(arrays, torch.float32).values()),
-                          path, dynamo=False, opset_version=17, input_names=list(arrays),
-                          output_names=["logits"])
-    del model
+    with tempfile.TemporaryDirectory() as tmp:
+        path, arrays_path = os.path.join(tmp, "bert_base.onnx"), os.path.join(tmp, "inputs.npz")
+        model = build("bert", **BERT_BASE)
+        state = model.state_dict()
+        np.savez(arrays_path, **arrays)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(logits_module(model, list(arrays)),
+                              tuple(torch_inputs(arrays, torch.float32).values()), path, dynamo=False,
+                              opset_version=17, input_names=list(arrays), output_names=["logits"])
+        del model
+        result = _in_turns(path, state, arrays, repeats)
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+        memory = os.path.join(tmp, "memory.json")
+        subprocess.run([sys.executable, os.path.abspath(__file__), "memory-child", path, arrays_path, memory],
+                       check=True, env=env, capture_output=True)
+        with open(memory) as f:
+            result.update(json.load(f))
+    result.update(batch=batch, seq=seq, threads=threads, repeats=repeats)
+    return result
+
+
+def _in_turns(path, state, arrays, repeats):
+    """LXT and lrpnb (the ONNX file ``path``) on the BERT-base batch, in
+    turns after one warm-up call of each: their seconds per batch and
+    agreement (patches this process's transformers with LXT for good)."""
     import lrpnb
 
     net = lrpnb.load(path)
+    batch = len(arrays["input_ids"])
     target = np.zeros(batch, np.int64)
     results = {}
 
@@ -614,16 +629,9 @@ def speed(batch=4, seq=128, repeats=3, threads=2):
     for _ in range(repeats):
         lrpnb_s.append(_timed(run_lrpnb, 1))
         lxt_s.append(_timed(run_lxt, 1))
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    memory = os.path.join(tmp, "memory.json")
-    subprocess.run([sys.executable, os.path.abspath(__file__), "memory-child", path, arrays_path, memory],
-                   check=True, env=env, capture_output=True)
-    with open(memory) as f:
-        mem = json.load(f)
     max_rel, corr = agreement(results["lrpnb"], results["lxt"])
-    return {"batch": batch, "seq": seq, "threads": threads, "repeats": repeats,
-            "lrpnb_seq_per_s": batch / float(np.median(lrpnb_s)), "lxt_seq_per_s": batch / float(np.median(lxt_s)),
-            "lrpnb_s": lrpnb_s, "lxt_s": lxt_s, "max_rel": max_rel, "corr": corr, **mem}
+    return {"lrpnb_seq_per_s": batch / float(np.median(lrpnb_s)), "lxt_seq_per_s": batch / float(np.median(lxt_s)),
+            "lrpnb_s": lrpnb_s, "lxt_s": lxt_s, "max_rel": max_rel, "corr": corr}
 
 
 def _lxt_bert_base(state, arrays, target):
