@@ -250,6 +250,28 @@ def test_split_dense_products_match_reference(rule, param, signed, monkeypatch):
     assert relative_error(layer.relevance(X, Y, R, name, value), expected) <= 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rule, param", [("epsilon", 0.5), ("simple", None), ("zplus", None)])
+def test_dense_layers_on_many_rows_match_reference(rule, param, dtype):
+    """A dense layer on a transformer's tokens (many rows): the products run
+    on blocks of rows read in place, the epsilon rule fused per block."""
+    from lrpnb.kernels import conv
+
+    if rule == "simple" and dtype == np.float32:
+        pytest.skip("the simple rule's 1e-16 leaves float32 ratios of near-zero outputs to rounding")
+    rng = np.random.default_rng(17)
+    rows = 2 * conv.DENSE_TASK_ROWS + 37  # blocks of the task size and a short last one
+    X, W, B = rng.normal(size=(rows, 24)), rng.normal(size=(24, 20)), rng.normal(size=20)
+    assert len(conv._dense_row_blocks(X.reshape(rows, 1, 1, 24), W.reshape(1, 1, 24, 20))) == 3
+    layer = lrpnb.Linear(W.astype(dtype), B.astype(dtype))
+    Y = layer.forward(X.astype(dtype))
+    check(Y, naive.dense_forward(X, W, B), dtype)
+    R = rng.normal(size=Y.shape)
+    name, value = lrpnb.rules.resolve(rule, param)
+    check(layer.relevance(X.astype(dtype), Y, R.astype(dtype), name, value),
+          naive.dense_lrp(X, W, B, R, name, value), dtype)
+
+
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """The split comes from the layer's shape alone: 1 thread and 5 give
     bit-identical relevance, on a network whose products split by rows and

@@ -328,12 +328,59 @@ def _transpose_block(W2, rows, out, c0, c1):
                 out[c, j] = W2[rows[j], c]
 
 
+#: rows of one task of a dense layer's products, at least, when its rows
+#: are split (a transformer's tokens): fewer leave BLAS's kernels short of
+#: work, and every task reads the whole weight matrix
+DENSE_TASK_ROWS = 128
+
+
+def _dense_row_blocks(X, W):
+    """Blocks of rows of a dense layer (1 x 1 images through a 1 x 1 filter)
+    with enough rows to split them, else None. The split depends on the
+    sizes only (at most TASKS blocks), never on the threads."""
+    N, H, Wd, _ = X.shape
+    if H * Wd != 1 or W.shape[0] * W.shape[1] != 1 or N < 2 * DENSE_TASK_ROWS:
+        return None
+    return _row_chunks(N, max(DENSE_TASK_ROWS, -(-N // TASKS)))
+
+
+@njit(**JIT)
+def _dense_forward_rows(X2, W2, B, r0, r1, Y2):
+    """Y2[r0:r1] = X2[r0:r1] @ W2 + B: one block of rows, in place."""
+    out = Y2[r0:r1]
+    np.dot(X2[r0:r1], W2, out)
+    for row in range(r1 - r0):
+        for k in range(B.shape[0]):
+            out[row, k] += B[k]
+
+
+@njit(**JIT)
+def _dense_epsilon_rows(X2, W2, Y2, R2, epsilon, r0, r1, Rx2):
+    """The epsilon rule on rows r0..r1-1 of a dense layer, fused:
+    Rx2[r] = X2[r] * ((R2[r] / (Y2[r] + eps sgn Y2[r])) @ W2^T)."""
+    S = np.empty((r1 - r0, R2.shape[1]), dtype=R2.dtype)
+    for row in range(r1 - r0):
+        for k in range(R2.shape[1]):
+            S[row, k] = R2[r0 + row, k] / stabilize(Y2[r0 + row, k], epsilon)
+    out = Rx2[r0:r1]
+    np.dot(S, W2.T, out)
+    for row in range(r1 - r0):
+        for c in range(X2.shape[1]):
+            out[row, c] *= X2[r0 + row, c]
+
+
 def conv_forward(X, W, B, s0, s1):
     """``Y[n,i,j,k] = b_k + sum_{a,b,c} X[n, i*s0+a, j*s1+b, c] W[a,b,c,k]``."""
     if X.shape[3] <= DIRECT_MAX_CHANNELS:
         return _forward_direct(X, W, B, s0, s1)
     N, H, Wd, D = X.shape
     h, w, d, K = W.shape
+    rows = _dense_row_blocks(X, W)
+    if rows is not None:  # a dense layer on many rows: blocks of rows read in place
+        Y = np.empty((N, 1, 1, K), dtype=X.dtype)
+        parallel_map(_dense_forward_rows, [(X.reshape(N, D), W.reshape(d, K), B, r0, r1, Y.reshape(N, K))
+                                           for r0, r1 in rows])
+        return Y
     Ho = (H - h) // s0 + 1
     Wo = (Wd - w) // s1 + 1
     Y = np.empty((N, Ho, Wo, K), dtype=X.dtype)
@@ -388,6 +435,12 @@ def conv_relevance_epsilon(X, W, Y, R, s0, s1, epsilon):
     """
     N, Ho, Wo, K = R.shape
     h, w, d, _ = W.shape
+    rows = _dense_row_blocks(X, W)
+    if rows is not None:  # a dense layer on many rows: ratios, product and input factor per block
+        Rx = np.empty_like(X)
+        parallel_map(_dense_epsilon_rows, [(X.reshape(N, d), W.reshape(d, K), Y.reshape(N, K), R.reshape(N, K),
+                                            epsilon, r0, r1, Rx.reshape(N, d)) for r0, r1 in rows])
+        return Rx
     S2 = _epsilon_ratios(Y.reshape(N * Ho * Wo, K), R.reshape(N * Ho * Wo, K), epsilon)
     Rx = _redistribute(X, W.reshape(h * w * d, K), S2, Ho, Wo, h, w, s0, s1, False)
     _multiply(Rx, X)
