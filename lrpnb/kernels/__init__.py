@@ -148,6 +148,18 @@ def _thread_pool():
     return _pool
 
 
+def flat_blocks(kernel, shape, dtype, *arrays):
+    """A new array of ``shape`` and ``dtype``, filled by ``kernel(*arrays,
+    out, e0, e1)`` over blocks of its flat elements, in parallel: the
+    element-wise kernels' one loop over the threads."""
+    import numpy as np
+
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    parallel_map(kernel, [(*arrays, flat, e0, e1) for e0, e1 in blocks(flat.size, 1 << 15)])
+    return out
+
+
 def blocks(count, minimum=1):
     """(start, stop) ranges covering ``count`` items, a few per thread."""
     size = max(minimum, -(-count // (4 * workers())))

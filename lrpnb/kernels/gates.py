@@ -11,16 +11,8 @@ parallel (``parallel_map``) through a nogil kernel.
 import numpy as np
 from numba import njit
 
-from . import JIT, blocks, parallel_map
+from . import JIT, blocks, flat_blocks, parallel_map
 from .rules import stabilize
-
-
-def _flat_blocks(kernel, shape, dtype, *arrays):
-    """out (of ``shape``, ``dtype``) = kernel over flat element blocks."""
-    out = np.empty(shape, dtype=dtype)
-    flat = out.reshape(-1)
-    parallel_map(kernel, [(*arrays, flat, e0, e1) for e0, e1 in blocks(flat.size, 1 << 15)])
-    return out
 
 
 @njit(**JIT)
@@ -67,27 +59,27 @@ def _scale_zbox(X, S, L, H, R, epsilon, out, e0, e1):
 def scale_forward(X, S):
     """``x S[c]`` for every element x of channel c (S of size 1 or C); also
     the gradient ``G S[c]``."""
-    return _flat_blocks(_scale, X.shape, X.dtype, X.reshape(-1), S)
+    return flat_blocks(_scale, X.shape, X.dtype, X.reshape(-1), S)
 
 
 def scale_relevance_epsilon(X, S, R, k, epsilon):
     """``z R / (z + eps sgn z)`` with ``z = k x S[c]`` (the epsilon rule on
     a diagonal weight; k = 1 + gamma gives the gamma rule)."""
-    return _flat_blocks(_scale_epsilon, X.shape, X.dtype, X.reshape(-1), S, R.reshape(-1), k, epsilon)
+    return flat_blocks(_scale_epsilon, X.shape, X.dtype, X.reshape(-1), S, R.reshape(-1), k, epsilon)
 
 
 def scale_relevance_paired(X, S, R, p1, p2, tiny):
     """The alpha-beta rule on a diagonal weight, ``z = x S[c]``:
     ``p1 z R / (z + tiny)`` where z > 0, ``p2 z R / (z - tiny)`` where
     z < 0, 0 where z = 0."""
-    return _flat_blocks(_scale_paired, X.shape, X.dtype, X.reshape(-1), S, R.reshape(-1), p1, p2, tiny)
+    return flat_blocks(_scale_paired, X.shape, X.dtype, X.reshape(-1), S, R.reshape(-1), p1, p2, tiny)
 
 
 def scale_relevance_zbox(X, S, L, H, R, epsilon):
     """The z^B rule on a diagonal weight: ``v R / (v + eps sgn v)`` with
     ``v = x s - l s+ - h s-``, s = S[c], l = L[c], h = H[c] (L and H one
     per channel)."""
-    return _flat_blocks(_scale_zbox, X.shape, X.dtype, X.reshape(-1), S, L, H, R.reshape(-1), epsilon)
+    return flat_blocks(_scale_zbox, X.shape, X.dtype, X.reshape(-1), S, L, H, R.reshape(-1), epsilon)
 
 
 @njit(**JIT)

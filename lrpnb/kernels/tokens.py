@@ -18,16 +18,8 @@ dtype.
 import numpy as np
 from numba import njit
 
-from . import JIT, blocks, parallel_map
+from . import JIT, blocks, flat_blocks, parallel_map
 from .rules import stabilize
-
-
-def _flat_blocks(kernel, shape, dtype, *arrays):
-    """out (of ``shape``, ``dtype``) = kernel over flat element blocks."""
-    out = np.empty(shape, dtype=dtype)
-    flat = out.reshape(-1)
-    parallel_map(kernel, [(*arrays, flat, e0, e1) for e0, e1 in blocks(flat.size, 1 << 15)])
-    return out
 
 
 @njit(**JIT)
@@ -89,7 +81,7 @@ def _gather_inverse(R, J, starts, sources, out, e0, e1):
 def rearrange_forward(X, index):
     """``out[n, j] = X[n, index[j]]`` for X (N, I) and int64 ``index`` (J,),
     0 where ``index[j] == -1``; out (N, J)."""
-    return _flat_blocks(_rearrange, (X.shape[0], index.size), X.dtype, X.reshape(-1), X.shape[1], index)
+    return flat_blocks(_rearrange, (X.shape[0], index.size), X.dtype, X.reshape(-1), X.shape[1], index)
 
 
 def rearrange_relevance(R, starts, sources):
@@ -97,7 +89,7 @@ def rearrange_relevance(R, starts, sources):
     = i} R[n, j]`` for R (N, J), gathered through the index's inverse
     (``starts`` (I + 1,), ``sources`` (J',): int64); out (N, I). The
     relevance under every rule and the gradient."""
-    return _flat_blocks(_gather_inverse, (R.shape[0], starts.size - 1), R.dtype, R.reshape(-1), R.shape[1], starts,
+    return flat_blocks(_gather_inverse, (R.shape[0], starts.size - 1), R.dtype, R.reshape(-1), R.shape[1], starts,
                         sources)
 
 
@@ -116,10 +108,10 @@ def _bias_share(X, Y, R, epsilon, out, e0, e1):
 
 def bias_forward(X, b):
     """``x + b`` for X (N, M) and b (M,): one constant per element of a sample."""
-    return _flat_blocks(_bias, X.shape, X.dtype, X.reshape(-1), b)
+    return flat_blocks(_bias, X.shape, X.dtype, X.reshape(-1), b)
 
 
 def bias_relevance(X, Y, R, epsilon):
     """The input's epsilon-rule share of ``y = x + b``: ``x R / (y + eps
     sgn y)`` element by element (the constant absorbs the rest)."""
-    return _flat_blocks(_bias_share, X.shape, X.dtype, X.reshape(-1), Y.reshape(-1), R.reshape(-1), epsilon)
+    return flat_blocks(_bias_share, X.shape, X.dtype, X.reshape(-1), Y.reshape(-1), R.reshape(-1), epsilon)
