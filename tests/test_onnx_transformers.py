@@ -324,7 +324,7 @@ def test_lm_logits_keep_tokens_and_unsupported_nodes_are_named(tmp_path):
                 inits, [ids_input()], [T, D])
     with pytest.raises(ValueError, match=r"bad.onnx: node 'square' \(Pow\): Pow of activations is read only in"):
         lrpnb.load(bad)
-    refused = [([helper.make_node("Softmax", ["h"], ["y"], axis=1, name="bad")], "only a softmax over the last axis"),
+    refused = [([helper.make_node("Softmax", ["h"], ["y"], axis=0, name="bad")], "not along the batch"),
                ([helper.make_node("Greater", ["h", "h"], ["c"]), helper.make_node("Where", ["c", "h", "h"], ["y"],
                                                                                    name="bad")],
                 "unsupported operator"),
@@ -407,3 +407,19 @@ def test_hugging_face_exports_forward_as_torch(tmp_path, name, masked, dynamic):
     got = np.asarray(net.forward(feeds["pixel_values"].transpose(0, 2, 3, 1) if name == "vit" else feeds))
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_softmax_over_an_inner_axis_matches_reference(tmp_path):
+    """A softmax over the tokens (axis 1 of (N, T, D)) rather than the last
+    axis: the axis moved last, normalised, moved back."""
+    embed, inits = embedding()
+    nodes = embed + [helper.make_node("Softmax", ["h"], ["p"], axis=1),
+                     helper.make_node("MatMul", ["p", "Wv"], ["y"])]
+    path = model(tmp_path / "tokens.onnx", nodes, inits + [weight("Wv", D, V)], [ids_input()], [T, V])
+    net = compare(path, {"ids": ids()})
+    relevance = net.explain(ids(), composite=lrpnb.AttnLRP(), dtype=np.float64, target=[1, 2])
+    assert relevance.shape == (N, T) and np.isfinite(relevance).all() and np.abs(relevance).max() > 0
+    old = helper.make_model(onnx.load(path).graph, opset_imports=[helper.make_opsetid("", 11)])
+    onnx.save(old, tmp_path / "opset11.onnx")
+    with pytest.raises(ValueError, match=r"opset11.onnx: .*softmax of opset 11 over axis 1 .*opset_version >= 13"):
+        lrpnb.load(tmp_path / "opset11.onnx")

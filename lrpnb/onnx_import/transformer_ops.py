@@ -178,10 +178,25 @@ class TransformerOps:
         source = self.tensor(node, node.input[0])
         if len(source.shape) == 1:
             return super().op_Softmax(node, attrs)
-        if attrs.get("axis", -1) not in (-1, len(source.shape)):
-            raise self.error(node, f"only a softmax over the last axis is supported, got axis {attrs['axis']}")
-        source = self.need(node, source, SAME, "scores in ONNX's order")
-        self.add(node, AttentionSoftmax(), [source], source.shape, SAME)
+        rank = len(source.shape) + 1
+        opset = next((o.version for o in self.opsets if o.domain in ("", "ai.onnx")), 13)
+        axis = attrs.get("axis", -1 if opset >= 13 else 1)
+        axis = axis + rank if axis < 0 else axis
+        if opset < 13 and axis != rank - 1:
+            raise self.error(node, f"a softmax of opset {opset} over axis {attrs.get('axis', 1)} is one over all "
+                                   f"the axes from there on (flattened); export with opset_version >= 13 (17 is "
+                                   f"tested) for a softmax over one axis")
+        if not 0 < axis < rank:
+            raise self.error(node, f"a softmax over axis {attrs.get('axis')} of a tensor of {rank} axes: lrpnb "
+                                   f"normalises along one axis of each sample, not along the batch")
+        # the softmax axis moved last: no data moves until the values are needed in that order
+        order = [a for a in range(rank - 1) if a != axis - 1] + [axis - 1]
+        moved = index_of(source).transpose(order)
+        moved = self.need(node, settle(source.value, source.lshape, moved.shape, moved), SAME,
+                          "scores in ONNX's order")
+        out = self.add(node, AttentionSoftmax(), [moved], moved.shape, SAME)
+        back = np.arange(int(np.prod(moved.shape))).reshape(moved.shape).transpose(np.argsort(order))
+        self.tensors[node.output[0]] = settle(out.value, out.lshape, source.shape, back)
 
     def op_MatMul(self, node, attrs):
         first, second = node.input[:2]
