@@ -109,7 +109,8 @@ def _chunk_rate(data, batch_size, chunk, ready, go):
     plan = _plan("lenet5_synthetic", data, data + ".unused.h5", dataset=None, rule="epsilon", param=0.01,
                  composite=None, target="pred", device=None, batch_size=batch_size, png=None, cmap="bwr",
                  input_range=(-1.0, 1.0), size=None, resize=None, crop=None, mean=None, std=None,
-                 channel_order="rgb", overwrite=True, compress=False, class_names=None, weights=None)
+                 channel_order="rgb", overwrite=True, compress=False, class_names=None, weights=None, mask=None,
+                 dtype=None, position=None)
     spec = _spec(plan, "lenet5_synthetic")
     chunk_rows(spec, 0, chunk)
     open(ready, "w").close()
@@ -258,9 +259,12 @@ def vgg_plan(scale, workers=128, batch_size=64):
     print(f"{images:,} images, batch {batch_size}, {workers} workers: {len(durations)} chunks of "
           f"{max(durations):.1f} s down to {min(durations):.1f} s (VGG-16 at {VGG_RATE:g} images/s per worker, "
           f"durations / {scale:g}); ideal wall {ideal:.1f} s")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None,
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
-        client.wait_for_workers(workers)
+    # 128 worker threads in 16 processes: 128 in-process workers share one
+    # event loop with the scheduler, which then became the bottleneck itself
+    processes = 16
+    with LocalCluster(n_workers=processes, threads_per_worker=workers // processes, processes=True,
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        client.wait_for_workers(processes)
         began = time.perf_counter()
         hand_out(client, _sleeping_chunk, 1 / VGG_RATE / scale, chunks, 2 * workers + 2, [], [], lambda result: None)
         wall = time.perf_counter() - began

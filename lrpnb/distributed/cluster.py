@@ -36,6 +36,7 @@ def connect(scheduler=None, client=None, workers=None):
     if len(given) > 1:
         raise ValueError(f"give one of scheduler, client and workers, not {' and '.join(given)}")
     if client is not None:
+        _prepare(client)
         yield client
         return
     distributed = dask_modules()
@@ -55,6 +56,7 @@ def connect(scheduler=None, client=None, workers=None):
         try:
             with distributed.Client(cluster) as made:
                 made.register_plugin(IgnoreInterrupts())
+                _prepare(made)
                 _say_dashboard(made)
                 yield made
         finally:
@@ -69,11 +71,20 @@ def connect(scheduler=None, client=None, workers=None):
         raise OSError(f"cannot reach the Dask scheduler at {scheduler} ({reason}); start it (dask scheduler) "
                       f"or give its address") from None
     try:
+        _prepare(made)
         _say_dashboard(made)
         yield made
     finally:
         with contextlib.suppress(Exception):
             made.close()
+
+
+def _prepare(client):
+    """Each worker's allocation set for the run's arrays (heap_allocation),
+    those that join later too."""
+    from .quiet import HeapAllocation
+
+    client.register_plugin(HeapAllocation())
 
 
 def _say_dashboard(client):
