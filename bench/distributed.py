@@ -124,6 +124,16 @@ def _chunk_rate(data, batch_size, chunk, ready, go):
     return done / (time.perf_counter() - began)
 
 
+def _plain_environment():
+    """This process's environment for a plain process of one kernel thread,
+    without the MALLOC_TRIM_THRESHOLD_ that starting a Dask cluster leaves
+    in it (Dask's nanny sets it in its parent's os.environ: the plain
+    processes measured after a cluster ran had inherited it, and ran at
+    half speed)."""
+    environment = {name: value for name, value in os.environ.items() if name != "MALLOC_TRIM_THRESHOLD_"}
+    return dict(environment, NUMBA_NUM_THREADS="1")
+
+
 def ceiling(count, batch_size, folder, processes=2):
     """Samples/s of ``processes`` plain processes (one kernel thread each, no
     Dask) each explaining the data's chunks, timed together: what N
@@ -144,7 +154,7 @@ def ceiling(count, batch_size, folder, processes=2):
                 f"import runpy; bench = runpy.run_path({os.path.abspath(__file__)!r}); "
                 f"print(bench['_chunk_rate']({data!r}, {batch_size}, {8 * batch_size}, {ready!r}, {go!r}))")
         running.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                        env=dict(os.environ, NUMBA_NUM_THREADS="1")))
+                                        env=_plain_environment()))
     while not all(os.path.exists(ready) for ready in readies):
         time.sleep(0.01)
     open(go, "w").close()
