@@ -208,12 +208,16 @@ def test_a_worker_that_cannot_read_the_data_is_named(tmp_path, client, monkeypat
     assert not out.exists()
 
 
-def test_the_command_starts_its_own_workers(tmp_path, digits, local, capsys):
+def test_the_command_starts_its_own_workers(tmp_path, digits, local, capsys, monkeypatch):
+    # the environment Dask's nannies write into this process is put back afterwards
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     out = tmp_path / "cli.zarr"
     assert main(["explain", "--model", MODEL, "--data", str(digits), "--out", str(out), "--batch-size",
                  str(BATCH), "--rule", "epsilon", "--param", "0.01", "--workers", "2"]) == 0
     _same_as_local(local, out)
     assert "explained 2000 samples" in capsys.readouterr().out
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MALLOC_TRIM_THRESHOLD_" not in os.environ
 
 
 def test_zarr_needs_a_cluster_and_the_cluster_options_exclude_each_other(tmp_path, digits, client):

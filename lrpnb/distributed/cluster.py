@@ -8,6 +8,10 @@ import sys
 
 __all__ = ["dask_modules", "connect"]
 
+#: what Dask's nannies set in the environment of the process that starts them
+#: (distributed.nanny.pre-spawn-environ)
+_SPAWN_ENVIRONMENT = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 def dask_modules():
     """The ``distributed`` module; an ImportError saying what to install."""
@@ -47,6 +51,10 @@ def connect(scheduler=None, client=None, workers=None):
             raise ValueError(f"--workers must be >= 1, got {workers}")
         from .quiet import IgnoreInterrupts, ignoring_interrupts
 
+        # Dask's nannies write their workers' malloc settings into this
+        # process's environment; put it back as it was after the run, so
+        # that processes started later do not inherit them
+        environment = {name: os.environ.get(name) for name in _SPAWN_ENVIRONMENT}
         with ignoring_interrupts():
             # the cores shared out: each worker's kernels run on its own share of them
             threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
@@ -62,6 +70,11 @@ def connect(scheduler=None, client=None, workers=None):
         finally:
             with contextlib.suppress(Exception):
                 cluster.close()
+            for name, value in environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         return
     timeout = dask.config.get("distributed.comm.timeouts.connect")
     try:
