@@ -12,11 +12,11 @@ import numpy as np
 from .data_io import check_array_size, check_hdf5_dataset, check_regular, read_data, reading_hdf5
 
 __all__ = ["ArraySource", "HDF5Source", "ImageSource", "TokenSource", "open_source", "load_image", "list_file",
-           "IMAGE_EXTENSIONS"]
+           "list_lines", "IMAGE_EXTENSIONS", "LIST_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _HDF5_EXTENSIONS = (".h5", ".hdf5")
-_LIST_EXTENSIONS = (".lst", ".list")
+LIST_EXTENSIONS = (".lst", ".list")
 
 
 def load_image(path, size, channels, input_range, resize=None, crop=False):
@@ -36,8 +36,17 @@ def load_image(path, size, channels, input_range, resize=None, crop=False):
     if channels not in (1, 3):
         raise ValueError(f"images give 1 (grey) or 3 (RGB) channels; the model expects {channels}")
     try:
-        check_regular(path, "the image")
-        with Image.open(path) as picture:
+        if "://" in str(path):  # a URL (lrpnb.pipeline.remote): its bytes through fsspec
+            import io
+
+            import fsspec
+
+            with fsspec.open(path, "rb") as handle:
+                opened = io.BytesIO(handle.read())
+        else:
+            check_regular(path, "the image")
+            opened = path
+        with Image.open(opened) as picture:
             picture = picture.convert("L" if channels == 1 else "RGB")
             if crop:
                 picture = _centre_crop(_resize_shorter(picture, resize) if resize else picture, size)
@@ -257,21 +266,26 @@ class ImageSource:
         return data, problems, kept
 
 
+def list_lines(data, name):
+    """[(entry, line number)] of a list file's bytes ``data``: the first word
+    of each line; blank lines and lines starting with # are skipped;
+    anything after the path (a toolbox target) is ignored."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{name}: the list is not UTF-8 text ({error})") from None
+    return [(line.split()[0], number) for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#")]
+
+
 def list_file(path):
     """(image paths, line numbers) of a list file: a path per line, relative
-    to the list's folder; blank lines and lines starting with # are skipped;
-    anything after the path (a toolbox target) is ignored."""
+    to the list's folder (see :func:`list_lines`)."""
     folder = os.path.dirname(os.path.abspath(path))
-    paths, lines = [], []
     check_regular(path, "the list file")
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            paths.append(os.path.join(folder, text.split()[0]))
-            lines.append(lineno)
-    return paths, lines
+    with open(path, "rb") as handle:
+        entries = list_lines(handle.read(), path)
+    return [os.path.join(folder, entry) for entry, _ in entries], [line for _, line in entries]
 
 
 def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0), resize=None, crop=False):
@@ -292,7 +306,7 @@ def open_source(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0), 
     if not os.path.exists(path):
         raise FileNotFoundError(f"data not found: {path}")
     ext = os.path.splitext(path)[1].lower()
-    if ext in _LIST_EXTENSIONS:
+    if ext in LIST_EXTENSIONS:
         paths, lines = list_file(path)
         if not paths:
             raise ValueError(f"{path}: the list names no images")

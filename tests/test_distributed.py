@@ -464,3 +464,45 @@ def test_a_url_the_workers_cannot_read_is_named_with_the_worker(tmp_path, digits
     monkeypatch.setitem(__import__("sys").modules, "fsspec", None)
     with pytest.raises(ImportError, match=r"memory://x/d\.npy: reading data from a URL needs fsspec"):
         lrpnb.explain_dataset(MODEL, "memory://x/d.npy", tmp_path / "r.h5", client=client)
+
+
+def test_images_from_urls_are_the_local_run_bit_for_bit(tmp_path):
+    """A folder of images and a list of them named by URLs: read by the
+    workers, the local run's result from the same files on a path; the
+    record of the run changes with an image's bytes."""
+    import fsspec
+    from PIL import Image
+
+    from lrpnb.pipeline.records import fingerprint
+    from lrpnb.pipeline.remote import open_data
+
+    folder, memory = tmp_path / "images", fsspec.filesystem("memory")
+    folder.mkdir()
+    pixels = synthetic_digits(7, seed=5).images
+    for k, image in enumerate(pixels):
+        Image.fromarray(((image[..., 0] + 1) * 127.5).astype(np.uint8)).save(folder / f"{k}.png")
+        memory.pipe(f"/lrpnb-images/digits/{k}.png", (folder / f"{k}.png").read_bytes())
+    memory.pipe("/lrpnb-images/digits/notes.txt", b"not an image")
+    memory.pipe("/lrpnb-images/some.lst", b"# two of them\ndigits/2.png 7\n\ndigits/5.png\n")
+    local = tmp_path / "local.h5"
+    lrpnb.explain_dataset(MODEL, folder, local, batch_size=3, verbose=False, **METHOD)
+    with h5py.File(local) as handle:
+        expected = {name: handle[name][()] for name in RESULTS}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") \
+            as cluster, distributed.Client(cluster) as threads:
+        for url, rows in (("memory://lrpnb-images/digits", slice(None)), ("memory://lrpnb-images/some.lst", [2, 5])):
+            out = tmp_path / "urls.h5"
+            lrpnb.explain_dataset(MODEL, url, out, batch_size=3, client=threads, verbose=False, overwrite=True,
+                                  **METHOD)
+            with h5py.File(out) as handle:
+                for name in RESULTS:
+                    np.testing.assert_array_equal(handle[name][()], expected[name][rows])
+    source = open_data("memory://lrpnb-images/digits", sample_shape=(32, 32, 1))
+    assert len(source) == 7
+    before = fingerprint("memory://lrpnb-images/digits", source)
+    memory.pipe("/lrpnb-images/digits/3.png", (folder / "4.png").read_bytes() + b"\0")
+    assert fingerprint("memory://lrpnb-images/digits", source) != before
+    with pytest.raises(ValueError, match=r"memory://lrpnb-images/empty: folder holds no .png/.jpg/.jpeg images"):
+        memory.pipe("/lrpnb-images/empty/a.txt", b"")
+        open_data("memory://lrpnb-images/empty", sample_shape=(32, 32, 1))
+    memory.rm("/lrpnb-images", recursive=True)

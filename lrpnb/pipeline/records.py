@@ -6,7 +6,8 @@ import os
 import numpy as np
 
 from .. import provenance
-from .remote import absolute, is_url, local_file, model_identity, url_fingerprint
+from ..sources import LIST_EXTENSIONS
+from .remote import absolute, is_url, local_file, model_identity, url_fingerprint, url_versions
 
 __all__ = ["fingerprint", "listed", "target_words", "image_words", "provenance_record"]
 
@@ -21,8 +22,11 @@ def fingerprint(data, source, whole=(), edge=1 << 16):
     import hashlib
 
     digest = hashlib.sha1()
+    paths = list(getattr(source, "paths", None) or ())
     if is_url(data):
-        url_fingerprint(data, digest, edge)
+        if not paths or os.path.splitext(data)[1].lower() in LIST_EXTENSIONS:
+            url_fingerprint(data, digest, edge)  # a data file, or the list of the images
+        url_versions(paths, digest)
         data = None
     if data is not None and not os.path.exists(data):  # FILE.h5:DATASET
         data = data.rpartition(":")[0] or data
@@ -31,7 +35,7 @@ def fingerprint(data, source, whole=(), edge=1 << 16):
         if is_url(path):
             url_fingerprint(path, digest, edge)
     edged += [path for path in whole if path is not None and not is_url(path) and os.path.isfile(path)]
-    files = edged + list(getattr(source, "paths", None) or ())
+    files = edged + [path for path in paths if not is_url(path)]
     for number, path in enumerate(files):
         try:
             status = os.stat(path)

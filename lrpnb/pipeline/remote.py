@@ -6,7 +6,8 @@ their rows where the data lie, rather than through the scheduler.
 A ``.npy`` file is read row by row (its header, then only the bytes of a
 batch's rows); an HDF5 file (``URL.h5`` with ``dataset``, or
 ``URL.h5:NAME``) through h5py's file objects, which also read only what a
-batch asks for. Other formats and image folders are read from paths only.
+batch asks for. Images (a file, a folder of them, a list file) are read
+whole, each when its batch comes. Other formats are read from paths only.
 A model file (and a Caffe model's weights) named by a URL is copied once
 per process into a temporary folder, under its own name (its extension
 says its format), and read from there.
@@ -15,7 +16,7 @@ import os
 
 import numpy as np
 
-__all__ = ["is_url", "absolute", "local_file", "model_identity", "open_data", "url_fingerprint"]
+__all__ = ["is_url", "absolute", "local_file", "model_identity", "open_data", "url_fingerprint", "url_versions"]
 
 #: what a URL's data can be
 URL_EXTENSIONS = (".npy", ".h5", ".hdf5")
@@ -95,9 +96,15 @@ def open_data(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0), re
         return open_source(path, dataset, sample_shape, input_range, resize, crop)
     url, dataset = _split(path, dataset)
     extension = os.path.splitext(url)[1].lower()
+    images = _image_urls(url, extension)
+    if images is not None:
+        from ..sources import ImageSource
+
+        return ImageSource(images[0], sample_shape, input_range, images[1], resize=resize, crop=crop)
     if extension not in URL_EXTENSIONS:
-        raise ValueError(f"{path}: data from a URL are read from {', '.join(URL_EXTENSIONS)} files; "
-                         f"copy the data to a path, or convert them to .npy or .h5")
+        raise ValueError(f"{path}: data from a URL are read from {', '.join(URL_EXTENSIONS)} files, image files, "
+                         f"folders of images and lists of images; copy the data to a path, or convert them to "
+                         f".npy or .h5")
     fsspec = _fsspec(url)
     try:
         handle = fsspec.open(url, "rb").open()
@@ -110,6 +117,36 @@ def open_data(path, dataset=None, sample_shape=None, input_range=(-1.0, 1.0), re
     if extension == ".npy":
         return ArraySource(_NpyRows(handle, url), url)
     return ArraySource(*_hdf5_dataset(handle, url, dataset))
+
+
+def _image_urls(url, extension):
+    """(image URLs, list line numbers or None) of an image file's, a folder's
+    (its .png/.jpg/.jpeg files, sorted) or a list file's URL (a URL or a
+    path relative to the list's folder per line, as ``sources.list_file``
+    reads); None for other URLs."""
+    from ..sources import IMAGE_EXTENSIONS, LIST_EXTENSIONS, list_lines
+
+    if extension in IMAGE_EXTENSIONS:
+        return [url], None
+    fsspec = _fsspec(url)
+    try:
+        filesystem, where = fsspec.core.url_to_fs(url)
+        if extension in LIST_EXTENSIONS:
+            with filesystem.open(where, "rb") as handle:
+                entries = list_lines(handle.read(), url)
+            folder = url.rstrip("/").rpartition("/")[0]
+            return [entry if is_url(entry) else f"{folder}/{entry}" for entry, _ in entries], \
+                [line for _, line in entries]
+        if not filesystem.isdir(where):
+            return None
+        files = sorted(f for f in filesystem.find(where, maxdepth=1)
+                       if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    except (OSError, ValueError, ImportError) as error:
+        kind = FileNotFoundError if isinstance(error, FileNotFoundError) else ValueError
+        raise kind(f"{url}: cannot read ({type(error).__name__}: {error})") from None
+    if not files:
+        raise ValueError(f"{url}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+    return [filesystem.unstrip_protocol(f) for f in files], None
 
 
 class _NpyRows:
@@ -162,6 +199,24 @@ def _hdf5_dataset(handle, url, dataset):
     if dataset not in names:
         raise ValueError(f"{url}: no dataset {dataset!r} (found {names})")
     return opened[dataset], f"{url}:{dataset}"
+
+
+def url_versions(urls, digest):
+    """Feed ``digest`` with each URL's size and what its filesystem says of
+    its version (the images of a run read from URLs); a URL that cannot be
+    read counts as missing, as an image file that cannot be does."""
+    if not urls:
+        return
+    fsspec = _fsspec(urls[0])
+    for url in urls:
+        try:
+            filesystem, where = fsspec.core.url_to_fs(url)
+            info = filesystem.info(where)
+        except (OSError, ValueError):
+            digest.update(b"missing;")
+            continue
+        version = [str(info.get(key)) for key in ("mtime", "LastModified", "ETag", "etag", "created") if key in info]
+        digest.update(f"{int(info.get('size') or 0)} {' '.join(version)};".encode())
 
 
 def url_fingerprint(url, digest, edge=1 << 16):
