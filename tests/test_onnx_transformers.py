@@ -423,3 +423,24 @@ def test_softmax_over_an_inner_axis_matches_reference(tmp_path):
     onnx.save(old, tmp_path / "opset11.onnx")
     with pytest.raises(ValueError, match=r"opset11.onnx: .*softmax of opset 11 over axis 1 .*opset_version >= 13"):
         lrpnb.load(tmp_path / "opset11.onnx")
+
+
+def test_a_final_softmax_of_language_model_logits_is_left_out_of_explanations(tmp_path):
+    embed, inits = embedding()
+    inits += [weight("Wv", D, V)]
+    logits = helper.make_node("MatMul", ["h", "Wv"], ["logits"])
+    path = model(tmp_path / "probabilities.onnx", embed + [logits, helper.make_node("Softmax", ["logits"], ["y"])],
+                 inits, [ids_input()], [T, V])
+    plain = model(tmp_path / "logits.onnx", embed + [helper.make_node("MatMul", ["h", "Wv"], ["y"])], inits,
+                  [ids_input()], [T, V])
+    net = compare(path, {"ids": ids()})
+    assert isinstance(net.layers[-1], lrpnb.SoftMax)
+    tokens = ids()
+    np.testing.assert_allclose(net.forward(tokens, dtype=np.float64).sum(axis=-1), 1, rtol=1e-12)
+    relevance, scores = net.explain(tokens, rule="epsilon", param=1e-9, dtype=np.float64, target=[3, 4],
+                                    return_scores=True)
+    # explanations start from the logits, as those of the model without its final softmax
+    expected, logits = lrpnb.load(plain).explain(tokens, rule="epsilon", param=1e-9, dtype=np.float64,
+                                                 target=[3, 4], return_scores=True)
+    np.testing.assert_array_equal(scores, logits)
+    np.testing.assert_array_equal(relevance, expected)

@@ -155,19 +155,23 @@ class LRN(Layer):
 
 
 class SoftMax(Layer):
-    """Softmax over the last axis of (N, C) scores."""
+    """Softmax over the last axis of (N, C) scores, or of (N, ..., C) (a
+    language model's (N, T, V)): the network's final probabilities, which
+    explanations leave out (they start from the scores before it)."""
 
     def output_shape(self, shape):
-        if len(shape) != 2:
+        if len(shape) < 2:
             raise ValueError(f"expects input of shape (N, C), got {shape_text(shape)}")
         return shape
 
     def forward(self, X, backend=CPU):
-        return backend.activations.softmax_forward(X)
+        rows = X.reshape((-1, tuple(X.shape)[-1]))
+        return backend.activations.softmax_forward(rows).reshape(X.shape)
 
     def propagate(self, X, Y, R, rule, backend):
         if rule.is_gradient:
-            return backend.activations.softmax_backward(Y, R)
+            C = tuple(Y.shape)[-1]
+            return backend.activations.softmax_backward(Y.reshape((-1, C)), R.reshape((-1, C))).reshape(Y.shape)
         return R
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..layers.attention import AttentionSoftmax, MatMul
 from ..layers.products import Scale
 from ..layers.tokens import Bias, Embedding, Rearrange
-from ..network import Add, Linear
+from ..network import Add, Linear, SoftMax
 from .folding import BATCH
 from .tensors import FIRST, INDEX, SAME, Tensor, index_of, settle
 
@@ -182,6 +182,10 @@ class TransformerOps:
         opset = next((o.version for o in self.opsets if o.domain in ("", "ai.onnx")), 13)
         axis = attrs.get("axis", -1 if opset >= 13 else 1)
         axis = axis + rank if axis < 0 else axis
+        if axis == rank - 1 and node.output[0] in {o.name for o in self.graph.output}:
+            # the model's final probabilities, as the softmax of (N, C) scores: explanations start below it
+            source = self.need(node, source, SAME, "scores in ONNX's order")
+            return self.add(node, SoftMax(), [source], source.shape, SAME)
         if opset < 13 and axis != rank - 1:
             raise self.error(node, f"a softmax of opset {opset} over axis {attrs.get('axis', 1)} is one over all "
                                    f"the axes from there on (flattened); export with opset_version >= 13 (17 is "
