@@ -76,6 +76,8 @@ def describe_input(shape):
         return "inputs of a shape no layer fixes"
     if len(shape) == 1:
         return f"vectors of {shape[0]} values"
+    if len(shape) == 2:
+        return f"sequences of {shape[0]} vectors of {shape[1]} values"
     return f"{' x '.join(map(str, shape))} images"
 
 

@@ -444,3 +444,23 @@ def test_a_final_softmax_of_language_model_logits_is_left_out_of_explanations(tm
                                                  target=[3, 4], return_scores=True)
     np.testing.assert_array_equal(scores, logits)
     np.testing.assert_array_equal(relevance, expected)
+
+
+def test_a_float_sequence_input_is_read_as_tokens(tmp_path):
+    """A float input (N, T, D) whose first reader is a normalisation over its
+    last axis (a model exported with its input embeddings) keeps ONNX's
+    layout: (N, T, D) in, (N, T, D) relevance out."""
+    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["n"], axis=-1),
+             helper.make_node("MatMul", ["n", "W1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]), const("first", 0, np.int64),
+             helper.make_node("Gather", ["r", "first"], ["cls"], axis=1),
+             helper.make_node("Gemm", ["cls", "W2", "b2"], ["y"])]
+    inits = [weight("g", D), weight("b", D), weight("W1", D, D), weight("b1", D), weight("W2", D, 3), weight("b2", 3)]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [N, T, D])]
+    path = model(tmp_path / "sequence.onnx", nodes, inits, inputs, [3])
+    X = RNG.standard_normal((N, T, D)).astype(np.float32)
+    net = compare(path, {"x": X})
+    assert net.input_shape == (T, D)
+    relevance = net.explain(X.astype(np.float64), target=[0, 2], rule="epsilon", param=1e-9)
+    # the class token alone reaches the scores: every other token gets nothing
+    assert relevance.shape == (N, T, D) and np.all(relevance[:, 1:] == 0) and np.abs(relevance[:, 0]).min() > 0

@@ -113,7 +113,7 @@ def run_model_info(args):
     elif shape is None:
         print("input: unknown (no layer fixes it)")
     else:
-        what = "vectors of" if len(shape) == 1 else "images of"
+        what = {1: "vectors of", 2: "sequences of"}.get(len(shape), "images of")
         print(f"input: {what} {' x '.join(map(str, shape))}")
         shapes = net.output_shapes((1,) + shape)
     graph = not net.is_sequential

@@ -196,7 +196,7 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
             want = "(N, T) token ids or (N, ...) integers" if integer else "(N, C, H, W), (N, C, L) or (N, D)"
             raise ValueError(f"{self.path}: the input {graph_input.name!r} must be {want} with fixed sizes "
                              f"besides N, got {tuple(shape)}")
-        if integer or len(shape) == 1:
+        if integer or len(shape) == 1 or (len(shape) == 2 and self.read_as_tokens(graph_input.name)):
             lshape, kind = shape, SAME
         else:
             lshape, kind = first_shape(shape), FIRST
@@ -205,6 +205,26 @@ class Importer(Checks, Patterns, MaskPaths, TransformerOps, LayerOps, ShapeOps, 
         self.input_names.append(name)
         self.input_shapes[name] = lshape
         self.tensors[graph_input.name] = Tensor(name, lshape, shape, kind)
+
+    def read_as_tokens(self, name):
+        """Whether a float input (N, A, B) is a sequence of vectors (N, T, D) in ONNX's own layout (it reaches a
+        dense product, a normalisation over its last axis, a softmax or a transpose first) rather than a 1-d
+        signal (N, C, L) (it reaches a convolution or a pool first, or nothing decides): the first deciding
+        readers after element-wise steps."""
+        passing = {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "Cast", "Dropout", "Clip", "Tanh", "Sigmoid",
+                   "LeakyRelu", "Erf", "Neg"}
+        tokens = {"MatMul", "Gemm", "LayerNormalization", "Softmax", "Transpose", "ReduceMean", "Split", "Slice",
+                  "Gather", "Concat"}
+        names, seen = [name], {name}
+        while names:
+            readers = [n for n in self.graph.node if any(i in names for i in n.input)]
+            if any(n.op_type in tokens for n in readers):
+                return True
+            if any(n.op_type not in passing for n in readers):
+                return False
+            names = [o for n in readers for o in n.output if o and o not in seen]
+            seen.update(names)
+        return False
 
     def network(self):
         if len(self.graph.output) != 1:
