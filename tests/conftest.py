@@ -39,6 +39,44 @@ def relative_error(actual, expected):
     return diff / scale if scale > 0 else diff
 
 
+#: relative tolerances of the layer tests against tests/naive.py
+LAYER_TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def close(actual, expected, dtype):
+    """``actual`` has ``dtype``, the reference's shape, and its values within
+    LAYER_TOLERANCE[dtype] of the largest reference value."""
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    scale = max(np.abs(expected).max(), 1e-300)
+    assert np.abs(actual.astype(np.float64) - expected).max() / scale <= LAYER_TOLERANCE[dtype]
+
+
+def normal(rng, *shape, dtype=np.float64):
+    """Standard normal values of ``shape`` from ``rng``, in ``dtype``."""
+    return rng.normal(size=shape).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Dask cluster of 2 worker processes (this machine's 2 cores),
+    one for each test module that asks for it."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.CRITICAL) as made:
+        yield made
+
+
+@pytest.fixture()
+def client(cluster):
+    """A Dask client of the module's cluster."""
+    import distributed
+
+    with distributed.Client(cluster) as made:
+        yield made
+
+
 def toolbox_digits(count):
     """The first ``count`` MNIST test digits as the toolbox's LeNet-5 sees them:
     scaled to [-1, 1] and padded with -1 to 32x32."""

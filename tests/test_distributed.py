@@ -24,21 +24,6 @@ RESULTS = ("relevance", "prediction", "scores", "target")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    import logging
-
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.CRITICAL) as made:
-        yield made
-
-
-@pytest.fixture()
-def client(cluster):
-    with distributed.Client(cluster) as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "digits.npy"
     np.save(path, synthetic_digits(COUNT, seed=11).images)

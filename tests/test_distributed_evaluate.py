@@ -1,7 +1,6 @@
 """``evaluate_dataset`` on a Dask cluster (lrpnb.distributed): the local
 run's perturbation curves bit for bit, whatever the chunks, and one-line
 errors naming the worker and the file it cannot read."""
-import logging
 import os
 
 import numpy as np
@@ -19,19 +18,6 @@ MODEL = "lenet5_synthetic"
 # few steps keep the copies cheap; uniform values and the random order draw
 # from the seeded stream that the chunks must share out exactly
 SETTINGS = dict(steps=6, seed=5, replace="uniform", rule=["epsilon:0.01", "gradient"])
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.CRITICAL) as made:
-        yield made
-
-
-@pytest.fixture()
-def client(cluster):
-    with distributed.Client(cluster) as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

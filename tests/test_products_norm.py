@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import lrpnb
+from conftest import close, normal
 import naive
 from lrpnb.composites import Composite
 from lrpnb.layers import GlobalAveragePool, LayerNorm, Mul, Scale
@@ -13,17 +14,6 @@ from lrpnb.rules import Rule
 
 LRP_RULES = [("simple", None), ("epsilon", 0.1), ("alphabeta", 2.0), ("alphabeta", 1.0), ("zplus", None),
              ("gamma", 0.25), ("zb", (np.array([-3.0, -2.0, -1.0, -2.5, -1.5]), 2.5)), ("flat", None), ("ww", None)]
-TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
-
-
-def close(actual, expected, dtype):
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    scale = max(np.abs(expected).max(), 1e-300)
-    assert np.abs(actual.astype(np.float64) - expected).max() / scale <= TOLERANCE[dtype]
-
-
-def normal(rng, *shape, dtype=np.float64):
-    return rng.normal(size=shape).astype(dtype)
 
 
 # ---------------------------------------------------------------- Scale
